@@ -1,0 +1,80 @@
+//! The command line: parsed by clap, then turned into the library's typed options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "levered",
+    version,
+    about = "Keeps product decisions optimized with multi-armed bandits, using data already in your warehouse",
+    after_help = crate::exit::TABLE
+)]
+pub struct Cli {
+    /// Print nothing on success (warnings and errors still go to stderr).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Never show progress bars.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train optimizations: aggregate in the warehouse, update posteriors, write the allocation.
+    #[command(after_help = crate::exit::TABLE)]
+    Train(TrainArgs),
+    /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
+    #[command(after_help = crate::exit::TABLE)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The definitions file [default: optimizations.yaml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// An optimization to train (repeatable).
+    #[arg(long = "optimization", short = 'o', value_name = "NAME")]
+    pub optimizations: Vec<String>,
+    /// Train every optimization that is not archived.
+    #[arg(long, conflicts_with = "optimizations")]
+    pub all: bool,
+    /// The run's point in time, RFC 3339 (e.g. 2026-01-03T13:00:00Z) [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Seed of the run's random streams [default: model.seed, else drawn and recorded].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute and print, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Recompute every batch instead of the non-final ones.
+    #[arg(long)]
+    pub full: bool,
+    /// How long to wait for another run holding the state store.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub lock_timeout: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The folder to write the Parquet tables into (created; existing tables are replaced).
+    #[arg(long, default_value = "fixtures/warehouse")]
+    pub out: PathBuf,
+    /// Visits to generate; each exposes `hero`, and about 30% also `checkout`.
+    #[arg(long, default_value_t = 60_000)]
+    pub exposures: u64,
+    /// Days of traffic, ending at 2026-01-08T00:00:00Z.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

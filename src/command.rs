@@ -1,0 +1,195 @@
+//! The imperative shell: parses the command line, reads the clock, runs a command and maps its
+//! result to an exit status.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, GenerateArgs, TrainArgs};
+use crate::config::{self, Span};
+use crate::exit::{ExitStatus, Failure};
+use crate::output::{Format, Printer};
+use crate::train::{self, Outcome, TrainOptions};
+
+/// Runs levered with these arguments (the first is the program name).
+pub fn run<I, T>(args: I) -> ExitStatus
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Success
+            };
+        }
+    };
+    let format = match &cli.command {
+        Command::Train(args) => args.format,
+        Command::Generate(_) => Format::Text,
+    };
+    let printer = Printer::new(cli.quiet, cli.no_progress, format);
+    let result = match cli.command {
+        Command::Train(args) => train_command(args, &printer),
+        Command::Generate(args) => generate_command(args, &printer),
+    };
+    match result {
+        Ok(status) => status,
+        Err(failure) => {
+            printer.error(&failure.error);
+            failure.status
+        }
+    }
+}
+
+fn usage(message: String) -> Failure {
+    Failure::new(ExitStatus::Usage, anyhow!(message))
+}
+
+/// The definitions file: `--config`, else `optimizations.yaml`, else the bundled example with a note.
+fn config_path(given: Option<PathBuf>, printer: &Printer) -> Result<PathBuf, Failure> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let default = Path::new("optimizations.yaml");
+    if default.exists() {
+        return Ok(default.to_path_buf());
+    }
+    let example = Path::new("optimizations.example.yaml");
+    if example.exists() {
+        printer.warn("optimizations.yaml not found here; using optimizations.example.yaml (pass --config to choose)");
+        return Ok(example.to_path_buf());
+    }
+    Err(usage(
+        "no definitions file: optimizations.yaml is not in the current folder\n  hint: pass --config PATH".into(),
+    ))
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            usage(format!(
+                "--as-of `{text}` is not an RFC 3339 time ({e})\n  hint: e.g. 2026-01-03T13:00:00Z"
+            ))
+        })
+}
+
+fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let now = Utc::now();
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or(now);
+    let lock_timeout = Span::parse(&args.lock_timeout)
+        .map_err(|e| usage(format!("--lock-timeout: {e}")))?
+        .as_chrono()
+        .to_std()
+        .unwrap_or_default();
+    let path = config_path(args.config, printer)?;
+    let config = config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
+    let options = TrainOptions {
+        optimizations: args.optimizations,
+        all: args.all,
+        as_of,
+        trained_at: now,
+        seed: args.seed,
+        dry_run: args.dry_run,
+        full: args.full,
+        lock_timeout,
+    };
+    let outcomes = train::train(&config, &options, printer)?;
+    let mut json = Vec::new();
+    let (mut trained, mut failed, mut worst) = (0, 0, ExitStatus::Success);
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Trained(report) => {
+                trained += 1;
+                for warning in &report.warnings {
+                    printer.warn(&format!("{}: {warning}", report.optimization));
+                }
+                printer.summary(&summary_line(report, options.dry_run, &config.output_dir));
+                if options.dry_run {
+                    printer.result(&crate::report::table(report));
+                }
+                json.push(serde_json::json!({"optimization": report.optimization, "outcome": "trained", "run": report}));
+            }
+            Outcome::Skipped {
+                optimization,
+                reason,
+            } => {
+                if !options.all {
+                    printer.summary(&format!("{optimization}: nothing ran: {reason}"));
+                }
+                json.push(serde_json::json!({"optimization": optimization, "outcome": "skipped", "reason": reason}));
+            }
+            Outcome::Failed {
+                optimization,
+                error,
+                status,
+            } => {
+                failed += 1;
+                worst = *status;
+                printer.error(&anyhow!("{optimization}: training failed: {error:#}"));
+                json.push(serde_json::json!({"optimization": optimization, "outcome": "failed", "error": format!("{error:#}")}));
+            }
+        }
+    }
+    printer.json(&serde_json::Value::Array(json));
+    Ok(match (trained, failed) {
+        (_, 0) => ExitStatus::Success,
+        (0, _) => worst,
+        _ => ExitStatus::Partial,
+    })
+}
+
+fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &Path) -> String {
+    use crate::allocation::Phase;
+    let phase = match &report.phase {
+        Phase::Completed { winner } => format!("completed, arm {winner} serves all traffic"),
+        Phase::BurnIn { reason } => format!("burn-in (equal split: {reason})"),
+        Phase::Bandit => {
+            let best = report
+                .arms
+                .iter()
+                .max_by(|a, b| a.p_best.unwrap_or(0.0).total_cmp(&b.p_best.unwrap_or(0.0)));
+            best.map_or_else(String::new, |b| {
+                format!(
+                    "bandit, leading arm {} with P(best) {:.3}",
+                    b.arm_id,
+                    b.p_best.unwrap_or(0.0)
+                )
+            })
+        }
+    };
+    let written = if dry_run {
+        "dry run, nothing written".to_string()
+    } else {
+        format!("wrote {}", output_dir.join(&report.optimization).display())
+    };
+    format!(
+        "{}: run {} as of {}: {} arms, {} mature units, {} scan; {phase}; {written}",
+        report.optimization,
+        report.run_id,
+        report.as_of,
+        report.arms.len(),
+        report.scan.mature_units,
+        report.scan.mode
+    )
+}
+
+fn generate_command(args: GenerateArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let summary = crate::synth::generate(&args.out, args.exposures, args.days, args.seed)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    printer.summary(&summary);
+    Ok(ExitStatus::Success)
+}

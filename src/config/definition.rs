@@ -1,0 +1,175 @@
+//! The checked definitions every later stage works with.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::duration::Span;
+
+/// A whole definitions file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub warehouse: Warehouse,
+    pub state: PathBuf,
+    pub output_dir: PathBuf,
+    pub keep_runs: u32,
+    pub optimizations: BTreeMap<String, Optimization>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Warehouse {
+    pub source: WarehouseSource,
+    /// Logical table name (as used in `exposures.table` and metric SQL) → engine table.
+    pub tables: BTreeMap<String, String>,
+    pub memory_limit: Option<String>,
+    pub threads: Option<u32>,
+    pub stale_after: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum WarehouseSource {
+    /// A DuckDB database file, opened read-only.
+    DuckDbFile(PathBuf),
+    /// A folder whose `x.parquet` files and `x/` folders of Parquet files are tables named `x`.
+    ParquetFolder(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// Any reward row is a conversion.
+    Bool,
+    /// The reward is the sum of `value`.
+    Numeric,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    pub name: String,
+    pub kind: MetricKind,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Live,
+    Completed,
+    Archived,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Factor {
+    pub name: String,
+    pub levels: Vec<String>,
+}
+
+/// One combination of levels, one per factor in factor order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Variant(pub Vec<String>);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Optimization {
+    pub name: String,
+    pub status: Status,
+    pub factors: Vec<Factor>,
+    /// The arms in level order (baseline first), after exclusions.
+    pub variants: Vec<Variant>,
+    pub reward: Metric,
+    pub exposures: Exposures,
+    pub attribution: Attribution,
+    pub model: Model,
+}
+
+impl Optimization {
+    /// The variant as the JSON object text the warehouse and the serving side use.
+    pub fn variant_json(&self, variant: &Variant) -> String {
+        let object: serde_json::Map<String, serde_json::Value> = self
+            .factors
+            .iter()
+            .zip(&variant.0)
+            .map(|(factor, level)| (factor.name.clone(), serde_json::Value::from(level.clone())))
+            .collect();
+        serde_json::Value::Object(object).to_string()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum ExposureSource {
+    Table(String),
+    Sql(String),
+}
+
+/// Column names of the exposure source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Columns {
+    pub anonymous_id: String,
+    pub timestamp: String,
+    pub optimization_id: String,
+    pub variant: String,
+    pub context: String,
+    pub holdout: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposures {
+    pub source: ExposureSource,
+    pub columns: Columns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Touch {
+    LastTouch,
+    FirstTouch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// The first exposure of a visitor in each batch.
+    VisitorBatch,
+    /// The first exposure of a visitor, ever.
+    Visitor,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Attribution {
+    pub touch: Touch,
+    pub window: Span,
+    pub unit: Unit,
+    pub late_grace: Span,
+}
+
+/// A number known to lie in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Probability(f64);
+
+impl Probability {
+    pub fn new(value: f64) -> Option<Probability> {
+        (0.0..=1.0).contains(&value).then_some(Probability(value))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Prior {
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub batch: Span,
+    pub prior: Prior,
+    pub burn_in: Span,
+    pub min_units_per_arm: u64,
+    pub floor: Probability,
+    pub decay_half_life: Option<Span>,
+    pub seed: Option<u64>,
+}

@@ -1,0 +1,84 @@
+//! Durations as written in the YAML file: `30m`, `1h`, `5d`.
+
+use std::fmt;
+
+/// A non-negative length of time, in whole microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Span(i64);
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+
+impl Span {
+    pub const ZERO: Span = Span(0);
+
+    pub fn from_seconds(seconds: i64) -> Span {
+        Span(seconds * MICROS_PER_SECOND)
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn as_chrono(self) -> chrono::TimeDelta {
+        chrono::TimeDelta::microseconds(self.0)
+    }
+
+    /// Parses `<integer><unit>` with unit `s`, `m`, `h`, `d` or `w`.
+    pub fn parse(text: &str) -> Result<Span, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("`{text}` has no unit"))?;
+        let (number, unit) = text.split_at(split);
+        let number: i64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+        let seconds_per_unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(format!("`{text}` has an unknown unit `{unit}`")),
+        };
+        number
+            .checked_mul(seconds_per_unit)
+            .and_then(|s| s.checked_mul(MICROS_PER_SECOND))
+            .map(Span)
+            .ok_or_else(|| format!("`{text}` is too long"))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.0 / MICROS_PER_SECOND;
+        for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if seconds != 0 && seconds % size == 0 {
+                return write!(f, "{}{unit}", seconds / size);
+            }
+        }
+        write!(f, "{seconds}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Span;
+
+    #[test]
+    fn parses_each_unit() {
+        assert_eq!(Span::parse("30m").unwrap(), Span::from_seconds(1_800));
+        assert_eq!(Span::parse("1h").unwrap(), Span::from_seconds(3_600));
+        assert_eq!(Span::parse("5d").unwrap(), Span::from_seconds(432_000));
+        assert_eq!(Span::parse("0h").unwrap(), Span::ZERO);
+        assert_eq!(Span::parse("2w").unwrap().to_string(), "2w");
+        assert_eq!(Span::parse("90m").unwrap().to_string(), "90m");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in ["", "h", "1", "1.5h", "-1h", "1y", "1 h x"] {
+            assert!(Span::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+}

@@ -1,0 +1,743 @@
+//! YAML text → checked definitions, in one place. Every problem names the file, the key path,
+//! the line and column where known, and a hint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::{Location, Spanned};
+
+use super::definition::*;
+use super::duration::Span;
+use super::raw::*;
+
+/// One thing wrong with a definitions file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Everything wrong with a definitions file (all problems at once, not the first only).
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "invalid definitions in {} ({count} problem{})",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  {}", problem.render(&self.file))?;
+        }
+        Ok(())
+    }
+}
+
+impl Problem {
+    /// `file:line:column: key.path: message (hint: ...)`
+    pub fn render(&self, file: &Path) -> String {
+        let mut out = file.display().to_string();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+            if let Some(column) = self.column {
+                out.push_str(&format!(":{column}"));
+            }
+        }
+        if !self.path.is_empty() {
+            out.push_str(&format!(": {}", self.path));
+        }
+        out.push_str(&format!(": {}", self.message));
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("\n    hint: {hint}"));
+        }
+        out
+    }
+}
+
+/// Reads and checks a definitions file.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        problems: vec![Problem {
+            path: String::new(),
+            line: None,
+            column: None,
+            message: format!("cannot read the file: {e}"),
+            hint: Some("pass the definitions file with --config".into()),
+        }],
+    })?;
+    parse(file, &text)
+}
+
+/// Checks definitions given as text; `file` names them in messages and anchors relative paths.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawFile = serde_saphyr::from_str(text).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        problems: vec![syntax_problem(&e)],
+    })?;
+    let mut checker = Checker {
+        base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        problems: Vec::new(),
+    };
+    let config = checker.file(file, raw);
+    match config {
+        Some(config) if checker.problems.is_empty() => Ok(config),
+        _ => Err(ConfigError {
+            file: file.to_path_buf(),
+            problems: checker.problems,
+        }),
+    }
+}
+
+fn syntax_problem(error: &serde_saphyr::Error) -> Problem {
+    let location = error.location();
+    let message = error.without_snippet().to_string();
+    let hint = if message.contains("unknown field") {
+        Some(
+            "check the spelling against the keys in DESIGN §3.1 / optimizations.example.yaml"
+                .into(),
+        )
+    } else if message.contains("missing field") {
+        Some("add the required key".into())
+    } else {
+        Some("fix the YAML at this position".into())
+    };
+    Problem {
+        path: String::new(),
+        line: location.map(|l| l.line()),
+        column: location.map(|l| l.column()),
+        message: first_line(&message),
+        hint,
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+struct Checker {
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn report(&mut self, path: &str, at: Option<&Location>, message: String, hint: Option<&str>) {
+        self.problems.push(Problem {
+            path: path.to_string(),
+            line: at.map(|l| l.line()),
+            column: at.map(|l| l.column()),
+            message,
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn span(&mut self, path: &str, at: &Location, text: Option<&str>, default: Span) -> Span {
+        match text {
+            None => default,
+            Some(text) => match Span::parse(text) {
+                Ok(span) => span,
+                Err(message) => {
+                    self.report(
+                        path,
+                        Some(at),
+                        message,
+                        Some("write a duration like 30m, 1h or 5d"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn file(&mut self, file: &Path, raw: RawFile) -> Option<Config> {
+        let warehouse = self.warehouse(&raw.warehouse);
+        let metrics: BTreeMap<String, Metric> = raw
+            .metrics
+            .iter()
+            .filter_map(|(name, metric)| self.metric(name, metric))
+            .collect();
+        let keep_runs = raw.keep_runs.as_ref().map_or(168, |k| k.value);
+        if keep_runs == 0 {
+            let at = raw.keep_runs.as_ref().map(|k| &k.referenced);
+            self.report("keep_runs", at, "must be at least 1".into(), None);
+        }
+        if raw.optimizations.value.is_empty() {
+            self.report(
+                "optimizations",
+                Some(&raw.optimizations.referenced),
+                "defines no optimization".into(),
+                Some("add at least one optimization"),
+            );
+        }
+        let optimizations = raw
+            .optimizations
+            .value
+            .iter()
+            .filter_map(|(name, opt)| {
+                self.optimization(name, opt, &metrics)
+                    .map(|o| (name.clone(), o))
+            })
+            .collect();
+        Some(Config {
+            file: file.to_path_buf(),
+            warehouse: warehouse?,
+            state: self.resolve(
+                raw.state
+                    .as_ref()
+                    .map_or(".levered/state.duckdb", |s| s.value.as_str()),
+            ),
+            output_dir: self.resolve(raw.output_dir.as_ref().map_or("out", |s| s.value.as_str())),
+            keep_runs,
+            optimizations,
+        })
+    }
+
+    fn warehouse(&mut self, raw: &Spanned<RawWarehouse>) -> Option<Warehouse> {
+        let at = &raw.referenced;
+        let w = &raw.value;
+        if let Some(engine) = w.engine.as_deref().filter(|e| *e != "duckdb") {
+            let hint = (engine == "spark")
+                .then_some("this build of levered runs the embedded DuckDB engine only");
+            self.report(
+                "warehouse.engine",
+                Some(at),
+                format!("engine `{engine}` is not available"),
+                hint.or(Some("use engine: duckdb (the default)")),
+            );
+            return None;
+        }
+        if w.remote.is_some() {
+            self.report(
+                "warehouse.remote",
+                Some(at),
+                "`remote` needs a remote engine; the duckdb engine reads `path`".into(),
+                Some("remove `remote`"),
+            );
+        }
+        let stale_after = self.span(
+            "warehouse.stale_after",
+            at,
+            w.stale_after.as_deref(),
+            Span::from_seconds(6 * 3600),
+        );
+        if w.threads == Some(0) {
+            self.report(
+                "warehouse.threads",
+                Some(at),
+                "must be at least 1".into(),
+                None,
+            );
+        }
+        let Some(path) = w.path.as_deref() else {
+            self.report(
+                "warehouse.path",
+                Some(at),
+                "missing: the warehouse needs a path".into(),
+                Some("a .duckdb file, or a folder of Parquet files"),
+            );
+            return None;
+        };
+        let resolved = self.resolve(path);
+        let is_file = resolved
+            .extension()
+            .is_some_and(|e| e == "duckdb" || e == "db")
+            || resolved.is_file();
+        Some(Warehouse {
+            source: if is_file {
+                WarehouseSource::DuckDbFile(resolved)
+            } else {
+                WarehouseSource::ParquetFolder(resolved)
+            },
+            tables: w.tables.clone(),
+            memory_limit: w.memory_limit.clone(),
+            threads: w.threads,
+            stale_after,
+        })
+    }
+
+    fn metric(&mut self, name: &str, raw: &Spanned<RawMetric>) -> Option<(String, Metric)> {
+        let path = format!("metrics.{name}");
+        let kind = match raw.value.kind.as_str() {
+            "bool" => MetricKind::Bool,
+            "numeric" => MetricKind::Numeric,
+            other => {
+                self.report(
+                    &format!("{path}.type"),
+                    Some(&raw.referenced),
+                    format!("unknown metric type `{other}`"),
+                    Some("use `bool` (any row is a conversion) or `numeric` (sum of value)"),
+                );
+                return None;
+            }
+        };
+        if raw.value.sql.trim().is_empty() {
+            self.report(
+                &format!("{path}.sql"),
+                Some(&raw.referenced),
+                "is empty".into(),
+                Some("write a SELECT returning anonymous_id, timestamp (and value for numeric)"),
+            );
+            return None;
+        }
+        Some((
+            name.to_string(),
+            Metric {
+                name: name.to_string(),
+                kind,
+                sql: raw.value.sql.clone(),
+            },
+        ))
+    }
+
+    fn optimization(
+        &mut self,
+        name: &str,
+        raw: &Spanned<RawOptimization>,
+        metrics: &BTreeMap<String, Metric>,
+    ) -> Option<Optimization> {
+        let path = format!("optimizations.{name}");
+        let o = &raw.value;
+        let before = self.problems.len();
+        let status = match o.status.value.as_str() {
+            "live" => Status::Live,
+            "completed" => Status::Completed,
+            "archived" => Status::Archived,
+            other => {
+                self.report(
+                    &format!("{path}.status"),
+                    Some(&o.status.referenced),
+                    format!("unknown status `{other}`"),
+                    Some("use live, completed or archived"),
+                );
+                Status::Live
+            }
+        };
+        let factors = self.factors(&path, &o.design_factors);
+        let variants = self.variants(&path, &factors, &o.excluded_combinations);
+        let reward = match metrics.get(&o.reward.value) {
+            Some(metric) => Some(metric.clone()),
+            None => {
+                let known: Vec<&str> = metrics.keys().map(String::as_str).collect();
+                self.report(
+                    &format!("{path}.reward"),
+                    Some(&o.reward.referenced),
+                    format!("metric `{}` does not exist", o.reward.value),
+                    Some(&format!(
+                        "define it under `metrics:`; known metrics: {}",
+                        known.join(", ")
+                    )),
+                );
+                None
+            }
+        };
+        let exposures = self.exposures(&path, &o.exposures);
+        let attribution = self.attribution(&path, &o.attribution);
+        let model = self.model(&path, &o.model, variants.len());
+        if let Some(context) = &o.context_factors {
+            if !context.value.is_empty() {
+                self.report(
+                    &format!("{path}.context_factors"),
+                    Some(&context.referenced),
+                    "context factors need a contextual model, which this version does not train"
+                        .into(),
+                    Some("remove context_factors and use model.kind: mab"),
+                );
+            }
+        }
+        if let Some(generation) = &o.generation {
+            self.report(
+                &format!("{path}.generation"),
+                Some(&generation.referenced),
+                "arm generation is not supported by this version".into(),
+                Some("remove `generation`; every arm stays active"),
+            );
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Optimization {
+            name: name.to_string(),
+            status,
+            factors,
+            variants,
+            reward: reward?,
+            exposures: exposures?,
+            attribution: attribution?,
+            model: model?,
+        })
+    }
+
+    fn factors(
+        &mut self,
+        path: &str,
+        raw: &Spanned<indexmap::IndexMap<String, Vec<Level>>>,
+    ) -> Vec<Factor> {
+        let path = format!("{path}.design_factors");
+        if raw.value.is_empty() {
+            self.report(
+                &path,
+                Some(&raw.referenced),
+                "defines no factor".into(),
+                Some("add a factor with at least two levels"),
+            );
+        }
+        let mut factors = Vec::new();
+        for (name, levels) in &raw.value {
+            let levels: Vec<String> = levels.iter().map(Level::text).collect();
+            if name.trim().is_empty() {
+                self.report(
+                    &path,
+                    Some(&raw.referenced),
+                    "a factor has an empty name".into(),
+                    None,
+                );
+            }
+            if levels.is_empty() {
+                self.report(
+                    &format!("{path}.{name}"),
+                    Some(&raw.referenced),
+                    "has no level".into(),
+                    Some("list at least one level; the first is the baseline"),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for level in &levels {
+                if !seen.insert(level) {
+                    self.report(
+                        &format!("{path}.{name}"),
+                        Some(&raw.referenced),
+                        format!("level `{level}` is listed twice"),
+                        Some("each level of a factor must be distinct"),
+                    );
+                }
+            }
+            factors.push(Factor {
+                name: name.clone(),
+                levels,
+            });
+        }
+        factors
+    }
+
+    fn variants(
+        &mut self,
+        path: &str,
+        factors: &[Factor],
+        excluded: &[Spanned<indexmap::IndexMap<String, Level>>],
+    ) -> Vec<Variant> {
+        if factors.is_empty() || factors.iter().any(|f| f.levels.is_empty()) {
+            return Vec::new();
+        }
+        let mut exclusions: Vec<Vec<(usize, String)>> = Vec::new();
+        for (i, combination) in excluded.iter().enumerate() {
+            let key = format!("{path}.excluded_combinations[{i}]");
+            let mut pairs = Vec::new();
+            for (factor, level) in &combination.value {
+                let level = level.text();
+                match factors.iter().position(|f| &f.name == factor) {
+                    None => self.report(
+                        &key,
+                        Some(&combination.referenced),
+                        format!("`{factor}` is not a design factor"),
+                        Some(&format!("factors: {}", names(factors))),
+                    ),
+                    Some(f) if !factors[f].levels.contains(&level) => self.report(
+                        &key,
+                        Some(&combination.referenced),
+                        format!("`{level}` is not a level of `{factor}`"),
+                        Some(&format!("levels: {}", factors[f].levels.join(", "))),
+                    ),
+                    Some(f) => pairs.push((f, level)),
+                }
+            }
+            if pairs.is_empty() {
+                self.report(
+                    &key,
+                    Some(&combination.referenced),
+                    "excludes nothing".into(),
+                    Some("name at least one factor: level pair"),
+                );
+                continue;
+            }
+            if pairs
+                .iter()
+                .all(|(f, level)| &factors[*f].levels[0] == level)
+            {
+                self.report(
+                    &key,
+                    Some(&combination.referenced),
+                    "excludes the baseline (the first level of every factor)".into(),
+                    Some("the baseline cannot be excluded; reorder the levels to change it"),
+                );
+            }
+            exclusions.push(pairs);
+        }
+        let mut variants = vec![Variant(Vec::new())];
+        for factor in factors {
+            variants = variants
+                .into_iter()
+                .flat_map(|prefix| {
+                    factor.levels.iter().map(move |level| {
+                        let mut next = prefix.0.clone();
+                        next.push(level.clone());
+                        Variant(next)
+                    })
+                })
+                .collect();
+        }
+        variants.retain(|v| {
+            !exclusions
+                .iter()
+                .any(|pairs| pairs.iter().all(|(f, level)| &v.0[*f] == level))
+        });
+        if variants.len() < 2 {
+            self.report(
+                &format!("{path}.design_factors"),
+                None,
+                format!(
+                    "leaves {} arm(s) after exclusions; a bandit needs at least 2",
+                    variants.len()
+                ),
+                Some("add levels or remove exclusions"),
+            );
+        }
+        variants
+    }
+
+    fn exposures(&mut self, path: &str, raw: &Spanned<RawExposures>) -> Option<Exposures> {
+        let path = format!("{path}.exposures");
+        let e = &raw.value;
+        let source = match (&e.table, &e.sql) {
+            (Some(table), None) if !table.trim().is_empty() => ExposureSource::Table(table.clone()),
+            (None, Some(sql)) if !sql.trim().is_empty() => ExposureSource::Sql(sql.clone()),
+            _ => {
+                self.report(
+                    &path,
+                    Some(&raw.referenced),
+                    "needs exactly one of `table` or `sql`".into(),
+                    Some("e.g. exposures: {table: exposures}"),
+                );
+                return None;
+            }
+        };
+        let c = &e.columns;
+        let pick =
+            |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
+        Some(Exposures {
+            source,
+            columns: Columns {
+                anonymous_id: pick(&c.anonymous_id, "anonymous_id"),
+                timestamp: pick(&c.timestamp, "timestamp"),
+                optimization_id: pick(&c.optimization_id, "optimization_id"),
+                variant: pick(&c.variant, "variant"),
+                context: pick(&c.context, "context"),
+                holdout: pick(&c.holdout, "holdout"),
+            },
+        })
+    }
+
+    fn attribution(&mut self, path: &str, raw: &Spanned<RawAttribution>) -> Option<Attribution> {
+        let path = format!("{path}.attribution");
+        let at = &raw.referenced;
+        let a = &raw.value;
+        let touch = match a.kind.as_deref() {
+            None | Some("last_touch") => Touch::LastTouch,
+            Some("first_touch") => Touch::FirstTouch,
+            Some(other) => {
+                self.report(
+                    &format!("{path}.type"),
+                    Some(at),
+                    format!("unknown attribution `{other}`"),
+                    Some("use last_touch or first_touch"),
+                );
+                Touch::LastTouch
+            }
+        };
+        let unit = match a.unit.as_deref() {
+            None | Some("visitor_batch") => Unit::VisitorBatch,
+            Some("visitor") => Unit::Visitor,
+            Some(other) => {
+                self.report(
+                    &format!("{path}.unit"),
+                    Some(at),
+                    format!("unknown unit `{other}`"),
+                    Some("use visitor_batch or visitor"),
+                );
+                Unit::VisitorBatch
+            }
+        };
+        let Some(window) = a.conversion_window.as_deref() else {
+            self.report(
+                &format!("{path}.conversion_window"),
+                Some(at),
+                "missing: how long after an exposure a reward still counts".into(),
+                Some("e.g. conversion_window: 24h"),
+            );
+            return None;
+        };
+        let window = self.span(
+            &format!("{path}.conversion_window"),
+            at,
+            Some(window),
+            Span::ZERO,
+        );
+        let late_grace = self.span(
+            &format!("{path}.late_grace"),
+            at,
+            a.late_grace.as_deref(),
+            Span::from_seconds(3600),
+        );
+        Some(Attribution {
+            touch,
+            window,
+            unit,
+            late_grace,
+        })
+    }
+
+    fn model(&mut self, path: &str, raw: &Spanned<RawModel>, arms: usize) -> Option<Model> {
+        let path = format!("{path}.model");
+        let at = &raw.referenced;
+        let m = &raw.value;
+        match m.kind.as_str() {
+            "mab" => {}
+            "cmab" => self.report(
+                &format!("{path}.kind"),
+                Some(at),
+                "contextual bandits (cmab) are not trained by this version".into(),
+                Some("use kind: mab"),
+            ),
+            other => self.report(
+                &format!("{path}.kind"),
+                Some(at),
+                format!("unknown model `{other}`"),
+                Some("use mab"),
+            ),
+        }
+        let batch = self.span(
+            &format!("{path}.batch"),
+            at,
+            m.batch.as_deref(),
+            Span::from_seconds(3600),
+        );
+        if batch == Span::ZERO {
+            self.report(
+                &format!("{path}.batch"),
+                Some(at),
+                "must be longer than zero".into(),
+                Some("e.g. batch: 1h"),
+            );
+        }
+        let burn_in = self.span(
+            &format!("{path}.burn_in"),
+            at,
+            m.burn_in.as_deref(),
+            Span::from_seconds(24 * 3600),
+        );
+        let prior = m.prior.as_ref().map_or(
+            Prior {
+                alpha: 1.0,
+                beta: 1.0,
+            },
+            |p| Prior {
+                alpha: p.alpha,
+                beta: p.beta,
+            },
+        );
+        if !(prior.alpha > 0.0
+            && prior.beta > 0.0
+            && prior.alpha.is_finite()
+            && prior.beta.is_finite())
+        {
+            self.report(
+                &format!("{path}.prior"),
+                Some(at),
+                "alpha and beta must be positive".into(),
+                Some("prior: {alpha: 1, beta: 1} is uniform"),
+            );
+        }
+        let floor_value = m.floor.unwrap_or(0.01);
+        let floor = Probability::new(floor_value);
+        if floor.is_none() {
+            self.report(
+                &format!("{path}.floor"),
+                Some(at),
+                format!("{floor_value} is not in [0, 1]"),
+                None,
+            );
+        } else if floor_value * arms as f64 > 1.0 + 1e-12 {
+            self.report(
+                &format!("{path}.floor"),
+                Some(at),
+                format!("floor {floor_value} × {arms} arms exceeds 1"),
+                Some(&format!(
+                    "use a floor of at most {}",
+                    1.0 / arms.max(1) as f64
+                )),
+            );
+        }
+        let decay_half_life = m.decay_half_life.as_deref().map(|text| {
+            self.span(
+                &format!("{path}.decay_half_life"),
+                at,
+                Some(text),
+                Span::ZERO,
+            )
+        });
+        if decay_half_life == Some(Span::ZERO) {
+            self.report(
+                &format!("{path}.decay_half_life"),
+                Some(at),
+                "must be longer than zero".into(),
+                Some("omit it for no decay"),
+            );
+        }
+        for (key, present) in [("holdout", m.holdout.is_some()), ("drop", m.drop.is_some())] {
+            if present {
+                self.report(
+                    &format!("{path}.{key}"),
+                    Some(at),
+                    format!("`{key}` is not supported by this version"),
+                    Some(&format!("remove model.{key}")),
+                );
+            }
+        }
+        Some(Model {
+            batch,
+            prior,
+            burn_in,
+            min_units_per_arm: m.min_units_per_arm.unwrap_or(100),
+            floor: floor?,
+            decay_half_life,
+            seed: m.seed,
+        })
+    }
+}
+
+fn names(factors: &[Factor]) -> String {
+    factors
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,132 @@
+//! The YAML file exactly as written: serde structs that reject unknown keys.
+//! Nothing past `config::load` sees these; they become the checked types of `definition.rs`.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub warehouse: Spanned<RawWarehouse>,
+    pub state: Option<Spanned<String>>,
+    pub output_dir: Option<Spanned<String>>,
+    pub keep_runs: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, Spanned<RawMetric>>,
+    pub optimizations: Spanned<BTreeMap<String, Spanned<RawOptimization>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarehouse {
+    pub path: Option<String>,
+    pub engine: Option<String>,
+    pub remote: Option<String>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+    pub memory_limit: Option<String>,
+    pub threads: Option<u32>,
+    pub stale_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetric {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptimization {
+    pub status: Spanned<String>,
+    pub design_factors: Spanned<IndexMap<String, Vec<Level>>>,
+    #[serde(default)]
+    pub excluded_combinations: Vec<Spanned<IndexMap<String, Level>>>,
+    pub context_factors: Option<Spanned<Vec<String>>>,
+    pub reward: Spanned<String>,
+    pub exposures: Spanned<RawExposures>,
+    pub attribution: Spanned<RawAttribution>,
+    pub model: Spanned<RawModel>,
+    /// Arm generation; recognised so that it can be refused with a clear message.
+    pub generation: Option<Spanned<IgnoredAny>>,
+}
+
+/// A factor level: YAML may write it as a string, a number or a boolean; levered compares its text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Level {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Level {
+    pub fn text(&self) -> String {
+        match self {
+            Level::Text(s) => s.clone(),
+            Level::Integer(i) => i.to_string(),
+            Level::Float(x) => x.to_string(),
+            Level::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExposures {
+    pub table: Option<String>,
+    pub sql: Option<String>,
+    #[serde(default)]
+    pub columns: RawColumns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumns {
+    pub anonymous_id: Option<String>,
+    pub timestamp: Option<String>,
+    pub optimization_id: Option<String>,
+    pub variant: Option<String>,
+    pub context: Option<String>,
+    pub holdout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttribution {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub conversion_window: Option<String>,
+    pub unit: Option<String>,
+    pub late_grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub kind: String,
+    pub batch: Option<String>,
+    pub prior: Option<RawPrior>,
+    pub burn_in: Option<String>,
+    pub min_units_per_arm: Option<u64>,
+    pub floor: Option<f64>,
+    /// Holdout and drop rules; recognised so that they can be refused with a clear message.
+    pub holdout: Option<IgnoredAny>,
+    pub drop: Option<IgnoredAny>,
+    pub decay_half_life: Option<String>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrior {
+    pub alpha: f64,
+    pub beta: f64,
+}

@@ -1,0 +1,50 @@
+//! The exit codes of every command: one table, shown in `--help` and the README.
+
+/// What a process run of levered ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything selected ran and was written.
+    Success = 0,
+    /// Some optimizations failed; the others were written.
+    Partial = 1,
+    /// The command line could not be understood.
+    Usage = 2,
+    /// The YAML definitions are invalid.
+    InvalidDefinition = 3,
+    /// A data, SQL or engine error (the warehouse could not be read, a query failed).
+    Data = 4,
+    /// The state store is locked by another levered process.
+    Locked = 5,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// The table printed under `--help`.
+pub const TABLE: &str = "\
+Exit codes:
+  0  success
+  1  partial failure: some optimizations failed, the others were written
+  2  usage error
+  3  invalid definition (YAML file)
+  4  data, SQL or engine error (also: warehouse unreachable)
+  5  state store locked by another levered run";
+
+/// An error that knows which exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: ExitStatus,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(status: ExitStatus, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            status,
+            error: error.into(),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! levered: keeps product decisions optimized with multi-armed bandits, using data already in the
+//! warehouse. The pipeline: `config` → `warehouse` → `model` → `allocation` → `report` → `state`,
+//! driven by the commands in `train` and `synth`.
+
+pub mod allocation;
+pub mod cli;
+mod command;
+pub mod config;
+pub mod exit;
+pub mod model;
+pub mod output;
+pub mod report;
+pub mod state;
+pub mod synth;
+pub mod train;
+pub mod warehouse;
+
+pub use command::run;

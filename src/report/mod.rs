@@ -1,0 +1,13 @@
+//! The report of a run: one structure, rendered as CSV files, a terminal table or JSON.
+
+mod csv;
+mod files;
+mod model;
+mod table;
+
+pub use csv::{
+    allocation as allocation_csv, report as report_csv, sig17, ALLOCATION_HEADER, REPORT_HEADER,
+};
+pub use files::{prune_runs, Staged};
+pub use model::{AllocationRow, ArmReport, RunReport, ScanSummary};
+pub use table::table;

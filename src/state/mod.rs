@@ -1,0 +1,7 @@
+//! levered's own store (runs, aggregates, arms, allocation history) and its lock.
+
+mod lock;
+mod store;
+
+pub use lock::{acquire, lock_path, LockError, StateLock};
+pub use store::{FailedRun, LastRun, RunWrite, StateError, StateStore, StoredArm};

@@ -1,0 +1,475 @@
+//! levered's own DuckDB store: runs, batch aggregates, arms, allocations and arm reports.
+//! Every run's writes are one transaction.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{params, AccessMode, Config, Connection};
+
+use crate::report::RunReport;
+use crate::warehouse::BatchRow;
+
+#[derive(Debug, thiserror::Error)]
+#[error("state store {path}: {message}")]
+pub struct StateError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR NOT NULL,
+    optimization VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    as_of TIMESTAMP NOT NULL,
+    trained_at TIMESTAMP NOT NULL,
+    seed UBIGINT NOT NULL,
+    definition_hash VARCHAR NOT NULL,
+    sql_hash VARCHAR NOT NULL,
+    levered_version VARCHAR NOT NULL,
+    duckdb_version VARCHAR NOT NULL,
+    scan_mode VARCHAR NOT NULL,
+    scan_from TIMESTAMP,
+    final_until TIMESTAMP,
+    first_exposure TIMESTAMP,
+    newest_exposure TIMESTAMP,
+    mature_units BIGINT NOT NULL,
+    unmatched JSON NOT NULL,
+    warnings JSON NOT NULL,
+    winner_arm_id INTEGER,
+    duration_ms BIGINT NOT NULL,
+    outcome VARCHAR NOT NULL,
+    error VARCHAR,
+    PRIMARY KEY (optimization, run_id)
+);
+CREATE TABLE IF NOT EXISTS batch_stats (
+    optimization VARCHAR NOT NULL,
+    batch_start TIMESTAMP NOT NULL,
+    context VARCHAR NOT NULL,
+    arm_id INTEGER NOT NULL,
+    holdout BOOLEAN NOT NULL,
+    units BIGINT NOT NULL,
+    conversions BIGINT NOT NULL,
+    value_sum DOUBLE NOT NULL,
+    value_sq_sum DOUBLE NOT NULL,
+    is_final BOOLEAN NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS arms (
+    optimization VARCHAR NOT NULL,
+    arm_id INTEGER NOT NULL,
+    variant JSON NOT NULL,
+    status VARCHAR NOT NULL,
+    since TIMESTAMP NOT NULL,
+    reason VARCHAR NOT NULL,
+    PRIMARY KEY (optimization, arm_id)
+);
+CREATE TABLE IF NOT EXISTS allocations (
+    run_id VARCHAR NOT NULL,
+    optimization VARCHAR NOT NULL,
+    trained_at TIMESTAMP NOT NULL,
+    context VARCHAR NOT NULL,
+    arm_id VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    variant JSON NOT NULL,
+    weight DOUBLE NOT NULL,
+    status VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS arm_reports (
+    run_id VARCHAR NOT NULL,
+    optimization VARCHAR NOT NULL,
+    context VARCHAR NOT NULL,
+    arm_id VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    variant JSON NOT NULL,
+    status VARCHAR NOT NULL,
+    units BIGINT NOT NULL,
+    conversions BIGINT NOT NULL,
+    rate DOUBLE,
+    alpha DOUBLE NOT NULL,
+    beta DOUBLE NOT NULL,
+    mean DOUBLE NOT NULL,
+    ci_low DOUBLE NOT NULL,
+    ci_high DOUBLE NOT NULL,
+    p_best DOUBLE,
+    expected_loss DOUBLE,
+    weight_prev DOUBLE,
+    weight_new DOUBLE,
+    lift_vs_holdout DOUBLE,
+    lift_ci_low DOUBLE,
+    lift_ci_high DOUBLE
+);
+";
+
+/// What the previous successful run of an optimization left behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    pub run_id: String,
+    pub as_of_us: i64,
+    pub sql_hash: String,
+    pub final_until_us: Option<i64>,
+    pub first_exposure_us: Option<i64>,
+    pub newest_exposure_us: Option<i64>,
+    pub winner_arm_id: Option<u32>,
+}
+
+/// An arm known to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredArm {
+    pub arm_id: u32,
+    pub variant: String,
+}
+
+/// Everything a successful run writes.
+pub struct RunWrite<'a> {
+    pub report: &'a RunReport,
+    pub seq: i64,
+    pub as_of_us: i64,
+    pub trained_at_us: i64,
+    pub definition_hash: &'a str,
+    pub sql_hash: &'a str,
+    pub duckdb_version: &'a str,
+    /// The batches the scan recomputed start here (`None`: every batch was recomputed).
+    pub replaced_from_us: Option<i64>,
+    pub final_until_us: i64,
+    pub first_exposure_us: Option<i64>,
+    pub newest_exposure_us: Option<i64>,
+    pub winner_arm_id: Option<u32>,
+    pub new_batches: &'a [BatchRow],
+    pub new_arms: &'a [StoredArm],
+    pub duration_ms: i64,
+}
+
+/// A run that failed: recorded so that the history shows it.
+pub struct FailedRun<'a> {
+    pub optimization: &'a str,
+    pub run_id: &'a str,
+    pub seq: i64,
+    pub as_of_us: i64,
+    pub trained_at_us: i64,
+    pub seed: u64,
+    pub message: &'a str,
+}
+
+pub struct StateStore {
+    path: PathBuf,
+    connection: Connection,
+}
+
+fn ts(us: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, us)
+}
+
+fn opt_ts(us: Option<i64>) -> Value {
+    us.map_or(Value::Null, ts)
+}
+
+impl StateStore {
+    /// Opens (creating when needed) the store for writing.
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        let error = |message: String| StateError {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| error(format!("cannot create its folder: {e}")))?;
+        }
+        let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| error(e.to_string()))?;
+        Ok(StateStore {
+            path: path.to_path_buf(),
+            connection,
+        })
+    }
+
+    /// Opens an existing store without writing to it (for `--dry-run` and reports); an absent
+    /// store reads as empty.
+    pub fn open_read_only(path: &Path) -> Result<StateStore, StateError> {
+        let error = |message: String| StateError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let connection = if path.is_file() {
+            let config = Config::default()
+                .access_mode(AccessMode::ReadOnly)
+                .map_err(|e| error(e.to_string()))?;
+            Connection::open_with_flags(path, config).map_err(|e| error(e.to_string()))?
+        } else {
+            let connection = Connection::open_in_memory().map_err(|e| error(e.to_string()))?;
+            connection
+                .execute_batch(SCHEMA)
+                .map_err(|e| error(e.to_string()))?;
+            connection
+        };
+        Ok(StateStore {
+            path: path.to_path_buf(),
+            connection,
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StateError {
+        StateError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn last_run(&self, optimization: &str) -> Result<Option<LastRun>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT run_id, epoch_us(as_of), sql_hash, epoch_us(final_until), epoch_us(first_exposure),
+                        epoch_us(newest_exposure), winner_arm_id
+                 FROM runs WHERE optimization = ? AND outcome = 'ok'
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut rows = statement
+            .query(params![optimization])
+            .map_err(|e| self.error(e))?;
+        let Some(row) = rows.next().map_err(|e| self.error(e))? else {
+            return Ok(None);
+        };
+        let get = |e| self.error(e);
+        Ok(Some(LastRun {
+            run_id: row.get(0).map_err(get)?,
+            as_of_us: row.get(1).map_err(get)?,
+            sql_hash: row.get(2).map_err(get)?,
+            final_until_us: row.get(3).map_err(get)?,
+            first_exposure_us: row.get(4).map_err(get)?,
+            newest_exposure_us: row.get(5).map_err(get)?,
+            winner_arm_id: row.get::<_, Option<i32>>(6).map_err(get)?.map(|w| w as u32),
+        }))
+    }
+
+    /// The next run sequence number of an optimization (failed runs count too).
+    pub fn next_seq(&self, optimization: &str) -> Result<i64, StateError> {
+        self.connection
+            .query_row(
+                "SELECT coalesce(max(seq), 0) + 1 FROM runs WHERE optimization = ?",
+                params![optimization],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))
+    }
+
+    pub fn arms(&self, optimization: &str) -> Result<Vec<StoredArm>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT arm_id, CAST(variant AS VARCHAR) FROM arms WHERE optimization = ? ORDER BY arm_id")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization], |row| {
+                Ok(StoredArm {
+                    arm_id: row.get::<_, i32>(0)? as u32,
+                    variant: row.get(1)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Stored bandit batch aggregates that start before `before_us` (all when `None`).
+    pub fn batches(
+        &self,
+        optimization: &str,
+        before_us: Option<i64>,
+    ) -> Result<Vec<BatchRow>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT epoch_us(batch_start), arm_id, units, conversions, value_sum, value_sq_sum
+                 FROM batch_stats
+                 WHERE optimization = ? AND NOT holdout AND (? IS NULL OR batch_start < make_timestamp(?))
+                 ORDER BY batch_start, arm_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization, before_us, before_us], |row| {
+                Ok(BatchRow {
+                    batch_start_us: row.get(0)?,
+                    arm_id: row.get::<_, i32>(1)? as u32,
+                    units: row.get(2)?,
+                    conversions: row.get(3)?,
+                    value_sum: row.get(4)?,
+                    value_sq_sum: row.get(5)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The weights of the latest allocation, by arm id.
+    pub fn last_weights(&self, optimization: &str) -> Result<BTreeMap<String, f64>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT arm_id, weight FROM allocations
+                 WHERE optimization = ?
+                   AND run_id = (SELECT run_id FROM runs WHERE optimization = ? AND outcome = 'ok' ORDER BY seq DESC LIMIT 1)",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization, optimization], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Writes a successful run, in one transaction.
+    pub fn commit(&mut self, w: &RunWrite<'_>) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let error = |e: duckdb::Error| StateError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let r = w.report;
+        let tx = self.connection.transaction().map_err(error)?;
+        match w.replaced_from_us {
+            Some(from) => tx.execute(
+                "DELETE FROM batch_stats WHERE optimization = ? AND batch_start >= make_timestamp(?)",
+                params![r.optimization, from],
+            ),
+            None => tx.execute("DELETE FROM batch_stats WHERE optimization = ?", params![r.optimization]),
+        }
+        .map_err(error)?;
+        {
+            let mut appender = tx.appender("batch_stats").map_err(error)?;
+            for b in w.new_batches {
+                appender
+                    .append_row(params![
+                        r.optimization,
+                        ts(b.batch_start_us),
+                        "*",
+                        b.arm_id as i32,
+                        false,
+                        b.units,
+                        b.conversions,
+                        b.value_sum,
+                        b.value_sq_sum,
+                        b.batch_start_us < w.final_until_us,
+                        r.run_id
+                    ])
+                    .map_err(error)?;
+            }
+            appender.flush().map_err(error)?;
+        }
+        for arm in w.new_arms {
+            tx.execute(
+                "INSERT INTO arms VALUES (?, ?, ?, 'active', ?, 'defined in the YAML')",
+                params![
+                    r.optimization,
+                    arm.arm_id as i32,
+                    arm.variant,
+                    ts(w.trained_at_us)
+                ],
+            )
+            .map_err(error)?;
+        }
+        let unmatched = serde_json::to_string(&r.scan.unmatched).unwrap_or_default();
+        let warnings = serde_json::to_string(&r.warnings).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
+            params![
+                r.run_id,
+                r.optimization,
+                w.seq,
+                ts(w.as_of_us),
+                ts(w.trained_at_us),
+                r.seed,
+                w.definition_hash,
+                w.sql_hash,
+                env!("CARGO_PKG_VERSION"),
+                w.duckdb_version,
+                r.scan.mode,
+                opt_ts(w.replaced_from_us),
+                ts(w.final_until_us),
+                opt_ts(w.first_exposure_us),
+                opt_ts(w.newest_exposure_us),
+                r.scan.mature_units,
+                unmatched,
+                warnings,
+                w.winner_arm_id.map(|id| id as i32),
+                w.duration_ms
+            ],
+        )
+        .map_err(error)?;
+        {
+            let mut appender = tx.appender("allocations").map_err(error)?;
+            for a in &r.allocation {
+                appender
+                    .append_row(params![
+                        a.run_id,
+                        a.optimization,
+                        ts(w.trained_at_us),
+                        a.context,
+                        a.arm_id,
+                        a.role,
+                        a.variant,
+                        a.weight,
+                        a.status
+                    ])
+                    .map_err(error)?;
+            }
+            appender.flush().map_err(error)?;
+        }
+        {
+            let mut appender = tx.appender("arm_reports").map_err(error)?;
+            for a in &r.arms {
+                appender
+                    .append_row(params![
+                        r.run_id,
+                        r.optimization,
+                        a.context,
+                        a.arm_id,
+                        a.role,
+                        a.variant,
+                        a.status,
+                        a.units,
+                        a.conversions,
+                        a.rate,
+                        a.alpha,
+                        a.beta,
+                        a.mean,
+                        a.ci_low,
+                        a.ci_high,
+                        a.p_best,
+                        a.expected_loss,
+                        a.weight_prev,
+                        a.weight_new,
+                        a.lift_vs_holdout,
+                        a.lift_ci_low,
+                        a.lift_ci_high
+                    ])
+                    .map_err(error)?;
+            }
+            appender.flush().map_err(error)?;
+        }
+        tx.commit().map_err(error)
+    }
+
+    /// Records a failed run (no aggregates, no allocation), so that the history shows it.
+    pub fn record_failure(&mut self, f: &FailedRun<'_>) -> Result<(), StateError> {
+        self.connection
+            .execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '', '', ?, '', 'none', NULL, NULL, NULL, NULL, 0, '{}', '[]', NULL, 0, 'failed', ?)",
+                params![
+                    f.run_id,
+                    f.optimization,
+                    f.seq,
+                    ts(f.as_of_us),
+                    ts(f.trained_at_us),
+                    f.seed,
+                    env!("CARGO_PKG_VERSION"),
+                    f.message
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+}

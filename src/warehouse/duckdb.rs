@@ -1,0 +1,274 @@
+//! The embedded DuckDB engine: a read-only `.duckdb` file or a folder of Parquet files.
+
+use std::path::{Path, PathBuf};
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{AccessMode, Config, Connection};
+
+use crate::config::{Warehouse, WarehouseSource};
+
+use super::scan::{BatchRow, ScanPlan, ScanResult};
+use super::sql::{self, Unmatched};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("cannot open the warehouse {path}: {message}\n  hint: {hint}")]
+    Open {
+        path: PathBuf,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("optimization `{optimization}`: the aggregation over exposures and metric `{metric}` failed: {message}\n  hint: {hint}")]
+    Query {
+        optimization: String,
+        metric: String,
+        message: String,
+        hint: String,
+    },
+}
+
+/// An open, sandboxed connection to the warehouse.
+pub struct DuckDb {
+    connection: Connection,
+    tables: std::collections::BTreeMap<String, String>,
+}
+
+impl DuckDb {
+    /// Opens the warehouse read-only; user SQL can then read nothing outside it.
+    pub fn open(warehouse: &Warehouse) -> Result<DuckDb, WarehouseError> {
+        let open_error = |path: &Path, e: &dyn std::fmt::Display, hint| WarehouseError::Open {
+            path: path.to_path_buf(),
+            message: first_line(&e.to_string()),
+            hint,
+        };
+        let mut config = Config::default()
+            .enable_autoload_extension(false)
+            .map_err(|e| open_error(Path::new(""), &e, "an engine setting was refused"))?;
+        if let Some(limit) = &warehouse.memory_limit {
+            config = config.max_memory(limit).map_err(|e| {
+                open_error(Path::new(""), &e, "check warehouse.memory_limit, e.g. 1GB")
+            })?;
+        }
+        if let Some(threads) = warehouse.threads {
+            config = config
+                .threads(i64::from(threads))
+                .map_err(|e| open_error(Path::new(""), &e, "check warehouse.threads"))?;
+        }
+        let connection = match &warehouse.source {
+            WarehouseSource::DuckDbFile(path) => {
+                if !path.is_file() {
+                    return Err(open_error(
+                        path,
+                        &"no such file",
+                        "warehouse.path is resolved against the definitions file's folder",
+                    ));
+                }
+                let config = config
+                    .access_mode(AccessMode::ReadOnly)
+                    .map_err(|e| open_error(path, &e, "an engine setting was refused"))?;
+                let connection = Connection::open_with_flags(path, config).map_err(|e| {
+                    open_error(
+                        path,
+                        &e,
+                        "is it a DuckDB database, and not held open by a writer?",
+                    )
+                })?;
+                connection
+                    .execute_batch(
+                        "SET enable_external_access = false; SET lock_configuration = true;",
+                    )
+                    .map_err(|e| open_error(path, &e, "an engine setting was refused"))?;
+                connection
+            }
+            WarehouseSource::ParquetFolder(folder) => {
+                if !folder.is_dir() {
+                    return Err(open_error(
+                        folder,
+                        &"no such folder",
+                        "warehouse.path is resolved against the definitions file's folder",
+                    ));
+                }
+                let connection = Connection::open_in_memory_with_flags(config)
+                    .map_err(|e| open_error(folder, &e, "the embedded engine did not start"))?;
+                register_parquet_tables(&connection, folder).map_err(|e| {
+                    open_error(
+                        folder,
+                        &e,
+                        "every x.parquet file or x/ folder of Parquet files becomes table x",
+                    )
+                })?;
+                connection
+            }
+        };
+        let _ = connection.execute_batch("SET TimeZone = 'UTC';");
+        Ok(DuckDb {
+            connection,
+            tables: warehouse.tables.clone(),
+        })
+    }
+
+    /// DuckDB's version, for the run record.
+    pub fn version(&self) -> String {
+        self.connection
+            .query_row("SELECT library_version FROM pragma_version()", [], |row| {
+                row.get(0)
+            })
+            .unwrap_or_else(|_| "unknown".into())
+    }
+
+    /// The relation an exposure table name refers to, after `warehouse.tables`.
+    fn table(&self, logical: &str) -> String {
+        let target = self.tables.get(logical).map_or(logical, String::as_str);
+        sql::quote_path(target)
+    }
+
+    /// Runs the aggregation of one optimization.
+    pub fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError> {
+        let optimization = plan.optimization;
+        let query_error = |e: duckdb::Error| {
+            let message = e.to_string();
+            WarehouseError::Query {
+                optimization: optimization.name.clone(),
+                metric: optimization.reward.name.clone(),
+                hint: hint_for(&message),
+                message,
+            }
+        };
+        let relation = sql::exposure_relation(optimization, |t| self.table(t));
+        let text = sql::aggregation(optimization, &relation);
+        let mut statement = self.connection.prepare(&text).map_err(query_error)?;
+        let factor_names: Vec<String> = optimization
+            .factors
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let arms: Vec<serde_json::Value> = plan
+            .arms
+            .iter()
+            .map(|(id, levels)| {
+                serde_json::json!({"arm_id": id, "canonical": sql::canonical_variant(&factor_names, levels)})
+            })
+            .collect();
+        let arms = serde_json::Value::Array(arms).to_string();
+        let from_batch = plan.from_batch_us.unwrap_or(super::scan::BEGINNING_US);
+        for index in 1..=statement.parameter_count() {
+            let name = statement.parameter_name(index).map_err(query_error)?;
+            let value = match name.as_str() {
+                "optimization" => Value::Text(optimization.name.clone()),
+                "arms" => Value::Text(arms.clone()),
+                "as_of_us" => Value::BigInt(plan.as_of_us),
+                "exposures_from_us" => Value::BigInt(plan.exposures_from_us()),
+                "from_batch_us" => Value::BigInt(from_batch),
+                "window_us" => Value::BigInt(plan.window_us()),
+                "batch_us" => Value::BigInt(plan.batch_us()),
+                "start" => Value::Timestamp(TimeUnit::Microsecond, plan.rewards_from_us()),
+                "end" => Value::Timestamp(TimeUnit::Microsecond, plan.as_of_us),
+                other => {
+                    return Err(WarehouseError::Query {
+                        optimization: optimization.name.clone(),
+                        metric: optimization.reward.name.clone(),
+                        message: format!(
+                            "the SQL uses the parameter `${other}`, which levered does not bind"
+                        ),
+                        hint: "metric and exposure SQL may use only $start and $end".into(),
+                    })
+                }
+            };
+            statement
+                .raw_bind_parameter(index, value)
+                .map_err(query_error)?;
+        }
+        statement.raw_execute().map_err(query_error)?;
+        let mut rows = statement.raw_query();
+        let mut result = ScanResult::default();
+        while let Some(row) = rows.next().map_err(query_error)? {
+            let reason: i32 = row.get(0).map_err(query_error)?;
+            let counted: bool = row.get(1).map_err(query_error)?;
+            let exposures: i64 = row.get(4).map_err(query_error)?;
+            if let Some(reason) = Unmatched::from_code(reason) {
+                *result.unmatched.entry(reason).or_default() += exposures;
+                continue;
+            }
+            let first: Option<i64> = row.get(9).map_err(query_error)?;
+            let last: Option<i64> = row.get(10).map_err(query_error)?;
+            result.first_exposure_us = min_option(result.first_exposure_us, first);
+            result.newest_exposure_us = result.newest_exposure_us.max(last);
+            if counted {
+                let batch: i64 = row.get(2).map_err(query_error)?;
+                let arm_id: i32 = row.get(3).map_err(query_error)?;
+                result.rows.push(BatchRow {
+                    batch_start_us: batch * plan.batch_us(),
+                    arm_id: arm_id as u32,
+                    units: row.get(5).map_err(query_error)?,
+                    conversions: row.get(6).map_err(query_error)?,
+                    value_sum: row.get(7).map_err(query_error)?,
+                    value_sq_sum: row.get(8).map_err(query_error)?,
+                });
+            }
+        }
+        Ok(result)
+    }
+}
+
+fn min_option(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// A hint for the commonest engine errors.
+fn hint_for(message: &str) -> String {
+    if message.contains("does not exist") && message.contains("Table") {
+        "check the table name; a Parquet folder exposes each x.parquet or x/ as table x".into()
+    } else if message.contains("not found in FROM clause") || message.contains("Referenced column")
+    {
+        "the exposures need anonymous_id, timestamp, optimization_id and variant (map other names under exposures.columns); metric SQL returns anonymous_id, timestamp (and value for numeric metrics)".into()
+    } else if message.contains("Parser Error") || message.contains("syntax error") {
+        "the metric or exposure SQL must be one SELECT statement".into()
+    } else if message.contains("Conversion Error") || message.contains("Could not convert") {
+        "timestamp must be a TIMESTAMP and value numeric".into()
+    } else {
+        "run the metric SQL on its own to check it".into()
+    }
+}
+
+/// Makes each `x.parquet` file and each `x/` folder of Parquet files a view `x`, then confines the
+/// engine to reading that folder.
+fn register_parquet_tables(connection: &Connection, folder: &Path) -> Result<(), String> {
+    let folder = folder.canonicalize().map_err(|e| e.to_string())?;
+    let mut entries: Vec<_> = std::fs::read_dir(&folder)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    let literal = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+    let mut statements = vec![format!("SET allowed_directories = [{}]", literal(&folder))];
+    statements.push("SET enable_external_access = false".into());
+    for path in entries {
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let source = if path.is_dir() {
+            path.join("**").join("*.parquet")
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            path.clone()
+        } else {
+            continue;
+        };
+        statements.push(format!(
+            "CREATE VIEW {} AS SELECT * FROM read_parquet({})",
+            sql::quote_identifier(name),
+            literal(&source)
+        ));
+    }
+    statements.push("SET lock_configuration = true".into());
+    connection
+        .execute_batch(&statements.join(";\n"))
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,213 @@
+//! The aggregation query levered generates around the user's exposure source and metric SQL
+//! (DESIGN §4.2). Values are bound as named parameters; the only text levered splices in is the user's
+//! own SQL (as a subquery), quoted identifiers and the choice between fixed expressions.
+//!
+//! Shape: exposures are tagged with a small integer arm id (the variant JSON is matched once per
+//! distinct string), deduplicated to units with `QUALIFY row_number() = 1`, then units and
+//! pre-aggregated rewards form one event stream per visitor, ordered by time, where a window picks the
+//! unit each reward is attributed to. One grouping then yields the aggregates, the unmatched counts and
+//! the exposure time range, so the exposure source is read once.
+
+use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
+
+/// Why an exposure row did not become a unit. The code is what the query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    NullId = 1,
+    NullTimestamp = 2,
+    Future = 3,
+    UnknownVariant = 4,
+}
+
+impl Unmatched {
+    pub fn from_code(code: i32) -> Option<Unmatched> {
+        match code {
+            1 => Some(Unmatched::NullId),
+            2 => Some(Unmatched::NullTimestamp),
+            3 => Some(Unmatched::Future),
+            4 => Some(Unmatched::UnknownVariant),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Unmatched::NullId => "null_id",
+            Unmatched::NullTimestamp => "null_timestamp",
+            Unmatched::Future => "future",
+            Unmatched::UnknownVariant => "unknown_variant",
+        }
+    }
+}
+
+/// Quotes an identifier, or a dotted path of identifiers (`lake.web.exposures`).
+pub fn quote_path(path: &str) -> String {
+    path.split('.')
+        .map(quote_identifier)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The key a variant is matched by: `factor<US>level` pairs sorted by factor, joined by `<RS>`.
+/// The query computes the same key from each distinct variant JSON, so key order and whitespace in
+/// the warehouse do not matter.
+pub fn canonical_variant(factors: &[String], levels: &[String]) -> String {
+    let mut pairs: Vec<(&String, &String)> = factors.iter().zip(levels).collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(f, l)| format!("{f}\u{1f}{l}"))
+        .collect::<Vec<_>>()
+        .join("\u{1e}")
+}
+
+/// The exposure source as a relation: a (mapped) table, or the user's SQL as a subquery.
+pub fn exposure_relation(
+    optimization: &Optimization,
+    table_for: impl Fn(&str) -> String,
+) -> String {
+    match &optimization.exposures.source {
+        ExposureSource::Table(table) => table_for(table),
+        ExposureSource::Sql(sql) => format!("(\n{sql}\n)"),
+    }
+}
+
+/// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
+/// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$from_batch_us`, `$window_us`,
+/// `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
+/// reward range, which the user's metric SQL may use too).
+///
+/// Rows: `reason, counted, batch, arm_id, exposures, units, conversions, value_sum, value_sq_sum,
+/// first_us, last_us`. `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without
+/// it are units that are immature or lie before `$from_batch_us` (only their time range is used);
+/// other reasons count unmatched exposure rows.
+pub fn aggregation(optimization: &Optimization, exposure_relation: &str) -> String {
+    let c = &optimization.exposures.columns;
+    let id = quote_identifier(&c.anonymous_id);
+    let ts = quote_identifier(&c.timestamp);
+    let opt = quote_identifier(&c.optimization_id);
+    let variant = quote_identifier(&c.variant);
+    let unit_partition = match optimization.attribution.unit {
+        Unit::VisitorBatch => "anonymous_id, batch",
+        Unit::Visitor => "anonymous_id",
+    };
+    let touch_window = match optimization.attribution.touch {
+        Touch::LastTouch => {
+            "max(CASE WHEN reason = 0 THEN ts END) OVER (PARTITION BY anonymous_id ORDER BY ts \
+             RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        }
+        Touch::FirstTouch => {
+            "min(CASE WHEN reason = 0 THEN ts END) OVER (PARTITION BY anonymous_id ORDER BY ts \
+             RANGE BETWEEN $window_us PRECEDING AND CURRENT ROW)"
+        }
+    };
+    let (reward_value, unit_value) = match optimization.reward.kind {
+        MetricKind::Bool => (
+            "CAST(NULL AS DOUBLE)",
+            "CASE WHEN rewards > 0 THEN 1.0 ELSE 0.0 END",
+        ),
+        MetricKind::Numeric => ("sum(CAST(m.value AS DOUBLE))", "coalesce(value, 0.0)"),
+    };
+    let metric_sql = &optimization.reward.sql;
+    format!(
+        r#"WITH
+arms AS (
+    SELECT a.arm_id, a.canonical
+    FROM (SELECT unnest(from_json(CAST($arms AS VARCHAR), '[{{"arm_id":"INTEGER","canonical":"VARCHAR"}}]')) AS a)
+),
+source AS (
+    SELECT
+        CAST(e.{id} AS VARCHAR) AS anonymous_id,
+        epoch_us(CAST(e.{ts} AS TIMESTAMP)) AS ts,
+        CAST(e.{variant} AS VARCHAR) AS variant
+    FROM {exposure_relation} AS e
+    WHERE CAST(e.{opt} AS VARCHAR) = CAST($optimization AS VARCHAR)
+      AND (e.{ts} >= make_timestamp(CAST($exposures_from_us AS BIGINT)) OR e.{ts} IS NULL)
+),
+variant_keys AS (
+    SELECT d.variant,
+           string_agg(j.key || chr(31) || coalesce(json_extract_string(j.value, '$'), ''), chr(30) ORDER BY j.key) AS canonical
+    FROM (
+        SELECT DISTINCT variant FROM source
+        WHERE CASE WHEN json_valid(variant) THEN json_type(CAST(variant AS JSON)) = 'OBJECT' ELSE false END
+    ) AS d, json_each(CAST(d.variant AS JSON)) AS j
+    GROUP BY d.variant
+),
+variants AS MATERIALIZED (
+    SELECT k.variant, a.arm_id FROM variant_keys AS k JOIN arms AS a ON a.canonical = k.canonical
+),
+tagged AS (
+    SELECT s.anonymous_id, s.ts, s.ts // CAST($batch_us AS BIGINT) AS batch, v.arm_id,
+           CASE WHEN s.anonymous_id IS NULL THEN 1
+                WHEN s.ts IS NULL THEN 2
+                WHEN s.ts >= CAST($as_of_us AS BIGINT) THEN 3
+                WHEN v.arm_id IS NULL THEN 4
+                ELSE 0 END AS reason
+    FROM source AS s LEFT JOIN variants AS v ON s.variant = v.variant
+),
+exposed AS (
+    SELECT anonymous_id, ts, batch, arm_id, reason FROM tagged
+    QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_id) = 1
+),
+rewards AS (
+    SELECT CAST(m.anonymous_id AS VARCHAR) AS anonymous_id,
+           epoch_us(CAST(m.timestamp AS TIMESTAMP)) AS ts,
+           count(*) AS rewards,
+           {reward_value} AS value
+    FROM (
+{metric_sql}
+    ) AS m
+    WHERE m.anonymous_id IS NOT NULL
+      AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP)
+    GROUP BY 1, 2
+),
+events AS (
+    SELECT anonymous_id, ts, batch, arm_id, reason, 0 AS rewards, CAST(NULL AS DOUBLE) AS value FROM exposed
+    UNION ALL
+    SELECT anonymous_id, ts, NULL, NULL, NULL, rewards, value FROM rewards
+),
+touched AS (
+    SELECT *, {touch_window} AS unit_ts FROM events
+),
+per_unit AS (
+    SELECT coalesce(reason, 0) AS reason,
+           any_value(batch) FILTER (WHERE reason IS NOT NULL) AS batch,
+           any_value(arm_id) FILTER (WHERE reason IS NOT NULL) AS arm_id,
+           count(*) FILTER (WHERE reason IS NOT NULL) AS exposures,
+           min(ts) FILTER (WHERE reason IS NOT NULL) AS unit_ts,
+           sum(rewards) AS rewards,
+           sum(value) AS value
+    FROM touched
+    WHERE reason IS NOT NULL OR (unit_ts IS NOT NULL AND ts <= unit_ts + CAST($window_us AS BIGINT))
+    GROUP BY coalesce(reason, 0), anonymous_id, CASE WHEN reason IS NULL THEN unit_ts ELSE ts END
+),
+valued AS (
+    SELECT reason, batch, arm_id, exposures, unit_ts, rewards, {unit_value} AS unit_value,
+           reason = 0
+               AND unit_ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
+               AND batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted
+    FROM per_unit
+    WHERE exposures > 0
+)
+SELECT reason,
+       counted,
+       CASE WHEN reason = 0 THEN batch END AS batch,
+       CASE WHEN reason = 0 THEN arm_id END AS arm_id,
+       sum(exposures)::BIGINT AS exposures,
+       count(*)::BIGINT AS units,
+       (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
+       sum(unit_value)::DOUBLE AS value_sum,
+       sum(unit_value * unit_value)::DOUBLE AS value_sq_sum,
+       min(unit_ts) AS first_us,
+       max(unit_ts) AS last_us
+FROM valued
+GROUP BY ALL
+ORDER BY reason, counted, batch, arm_id
+"#
+    )
+}

@@ -1,0 +1,125 @@
+//! The bundled example: it validates, trains, and ranks the truly best arms first.
+
+use std::path::Path;
+
+use levered::config;
+use levered::synth::{checkout_truth, hero_rate};
+
+use crate::support::{read_csv, repo, Project};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A copy of the example project (definitions + fixture warehouse) in a temporary folder.
+pub fn example_project() -> Project {
+    let project = Project::new();
+    std::fs::copy(
+        repo().join("optimizations.example.yaml"),
+        project.path("optimizations.example.yaml"),
+    )
+    .unwrap();
+    copy_dir(
+        &repo().join("fixtures/warehouse"),
+        &project.path("fixtures/warehouse"),
+    );
+    project
+}
+
+#[test]
+fn every_example_yaml_in_the_repository_validates() {
+    let config =
+        config::load(&repo().join("optimizations.example.yaml")).expect("the example is valid");
+    assert_eq!(config.optimizations["hero"].variants.len(), 9);
+    assert_eq!(config.optimizations["checkout"].variants.len(), 4);
+}
+
+#[test]
+fn training_the_example_ranks_the_truly_best_arms_first() {
+    let project = example_project();
+    let out = project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "optimizations.example.yaml",
+        "--as-of",
+        "2026-01-08T00:00:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("hero: run "), "{}", out.stderr);
+
+    let hero = read_csv(&project.path("out/hero/report.csv"));
+    let best = hero
+        .iter()
+        .max_by(|a, b| {
+            a["p_best"]
+                .parse::<f64>()
+                .unwrap()
+                .total_cmp(&b["p_best"].parse().unwrap())
+        })
+        .unwrap();
+    assert_eq!(
+        best["variant"],
+        r#"{"headline":"Save hours","cta_text":"Start free"}"#
+    );
+    assert!(
+        hero_rate(2, 0)
+            > (0..5)
+                .flat_map(|h| (0..2).map(move |c| (h, c)))
+                .filter(|&p| p != (2, 0))
+                .map(|(h, c)| hero_rate(h, c))
+                .fold(0.0, f64::max)
+    );
+    assert!(best["p_best"].parse::<f64>().unwrap() > 0.9, "{best:?}");
+
+    let checkout = read_csv(&project.path("out/checkout/report.csv"));
+    let best = checkout
+        .iter()
+        .max_by(|a, b| {
+            a["mean"]
+                .parse::<f64>()
+                .unwrap()
+                .total_cmp(&b["mean"].parse().unwrap())
+        })
+        .unwrap();
+    let (rate, order) = checkout_truth(1, 1);
+    assert!(rate * order > checkout_truth(0, 1).0 * checkout_truth(0, 1).1);
+    assert_eq!(
+        best["variant"],
+        r#"{"flow":"one_page","price_display":"annual"}"#
+    );
+
+    let allocation = read_csv(&project.path("out/hero/allocation.csv"));
+    assert_eq!(allocation.len(), 9);
+    let total: f64 = allocation
+        .iter()
+        .map(|r| r["weight"].parse::<f64>().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-12);
+    for column in [
+        "optimization",
+        "run_id",
+        "trained_at",
+        "context",
+        "arm_id",
+        "role",
+        "variant",
+        "weight",
+        "status",
+    ] {
+        assert!(allocation[0].contains_key(column), "{column}");
+    }
+    let run_id = &allocation[0]["run_id"];
+    for file in ["allocation.csv", "report.csv", "run.json"] {
+        assert!(
+            project
+                .path(&format!("out/hero/runs/{run_id}/{file}"))
+                .is_file(),
+            "{file}"
+        );
+    }
+}

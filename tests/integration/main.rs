@@ -1,0 +1,11 @@
+//! The one integration-test binary: statistics against oracles, allocation properties, SQL semantics
+//! on hand-built warehouses, incremental = full, the CLI and the bundled example.
+
+mod allocation_properties;
+mod cli;
+mod example;
+mod incremental;
+mod oracles;
+mod reference;
+mod sql_semantics;
+mod support;

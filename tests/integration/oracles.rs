@@ -1,0 +1,210 @@
+//! Beta intervals, P(best) and expected loss against independent scipy/mpmath values
+//! (fixtures/oracles, copied from the shared oracles).
+
+use std::collections::BTreeMap;
+
+use levered::model::{by_quadrature, compare, monte_carlo, Method, Posterior};
+
+use crate::support::{read_csv, repo};
+
+fn number(row: &BTreeMap<String, String>, key: &str) -> f64 {
+    row[key]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {row:?}"))
+}
+
+fn close(actual: f64, expected: f64, relative: f64, absolute: f64) -> bool {
+    (actual - expected).abs() <= relative * expected.abs() + absolute
+}
+
+#[test]
+fn beta_means_and_intervals_match_scipy() {
+    let rows = read_csv(&repo().join("fixtures/oracles/beta_intervals.csv"));
+    assert_eq!(rows.len(), 10);
+    for row in rows {
+        let posterior = Posterior::Beta {
+            alpha: number(&row, "alpha"),
+            beta: number(&row, "beta"),
+        };
+        assert!(
+            close(posterior.mean(), number(&row, "mean"), 1e-11, 0.0),
+            "{row:?}"
+        );
+        for (level, low, high) in [
+            (0.95, "ci95_low", "ci95_high"),
+            (0.90, "ci90_low", "ci90_high"),
+        ] {
+            let interval = posterior.interval(level);
+            // Tolerance: relative 1e-8 (the oracle has 12 significant digits).
+            assert!(
+                close(interval.low, number(&row, low), 1e-8, 1e-15),
+                "{low} {interval:?} {row:?}"
+            );
+            assert!(
+                close(interval.high, number(&row, high), 1e-8, 1e-15),
+                "{high} {interval:?} {row:?}"
+            );
+        }
+    }
+}
+
+fn cases() -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+    let mut cases: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for row in read_csv(&repo().join("fixtures/oracles/p_best.csv")) {
+        cases.entry(row["case"].clone()).or_default().push(row);
+    }
+    assert_eq!(cases.len(), 6);
+    cases
+}
+
+fn posteriors(rows: &[BTreeMap<String, String>]) -> Vec<Posterior> {
+    rows.iter()
+        .map(|r| Posterior::Beta {
+            alpha: number(r, "alpha"),
+            beta: number(r, "beta"),
+        })
+        .collect()
+}
+
+#[test]
+fn quadrature_p_best_and_loss_match_the_oracle() {
+    for (case, rows) in cases() {
+        let result =
+            by_quadrature(&posteriors(&rows)).unwrap_or_else(|| panic!("{case}: no convergence"));
+        assert_eq!(result.method, Method::Quadrature);
+        for (i, row) in rows.iter().enumerate() {
+            // Deterministic quadrature: relative 1e-6 (absolute 1e-10 for the smallest values).
+            assert!(
+                close(result.p_best[i], number(row, "p_best"), 1e-6, 1e-10),
+                "{case} arm {i}: p_best {} vs {}",
+                result.p_best[i],
+                row["p_best"]
+            );
+            assert!(
+                close(
+                    result.expected_loss[i],
+                    number(row, "expected_loss"),
+                    1e-6,
+                    1e-10
+                ),
+                "{case} arm {i}: loss {} vs {}",
+                result.expected_loss[i],
+                row["expected_loss"]
+            );
+        }
+    }
+}
+
+#[test]
+fn mixed_small_matches_exact_fractions() {
+    let arms = [
+        Posterior::Beta {
+            alpha: 2.0,
+            beta: 4.0,
+        },
+        Posterior::Beta {
+            alpha: 3.0,
+            beta: 2.0,
+        },
+        Posterior::Beta {
+            alpha: 1.0,
+            beta: 1.0,
+        },
+    ];
+    let result = by_quadrature(&arms).unwrap();
+    for (p, exact) in result
+        .p_best
+        .iter()
+        .zip([11.0 / 126.0, 113.0 / 210.0, 118.0 / 315.0])
+    {
+        assert!((p - exact).abs() < 1e-9, "{p} vs {exact}");
+    }
+}
+
+#[test]
+fn monte_carlo_is_within_four_standard_errors() {
+    let draws = 40_000u64;
+    for (case, rows) in cases() {
+        let result = monte_carlo(&posteriors(&rows), draws, 11);
+        assert_eq!(result.method, Method::MonteCarlo { draws, seed: 11 });
+        for (i, row) in rows.iter().enumerate() {
+            let p = number(row, "p_best");
+            let se = (p * (1.0 - p) / draws as f64)
+                .sqrt()
+                .max(1.0 / draws as f64);
+            assert!(
+                (result.p_best[i] - p).abs() <= 4.0 * se,
+                "{case} arm {i}: {} vs {p}",
+                result.p_best[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_monte_carlo_estimate() {
+    let arms = [
+        Posterior::Beta {
+            alpha: 31.0,
+            beta: 971.0,
+        },
+        Posterior::Beta {
+            alpha: 46.0,
+            beta: 956.0,
+        },
+    ];
+    assert_eq!(monte_carlo(&arms, 5_000, 3), monte_carlo(&arms, 5_000, 3));
+    assert_ne!(
+        monte_carlo(&arms, 5_000, 3).p_best,
+        monte_carlo(&arms, 5_000, 4).p_best
+    );
+}
+
+#[test]
+fn student_t_intervals_p_best_and_loss_match_scipy() {
+    // fixtures/oracles/student_t.csv comes from scripts/student_t_oracles.py (scipy quad, checked
+    // against mpmath at 30 digits).
+    let mut cases: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    for row in read_csv(&repo().join("fixtures/oracles/student_t.csv")) {
+        cases.entry(row["case"].clone()).or_default().push(row);
+    }
+    assert_eq!(cases.len(), 3);
+    for (case, rows) in cases {
+        let arms: Vec<Posterior> = rows
+            .iter()
+            .map(|r| Posterior::StudentT {
+                df: number(r, "df"),
+                location: number(r, "location"),
+                scale: number(r, "scale"),
+            })
+            .collect();
+        let result = compare(&arms, 1);
+        assert_eq!(result.method, Method::Quadrature, "{case}");
+        for (i, row) in rows.iter().enumerate() {
+            let interval = arms[i].interval(0.95);
+            assert!(
+                close(interval.low, number(row, "ci95_low"), 1e-9, 1e-12),
+                "{case} {i} {interval:?}"
+            );
+            assert!(
+                close(interval.high, number(row, "ci95_high"), 1e-9, 1e-12),
+                "{case} {i} {interval:?}"
+            );
+            assert!(
+                close(result.p_best[i], number(row, "p_best"), 1e-6, 1e-10),
+                "{case} {i} {:?}",
+                result.p_best
+            );
+            assert!(
+                close(
+                    result.expected_loss[i],
+                    number(row, "expected_loss"),
+                    1e-6,
+                    1e-9
+                ),
+                "{case} {i} {:?}",
+                result.expected_loss
+            );
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Shared helpers: temporary projects with a DuckDB warehouse built from SQL, and the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+pub struct Project {
+    pub dir: TempDir,
+}
+
+impl Project {
+    /// An empty project folder.
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Creates `warehouse.duckdb` in the project by running `sql`.
+    pub fn warehouse(&self, sql: &str) -> PathBuf {
+        let path = self.path("warehouse.duckdb");
+        let connection = duckdb::Connection::open(&path).expect("a warehouse file");
+        connection
+            .execute_batch(sql)
+            .expect("the warehouse SQL runs");
+        drop(connection);
+        path
+    }
+
+    pub fn write(&self, relative: &str, contents: &str) -> PathBuf {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Runs the levered binary in the project folder.
+    pub fn levered(&self, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_levered"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the levered binary runs");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The repository root (where `optimizations.example.yaml` and `fixtures/` live).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Reads a CSV with a header into rows of name → value.
+pub fn read_csv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<String> = split_csv(lines.next().unwrap());
+    lines
+        .map(|line| header.iter().cloned().zip(split_csv(line)).collect())
+        .collect()
+}
+
+/// Splits one CSV line, honouring double quotes.
+pub fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
