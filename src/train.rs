@@ -54,10 +54,15 @@ pub fn train(
     printer: &Printer,
 ) -> Result<Vec<Outcome>, Failure> {
     let selected = select(config, options)?;
-    let _lock = state::acquire(&config.state, options.lock_timeout).map_err(|e| match e {
-        state::LockError::Busy { .. } => Failure::new(ExitStatus::Locked, e),
-        state::LockError::Io { .. } => Failure::new(ExitStatus::Data, e),
-    })?;
+    // A dry run on a project without a store has nothing to lock and must not create anything.
+    let needs_lock = !(options.dry_run && !config.state.exists());
+    let _lock = needs_lock
+        .then(|| state::acquire(&config.state, options.lock_timeout))
+        .transpose()
+        .map_err(|e| match e {
+            state::LockError::Busy { .. } => Failure::new(ExitStatus::Locked, e),
+            state::LockError::Io { .. } => Failure::new(ExitStatus::Data, e),
+        })?;
     let open_store = if options.dry_run {
         StateStore::open_read_only
     } else {

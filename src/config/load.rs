@@ -84,7 +84,7 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawFile = serde_saphyr::from_str(text).map_err(|e| ConfigError {
         file: file.to_path_buf(),
-        problems: vec![syntax_problem(&e)],
+        problems: vec![syntax_problem(&e, text)],
     })?;
     let mut checker = Checker {
         base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -100,26 +100,56 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     }
 }
 
-fn syntax_problem(error: &serde_saphyr::Error) -> Problem {
+fn syntax_problem(error: &serde_saphyr::Error, text: &str) -> Problem {
     let location = error.location();
-    let message = error.without_snippet().to_string();
+    let mut message = first_line(&error.without_snippet().to_string());
+    if let Some(l) = location {
+        let suffix = format!(" at line {}, column {}", l.line(), l.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+    }
     let hint = if message.contains("unknown field") {
-        Some(
-            "check the spelling against the keys in DESIGN §3.1 / optimizations.example.yaml"
-                .into(),
-        )
+        Some("check the spelling; optimizations.example.yaml shows every key".into())
     } else if message.contains("missing field") {
         Some("add the required key".into())
     } else {
         Some("fix the YAML at this position".into())
     };
     Problem {
-        path: String::new(),
+        path: location.map_or_else(String::new, |l| key_path_at(text, l.line() as usize)),
         line: location.map(|l| l.line()),
         column: location.map(|l| l.column()),
-        message: first_line(&message),
+        message,
         hint,
     }
+}
+
+/// The dotted path of block-style keys that encloses line `line` (1-based): the key on that line,
+/// then each key above it with a smaller indentation.
+fn key_path_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut keys = Vec::new();
+    let mut indent = usize::MAX;
+    for raw in lines.iter().take(line).rev() {
+        let body = raw.trim_start();
+        let here = raw.len() - body.len();
+        if body.is_empty() || body.starts_with('#') || here >= indent {
+            continue;
+        }
+        let key = body.trim_start_matches("- ");
+        if let Some((key, _)) = key.split_once(':') {
+            if !key.is_empty() && !key.contains([' ', '{', '[', '"', '\'']) {
+                keys.push(key.to_string());
+                indent = here;
+            }
+        }
+        if here == 0 {
+            break;
+        }
+    }
+    keys.reverse();
+    keys.join(".")
 }
 
 fn first_line(text: &str) -> String {
@@ -740,4 +770,17 @@ fn names(factors: &[Factor]) -> String {
         .map(|f| f.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_path_at;
+
+    #[test]
+    fn key_paths_follow_indentation() {
+        let text = "warehouse:\n  path: x\noptimizations:\n  hero:\n    # a comment\n    model:\n      flor: 1\n";
+        assert_eq!(key_path_at(text, 7), "optimizations.hero.model.flor");
+        assert_eq!(key_path_at(text, 2), "warehouse.path");
+        assert_eq!(key_path_at(text, 1), "warehouse");
+    }
 }

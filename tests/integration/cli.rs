@@ -75,7 +75,11 @@ fn a_malformed_yaml_exits_3_with_its_line() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("pathh"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warehouse.pathh: unknown field"),
+        "{}",
+        out.stderr
+    );
 
     project.write(
         "optimizations.example.yaml",
@@ -172,7 +176,7 @@ fn dry_run_prints_and_writes_nothing() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("p_best"), "{}", out.stdout);
     assert!(!project.path("out").exists());
-    assert!(!project.path(".levered/state.duckdb").exists());
+    assert!(!project.path(".levered").exists());
 }
 
 #[test]

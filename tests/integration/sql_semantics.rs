@@ -270,3 +270,42 @@ fn a_failing_metric_names_the_metric_and_the_optimization() {
     assert!(error.contains("optimization `test`"), "{error}");
     assert!(error.contains("signupz"), "{error}");
 }
+
+#[test]
+fn user_sql_cannot_write_or_read_outside_the_warehouse() {
+    let project = Project::new();
+    project.warehouse(&warehouse_sql());
+    let escape = project.path("escaped.csv");
+    let attacks = [
+        format!(
+            "SELECT anonymous_id, created_at AS timestamp FROM signups) AS m0; COPY (SELECT 1) TO '{}'; SELECT * FROM (SELECT 1",
+            escape.display()
+        ),
+        "SELECT column0 AS anonymous_id, now() AS timestamp FROM read_csv('/etc/passwd')".to_string(),
+        "SELECT anonymous_id, created_at AS timestamp FROM signups --".to_string(),
+    ];
+    for attack in attacks {
+        let yaml = definitions("{conversion_window: 2h}", "signup").replace(
+            "SELECT anonymous_id, created_at AS timestamp FROM signups WHERE created_at >= $start AND created_at < $end",
+            &format!("\"{}\"", attack.replace('"', "\\\"")),
+        );
+        let file = project.write("levered.yaml", &yaml);
+        let config = config::load(&file).unwrap();
+        let optimization = &config.optimizations["test"];
+        let engine = DuckDb::open(&config.warehouse).unwrap();
+        let result = engine.aggregate(&ScanPlan {
+            optimization,
+            arms: vec![(1, vec!["red".into(), "s".into()])],
+            as_of_us: AS_OF_US,
+            from_batch_us: None,
+        });
+        if attack.ends_with("--") {
+            // A trailing comment cannot swallow levered's own SQL: the query still runs.
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            let error = result.expect_err(&attack).to_string();
+            assert!(error.contains("metric `signup`"), "{error}");
+        }
+        assert!(!escape.exists(), "{attack}");
+    }
+}
