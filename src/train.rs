@@ -55,7 +55,7 @@ pub fn train(
 ) -> Result<Vec<Outcome>, Failure> {
     let selected = select(config, options)?;
     // A dry run on a project without a store has nothing to lock and must not create anything.
-    let needs_lock = !(options.dry_run && !config.state.exists());
+    let needs_lock = !options.dry_run || config.state.exists();
     let _lock = needs_lock
         .then(|| state::acquire(&config.state, options.lock_timeout))
         .transpose()
