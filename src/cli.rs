@@ -29,6 +29,9 @@ pub enum Command {
     /// Train optimizations: aggregate in the warehouse, update posteriors, write the allocation.
     #[command(after_help = crate::exit::TABLE)]
     Train(TrainArgs),
+    /// Check the definitions and bind every SQL in the warehouse, for CI.
+    #[command(after_help = VALIDATE_EXIT)]
+    Validate(ValidateArgs),
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
     #[command(after_help = crate::exit::TABLE)]
     Generate(GenerateArgs),
@@ -62,6 +65,42 @@ pub struct TrainArgs {
     pub lock_timeout: String,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+pub const VALIDATE_EXIT: &str = "\
+Exit codes:
+  0  valid (warnings may be printed)
+  2  usage error
+  3  invalid: at least one error was found
+  4  the warehouse cannot be opened (engine checks need it; --offline skips them)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+    /// GitHub Actions workflow commands (`::error file=...,line=...::message`).
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The definitions file [default: optimizations.yaml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Check only these optimizations' exposure sources (repeatable); metrics are always checked.
+    #[arg(long = "optimization", short = 'o', value_name = "NAME")]
+    pub optimizations: Vec<String>,
+    /// Static checks only: do not open the warehouse.
+    #[arg(long)]
+    pub offline: bool,
+    /// Also run each optimization's aggregation over the last day and report counts.
+    #[arg(long, conflicts_with = "offline")]
+    pub sample: bool,
+    /// The end of the sampled day, RFC 3339 [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ValidateFormat,
 }
 
 #[derive(Debug, Args)]

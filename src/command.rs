@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
-use crate::cli::{Cli, Command, GenerateArgs, TrainArgs};
+use crate::cli::{Cli, Command, GenerateArgs, TrainArgs, ValidateArgs, ValidateFormat};
 use crate::config::{self, Span};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::{Format, Printer};
@@ -33,11 +33,13 @@ where
     };
     let format = match &cli.command {
         Command::Train(args) => args.format,
-        Command::Generate(_) => Format::Text,
+        Command::Validate(args) if args.format == ValidateFormat::Json => Format::Json,
+        Command::Validate(_) | Command::Generate(_) => Format::Text,
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
     let result = match cli.command {
         Command::Train(args) => train_command(args, &printer),
+        Command::Validate(args) => validate_command(args, &printer),
         Command::Generate(args) => generate_command(args, &printer),
     };
     match result {
@@ -185,6 +187,62 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
         report.scan.mature_units,
         report.scan.mode
     )
+}
+
+fn validate_command(args: ValidateArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    use crate::validate;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    let path = config_path(args.config, printer)?;
+    let (validation, unreachable) = match config::load(&path) {
+        Err(error) => (validate::from_config_error(&error), None),
+        Ok(config) => {
+            let selected = config.select(&args.optimizations).map_err(usage)?;
+            let mut validation = validate::static_checks(&config);
+            let mut unreachable = None;
+            if !args.offline {
+                match crate::warehouse::DuckDb::open(&config.warehouse) {
+                    Err(error) => unreachable = Some(error),
+                    Ok(engine) => {
+                        let sample = args.sample.then(|| as_of.timestamp_micros());
+                        let found = validate::engine_checks(&config, &engine, &selected, sample);
+                        validation.findings.extend(found.findings);
+                        validation.samples = found.samples;
+                    }
+                }
+            }
+            (validation, unreachable)
+        }
+    };
+    let file = path.display().to_string();
+    match args.format {
+        ValidateFormat::Text => {
+            if !(printer.quiet && validation.findings.is_empty()) {
+                printer.out(&validate::render_text(&file, &validation));
+            }
+        }
+        ValidateFormat::Json => printer.json(&serde_json::json!({
+            "file": file,
+            "valid": validation.errors() == 0 && unreachable.is_none(),
+            "errors": validation.errors(),
+            "findings": validation.findings,
+            "samples": validation.samples,
+            "warehouse_error": unreachable.as_ref().map(ToString::to_string),
+        })),
+        ValidateFormat::Github => printer.out(&validate::render_github(&file, &validation)),
+    }
+    if let Some(error) = unreachable {
+        return Err(Failure::new(ExitStatus::Data, error));
+    }
+    Ok(if validation.errors() > 0 {
+        ExitStatus::InvalidDefinition
+    } else {
+        ExitStatus::Success
+    })
 }
 
 fn generate_command(args: GenerateArgs, printer: &Printer) -> Result<ExitStatus, Failure> {

@@ -13,6 +13,7 @@ pub mod report;
 pub mod state;
 pub mod synth;
 pub mod train;
+pub mod validate;
 pub mod warehouse;
 
 pub use command::run;

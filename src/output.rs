@@ -35,6 +35,12 @@ impl Printer {
         }
     }
 
+    /// A result on stdout whatever the format (the command chose the rendering).
+    pub fn out(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+    }
+
     /// A machine-readable result on stdout (`--format json`).
     pub fn json(&self, value: &serde_json::Value) {
         if self.format == Format::Json {

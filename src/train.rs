@@ -119,10 +119,7 @@ fn select<'c>(
     config: &'c Config,
     options: &TrainOptions,
 ) -> Result<Vec<&'c Optimization>, Failure> {
-    if options.all {
-        return Ok(config.optimizations.values().collect());
-    }
-    if options.optimizations.is_empty() {
+    if !options.all && options.optimizations.is_empty() {
         return Err(Failure::new(
             ExitStatus::Usage,
             anyhow!(
@@ -130,23 +127,9 @@ fn select<'c>(
             ),
         ));
     }
-    options
-        .optimizations
-        .iter()
-        .map(|name| {
-            config.optimizations.get(name).ok_or_else(|| {
-                let known: Vec<&str> = config.optimizations.keys().map(String::as_str).collect();
-                Failure::new(
-                    ExitStatus::Usage,
-                    anyhow!(
-                        "{} defines no optimization `{name}`\n  hint: known optimizations: {}",
-                        config.file.display(),
-                        known.join(", ")
-                    ),
-                )
-            })
-        })
-        .collect()
+    config
+        .select(&options.optimizations)
+        .map_err(|message| Failure::new(ExitStatus::Usage, anyhow!(message)))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {

@@ -15,7 +15,43 @@ pub struct Config {
     pub state: PathBuf,
     pub output_dir: PathBuf,
     pub keep_runs: u32,
+    pub metrics: BTreeMap<String, Metric>,
     pub optimizations: BTreeMap<String, Optimization>,
+    /// Where keys are written in the file (`metrics.signup.sql` → line, column), for messages.
+    pub locations: BTreeMap<String, (u64, u64)>,
+}
+
+impl Config {
+    /// The named optimizations (all of them when `names` is empty), or a message naming the unknown.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Optimization>, String> {
+        if names.is_empty() {
+            return Ok(self.optimizations.values().collect());
+        }
+        names
+            .iter()
+            .map(|name| {
+                self.optimizations.get(name).ok_or_else(|| {
+                    let known: Vec<&str> = self.optimizations.keys().map(String::as_str).collect();
+                    format!(
+                        "{} defines no optimization `{name}`\n  hint: known optimizations: {}",
+                        self.file.display(),
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The line and column of a key path, or of its nearest enclosing key that has one.
+    pub fn location(&self, path: &str) -> Option<(u64, u64)> {
+        let mut path = path;
+        loop {
+            if let Some(at) = self.locations.get(path) {
+                return Some(*at);
+            }
+            path = &path[..path.rfind('.')?];
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -89,6 +89,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut checker = Checker {
         base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         problems: Vec::new(),
+        locations: BTreeMap::new(),
     };
     let config = checker.file(file, raw);
     match config {
@@ -159,6 +160,7 @@ fn first_line(text: &str) -> String {
 struct Checker {
     base: PathBuf,
     problems: Vec<Problem>,
+    locations: BTreeMap<String, (u64, u64)>,
 }
 
 impl Checker {
@@ -238,12 +240,15 @@ impl Checker {
             ),
             output_dir: self.resolve(raw.output_dir.as_ref().map_or("out", |s| s.value.as_str())),
             keep_runs,
+            metrics,
             optimizations,
+            locations: std::mem::take(&mut self.locations),
         })
     }
 
     fn warehouse(&mut self, raw: &Spanned<RawWarehouse>) -> Option<Warehouse> {
         let at = &raw.referenced;
+        self.locate("warehouse", at);
         let w = &raw.value;
         if let Some(engine) = w.engine.as_deref().filter(|e| *e != "duckdb") {
             let hint = (engine == "spark")
@@ -305,8 +310,14 @@ impl Checker {
         })
     }
 
+    fn locate(&mut self, path: &str, at: &Location) {
+        self.locations
+            .insert(path.to_string(), (at.line(), at.column()));
+    }
+
     fn metric(&mut self, name: &str, raw: &Spanned<RawMetric>) -> Option<(String, Metric)> {
         let path = format!("metrics.{name}");
+        self.locate(&path, &raw.referenced);
         let kind = match raw.value.kind.as_str() {
             "bool" => MetricKind::Bool,
             "numeric" => MetricKind::Numeric,
@@ -380,6 +391,9 @@ impl Checker {
                 None
             }
         };
+        self.locate(&path, &raw.referenced);
+        self.locate(&format!("{path}.exposures"), &o.exposures.referenced);
+        self.locate(&format!("{path}.reward"), &o.reward.referenced);
         let exposures = self.exposures(&path, &o.exposures);
         let attribution = self.attribution(&path, &o.attribution);
         let model = self.model(&path, &o.model, variants.len());

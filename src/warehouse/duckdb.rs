@@ -122,6 +122,35 @@ impl DuckDb {
         sql::quote_path(target)
     }
 
+    /// The columns of a user relation (`exposures.table`/`exposures.sql` or a metric's SQL), found by
+    /// running levered's own `SELECT * FROM (...) LIMIT 0` around it: the engine binds the SQL and
+    /// reads no data. `$start`/`$end` are bound to `start_us`/`end_us`.
+    pub fn columns(
+        &self,
+        relation: &str,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<(String, ColumnKind)>, String> {
+        let text = format!("SELECT * FROM {relation} AS q LIMIT 0");
+        let mut statement = self
+            .connection
+            .prepare(&text)
+            .map_err(|e| clean_message(&e))?;
+        bind_reward_range(&mut statement, start_us, end_us)?;
+        statement.raw_execute().map_err(|e| clean_message(&e))?;
+        let schema = statement.schema();
+        Ok(schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), ColumnKind::of(f.data_type())))
+            .collect())
+    }
+
+    /// The relation of an optimization's exposure source, as the aggregation reads it.
+    pub fn exposure_relation(&self, optimization: &crate::config::Optimization) -> String {
+        sql::exposure_relation(optimization, |t| self.table(t))
+    }
+
     /// Runs the aggregation of one optimization.
     pub fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError> {
         let optimization = plan.optimization;
@@ -210,11 +239,80 @@ impl DuckDb {
     }
 }
 
+/// The kind of a column, as far as the warehouse contract cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum ColumnKind {
+    Text,
+    Timestamp,
+    Numeric,
+    Boolean,
+    Other(String),
+}
+
+impl ColumnKind {
+    fn of(data_type: &duckdb::arrow::datatypes::DataType) -> ColumnKind {
+        use duckdb::arrow::datatypes::DataType as T;
+        match data_type {
+            T::Utf8 | T::LargeUtf8 | T::Utf8View => ColumnKind::Text,
+            T::Timestamp(..) | T::Date32 | T::Date64 => ColumnKind::Timestamp,
+            T::Int8
+            | T::Int16
+            | T::Int32
+            | T::Int64
+            | T::UInt8
+            | T::UInt16
+            | T::UInt32
+            | T::UInt64 => ColumnKind::Numeric,
+            T::Float16 | T::Float32 | T::Float64 | T::Decimal128(..) | T::Decimal256(..) => {
+                ColumnKind::Numeric
+            }
+            T::Boolean => ColumnKind::Boolean,
+            other => ColumnKind::Other(other.to_string()),
+        }
+    }
+}
+
 fn min_option(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// Binds `$start`/`$end`; any other parameter is an error naming it.
+fn bind_reward_range(
+    statement: &mut duckdb::Statement<'_>,
+    start_us: i64,
+    end_us: i64,
+) -> Result<(), String> {
+    for index in 1..=statement.parameter_count() {
+        let name = statement
+            .parameter_name(index)
+            .map_err(|e| clean_message(&e))?;
+        let value = match name.as_str() {
+            "start" => Value::Timestamp(TimeUnit::Microsecond, start_us),
+            "end" => Value::Timestamp(TimeUnit::Microsecond, end_us),
+            other => {
+                return Err(format!(
+                    "the SQL uses the parameter `${other}`; only $start and $end are bound"
+                ))
+            }
+        };
+        statement
+            .raw_bind_parameter(index, value)
+            .map_err(|e| clean_message(&e))?;
+    }
+    Ok(())
+}
+
+/// An engine message without the generated SQL it quotes.
+fn clean_message(error: &duckdb::Error) -> String {
+    let text = error.to_string();
+    text.split("\n\nLINE ")
+        .next()
+        .unwrap_or(&text)
+        .trim()
+        .to_string()
 }
 
 fn first_line(text: &str) -> String {

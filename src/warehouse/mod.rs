@@ -4,6 +4,6 @@ mod duckdb;
 mod scan;
 mod sql;
 
-pub use self::duckdb::{DuckDb, WarehouseError};
+pub use self::duckdb::{ColumnKind, DuckDb, WarehouseError};
 pub use scan::{floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
 pub use sql::{aggregation, canonical_variant, Unmatched};

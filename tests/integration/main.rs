@@ -9,3 +9,4 @@ mod oracles;
 mod reference;
 mod sql_semantics;
 mod support;
+mod validate;

@@ -1,0 +1,379 @@
+//! `levered validate`: everything that can be checked before the hourly job runs, all at once.
+//! Static checks come from `config::load`; engine checks bind every exposure source and metric SQL in
+//! the warehouse (reading no data) and check the columns and types against the contract.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, MetricKind, Optimization};
+use crate::warehouse::{floor_to, ColumnKind, DuckDb, ScanPlan, BEGINNING_US};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One thing validation found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub path: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// What `--sample` saw for one optimization over the last day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    pub optimization: String,
+    pub from: String,
+    pub mature_units: i64,
+    pub conversions: i64,
+    pub unmatched: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Validation {
+    pub findings: Vec<Finding>,
+    pub samples: Vec<Sample>,
+}
+
+impl Validation {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    fn add(
+        &mut self,
+        config: &Config,
+        severity: Severity,
+        path: String,
+        message: String,
+        hint: Option<&str>,
+    ) {
+        let at = config.location(&path);
+        self.findings.push(Finding {
+            severity,
+            path,
+            line: at.map(|a| a.0),
+            column: at.map(|a| a.1),
+            message,
+            hint: hint.map(str::to_string),
+        });
+    }
+}
+
+/// The findings of a file that did not even load.
+pub fn from_config_error(error: &ConfigError) -> Validation {
+    Validation {
+        findings: error
+            .problems
+            .iter()
+            .map(|p| Finding {
+                severity: Severity::Error,
+                path: p.path.clone(),
+                line: p.line,
+                column: p.column,
+                message: p.message.clone(),
+                hint: p.hint.clone(),
+            })
+            .collect(),
+        samples: Vec::new(),
+    }
+}
+
+/// Checks that need no engine, beyond those of `config::load`.
+pub fn static_checks(config: &Config) -> Validation {
+    let mut v = Validation::default();
+    for (name, metric) in &config.metrics {
+        let path = format!("metrics.{name}.sql");
+        let (start, end) = (metric.sql.contains("$start"), metric.sql.contains("$end"));
+        if !start || !end {
+            v.add(
+                config,
+                Severity::Warning,
+                path,
+                format!(
+                    "the SQL does not filter on {}: every run reads the whole table",
+                    match (start, end) {
+                        (false, false) => "$start and $end",
+                        (false, true) => "$start",
+                        _ => "$end",
+                    }
+                ),
+                Some("add WHERE <time> >= $start AND <time> < $end"),
+            );
+        }
+        if !config
+            .optimizations
+            .values()
+            .any(|o| &o.reward.name == name)
+        {
+            v.add(
+                config,
+                Severity::Warning,
+                format!("metrics.{name}"),
+                "is not the reward of any optimization".into(),
+                None,
+            );
+        }
+    }
+    v
+}
+
+fn describe(kind: &ColumnKind) -> String {
+    match kind {
+        ColumnKind::Text => "text".into(),
+        ColumnKind::Timestamp => "a timestamp".into(),
+        ColumnKind::Numeric => "numeric".into(),
+        ColumnKind::Boolean => "boolean".into(),
+        ColumnKind::Other(t) => t.to_lowercase(),
+    }
+}
+
+/// Checks a relation's columns against the contract: each `(column, accepted kinds, role)`.
+fn check_columns(
+    v: &mut Validation,
+    config: &Config,
+    path: &str,
+    columns: &[(String, ColumnKind)],
+    required: &[(&str, &[ColumnKind], &str)],
+) {
+    for (name, kinds, role) in required {
+        match columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
+            None => {
+                let found: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+                v.add(
+                    config,
+                    Severity::Error,
+                    path.to_string(),
+                    format!("column `{name}` ({role}) is missing; the SQL returns: {}", found.join(", ")),
+                    Some("select it under this name (e.g. `created_at AS timestamp`), or map it under exposures.columns"),
+                );
+            }
+            Some((_, kind)) if !kinds.contains(kind) => {
+                let wanted: Vec<String> = kinds.iter().map(describe).collect();
+                v.add(
+                    config,
+                    Severity::Error,
+                    path.to_string(),
+                    format!(
+                        "column `{name}` is {}, but {role} must be {}",
+                        describe(kind),
+                        wanted.join(" or ")
+                    ),
+                    Some("cast it in the SQL, e.g. CAST(x AS TIMESTAMP) or CAST(x AS DOUBLE)"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Binds every exposure source and every metric's SQL in the warehouse and checks their columns;
+/// with `sample_as_of`, also runs each optimization's aggregation over the day of units that matured
+/// last (exposures from one window plus one day before it).
+pub fn engine_checks(
+    config: &Config,
+    engine: &DuckDb,
+    selected: &[&Optimization],
+    sample_as_of: Option<i64>,
+) -> Validation {
+    let mut v = Validation::default();
+    let end_us = sample_as_of.unwrap_or(0);
+    let text = [ColumnKind::Text];
+    let time = [ColumnKind::Timestamp];
+    let number = [ColumnKind::Numeric];
+    for (name, metric) in &config.metrics {
+        let path = format!("metrics.{name}.sql");
+        match engine.columns(&format!("(\n{}\n)", metric.sql), BEGINNING_US, end_us) {
+            Err(message) => v.add(
+                config,
+                Severity::Error,
+                path,
+                format!("the engine rejects the SQL: {message}"),
+                Some("run the SQL on its own to see the problem"),
+            ),
+            Ok(columns) => {
+                let mut required: Vec<(&str, &[ColumnKind], &str)> = vec![
+                    ("anonymous_id", &text, "the visitor id"),
+                    ("timestamp", &time, "the reward time"),
+                ];
+                if metric.kind == MetricKind::Numeric {
+                    required.push(("value", &number, "the reward value of a numeric metric"));
+                }
+                check_columns(&mut v, config, &path, &columns, &required);
+            }
+        }
+    }
+    for optimization in selected {
+        let path = format!("optimizations.{}.exposures", optimization.name);
+        let c = &optimization.exposures.columns;
+        let before = v.errors();
+        match engine.columns(
+            &engine.exposure_relation(optimization),
+            BEGINNING_US,
+            end_us,
+        ) {
+            Err(message) => v.add(
+                config,
+                Severity::Error,
+                path.clone(),
+                format!("the engine rejects the exposure source: {message}"),
+                Some("check the table name or the SQL"),
+            ),
+            Ok(columns) => check_columns(
+                &mut v,
+                config,
+                &path,
+                &columns,
+                &[
+                    (c.anonymous_id.as_str(), &text, "the visitor id"),
+                    (c.timestamp.as_str(), &time, "the exposure time"),
+                    (c.optimization_id.as_str(), &text, "the optimization id"),
+                    (c.variant.as_str(), &text, "the variant JSON"),
+                ],
+            ),
+        }
+        let reward_ok = !v.findings.iter().any(|f| {
+            f.severity == Severity::Error
+                && f.path == format!("metrics.{}.sql", optimization.reward.name)
+        });
+        if let (Some(as_of), true, true) = (sample_as_of, v.errors() == before, reward_ok) {
+            let window = optimization.attribution.window.micros();
+            let from = floor_to(
+                as_of - window - 86_400_000_000,
+                optimization.model.batch.micros(),
+            );
+            let arms = optimization
+                .variants
+                .iter()
+                .enumerate()
+                .map(|(i, variant)| (i as u32 + 1, variant.0.clone()))
+                .collect();
+            let plan = ScanPlan {
+                optimization,
+                arms,
+                as_of_us: as_of,
+                from_batch_us: Some(from),
+            };
+            match engine.aggregate(&plan) {
+                Err(e) => v.add(config, Severity::Error, path, e.to_string(), None),
+                Ok(scan) => v.samples.push(Sample {
+                    optimization: optimization.name.clone(),
+                    from: crate::train::rfc3339(from),
+                    mature_units: scan.rows.iter().map(|r| r.units).sum(),
+                    conversions: scan.rows.iter().map(|r| r.conversions).sum(),
+                    unmatched: scan
+                        .unmatched
+                        .iter()
+                        .map(|(r, n)| (r.label().to_string(), *n))
+                        .collect(),
+                }),
+            }
+        }
+    }
+    v
+}
+
+/// Renders findings as text lines `file:line:column: severity: path: message`.
+pub fn render_text(file: &str, v: &Validation) -> String {
+    let mut out = String::new();
+    for f in &v.findings {
+        let mut at = file.to_string();
+        if let Some(line) = f.line {
+            at.push_str(&format!(":{line}"));
+            if let Some(column) = f.column {
+                at.push_str(&format!(":{column}"));
+            }
+        }
+        let severity = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let path = if f.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", f.path)
+        };
+        out.push_str(&format!("{at}: {severity}: {path}{}\n", f.message));
+        if let Some(hint) = &f.hint {
+            out.push_str(&format!("    hint: {hint}\n"));
+        }
+    }
+    for s in &v.samples {
+        let unmatched: Vec<String> = s
+            .unmatched
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect();
+        out.push_str(&format!(
+            "sample {}: since {}: {} mature units, {} conversions, unmatched rows: {}\n",
+            s.optimization,
+            s.from,
+            s.mature_units,
+            s.conversions,
+            if unmatched.is_empty() {
+                "none".into()
+            } else {
+                unmatched.join(", ")
+            }
+        ));
+    }
+    let errors = v.errors();
+    out.push_str(&format!(
+        "{}: {} error{}, {} warning{}\n",
+        if errors == 0 { "valid" } else { "invalid" },
+        errors,
+        if errors == 1 { "" } else { "s" },
+        v.findings.len() - errors,
+        if v.findings.len() - errors == 1 {
+            ""
+        } else {
+            "s"
+        },
+    ));
+    out
+}
+
+/// Renders findings as GitHub Actions workflow commands.
+pub fn render_github(file: &str, v: &Validation) -> String {
+    let escape = |s: &str| {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let property = |s: &str| escape(s).replace(':', "%3A").replace(',', "%2C");
+    let mut out = String::new();
+    for f in &v.findings {
+        let mut props = format!("file={}", property(file));
+        if let Some(line) = f.line {
+            props.push_str(&format!(",line={line}"));
+        }
+        if let Some(column) = f.column {
+            props.push_str(&format!(",col={column}"));
+        }
+        props.push_str(&format!(
+            ",title={}",
+            property(&format!("levered: {}", f.path))
+        ));
+        let kind = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut message = f.message.clone();
+        if let Some(hint) = &f.hint {
+            message.push_str(&format!("\nhint: {hint}"));
+        }
+        out.push_str(&format!("::{kind} {props}::{}\n", escape(&message)));
+    }
+    out
+}

@@ -1,0 +1,111 @@
+//! `levered validate` on the corpus of broken definitions in tests/validate/: each file starts with
+//! `# expect: <exit code> <message>`.
+
+use crate::support::{repo, Project};
+
+#[test]
+fn every_broken_definition_gives_its_message_and_exit_code() {
+    let corpus = repo().join("tests/validate");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "{files:?}");
+    let project = Project::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("an expect line");
+        let (code, message) = expect.split_once(' ').unwrap();
+        let out = project.levered(&["validate", "--config", file.to_str().unwrap()]);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code.to_string(), code, "{}: {all}", file.display());
+        assert!(
+            all.contains(message),
+            "{}: expected `{message}` in\n{all}",
+            file.display()
+        );
+        if code == "3" {
+            // The finding points at the YAML: file:line.
+            assert!(all.contains(&format!("{}:", file.display())), "{all}");
+        }
+    }
+}
+
+#[test]
+fn the_example_is_valid_and_samples_report_counts() {
+    let project = Project::new();
+    let config = repo().join("optimizations.example.yaml");
+    let out = project.levered(&[
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+        "--sample",
+        "--as-of",
+        "2026-01-08T00:00:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("valid: 0 errors"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("sample hero: since 2026-01-06T00:00:00Z"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("unknown_variant"), "{}", out.stdout);
+}
+
+#[test]
+fn json_and_github_formats() {
+    let project = Project::new();
+    let file = repo().join("tests/validate/text_timestamp.yaml");
+    let out = project.levered(&[
+        "validate",
+        "--config",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 3);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(json["valid"], false);
+    let error = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["severity"] == "error")
+        .unwrap();
+    assert_eq!(error["path"], "metrics.signup.sql");
+    assert!(error["line"].as_u64().is_some());
+
+    let out = project.levered(&[
+        "validate",
+        "--config",
+        file.to_str().unwrap(),
+        "--format",
+        "github",
+    ]);
+    assert_eq!(out.code, 3);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .expect("an error annotation");
+    assert!(
+        line.contains(&format!("file={}", file.display()).replace(':', "%3A")),
+        "{line}"
+    );
+    assert!(line.contains(",line="), "{line}");
+}
+
+#[test]
+fn offline_skips_the_engine() {
+    let project = Project::new();
+    let file = repo().join("tests/validate/unreachable_warehouse.yaml");
+    let out = project.levered(&["validate", "--config", file.to_str().unwrap(), "--offline"]);
+    assert_eq!(out.code, 0, "{out:?}");
+}
