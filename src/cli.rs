@@ -32,6 +32,9 @@ pub enum Command {
     /// Check the definitions and bind every SQL in the warehouse, for CI.
     #[command(after_help = VALIDATE_EXIT)]
     Validate(ValidateArgs),
+    /// Show the latest stored report of an optimization, without retraining or querying the warehouse.
+    #[command(after_help = crate::exit::TABLE)]
+    Report(ReportArgs),
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
     #[command(after_help = crate::exit::TABLE)]
     Generate(GenerateArgs),
@@ -101,6 +104,34 @@ pub struct ValidateArgs {
     pub as_of: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ValidateFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The definitions file [default: optimizations.yaml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The optimization to show.
+    #[arg(long = "optimization", short = 'o', value_name = "NAME")]
+    pub optimization: String,
+    /// Only rows of this context, as factor=value (repeatable; `*` is the pooled context).
+    #[arg(long, value_name = "FACTOR=VALUE")]
+    pub context: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// Write a self-contained HTML page with charts to this file instead.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// How long to wait for a training run holding the state store.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub lock_timeout: String,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
-use crate::cli::{Cli, Command, GenerateArgs, TrainArgs, ValidateArgs, ValidateFormat};
+use crate::cli::{
+    Cli, Command, GenerateArgs, ReportArgs, ReportFormat, TrainArgs, ValidateArgs, ValidateFormat,
+};
 use crate::config::{self, Span};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::{Format, Printer};
@@ -34,12 +36,14 @@ where
     let format = match &cli.command {
         Command::Train(args) => args.format,
         Command::Validate(args) if args.format == ValidateFormat::Json => Format::Json,
-        Command::Validate(_) | Command::Generate(_) => Format::Text,
+        Command::Report(args) if args.format == ReportFormat::Json => Format::Json,
+        Command::Validate(_) | Command::Report(_) | Command::Generate(_) => Format::Text,
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
     let result = match cli.command {
         Command::Train(args) => train_command(args, &printer),
         Command::Validate(args) => validate_command(args, &printer),
+        Command::Report(args) => report_command(args, &printer),
         Command::Generate(args) => generate_command(args, &printer),
     };
     match result {
@@ -121,7 +125,13 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
                 }
                 printer.summary(&summary_line(report, options.dry_run, &config.output_dir));
                 if options.dry_run {
-                    printer.result(&crate::report::table(report));
+                    printer.result(&crate::report::table(
+                        &format!(
+                            "{} (run {}, as of {})",
+                            report.optimization, report.run_id, report.as_of
+                        ),
+                        &report.arms,
+                    ));
                 }
                 json.push(serde_json::json!({"optimization": report.optimization, "outcome": "trained", "run": report}));
             }
@@ -243,6 +253,80 @@ fn validate_command(args: ValidateArgs, printer: &Printer) -> Result<ExitStatus,
     } else {
         ExitStatus::Success
     })
+}
+
+/// Keeps the report rows of the asked contexts: every pair given must appear in the row's context key.
+fn in_context(context: &str, wanted: &[String]) -> bool {
+    wanted.is_empty()
+        || wanted.iter().all(|pair| {
+            pair == "*" && context == "*" || context.split('|').any(|part| part == pair)
+        })
+}
+
+fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let lock_timeout = Span::parse(&args.lock_timeout)
+        .map_err(|e| usage(format!("--lock-timeout: {e}")))?
+        .as_chrono()
+        .to_std()
+        .unwrap_or_default();
+    let path = config_path(args.config, printer)?;
+    let config = config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
+    config
+        .select(std::slice::from_ref(&args.optimization))
+        .map_err(usage)?;
+    let no_runs = || {
+        Failure::new(
+            ExitStatus::Data,
+            anyhow!(
+                "no run of `{}` is stored in {}\n  hint: run levered train first",
+                args.optimization,
+                config.state.display()
+            ),
+        )
+    };
+    if !config.state.exists() {
+        return Err(no_runs());
+    }
+    let _lock = crate::state::acquire(&config.state, lock_timeout).map_err(|e| match e {
+        crate::state::LockError::Busy { .. } => Failure::new(ExitStatus::Locked, e),
+        crate::state::LockError::Io { .. } => Failure::new(ExitStatus::Data, e),
+    })?;
+    let store = crate::state::StateStore::open_read_only(&config.state)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    let (run, arms) = store
+        .latest_report(&args.optimization)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?
+        .ok_or_else(no_runs)?;
+    let arms: Vec<_> = arms
+        .into_iter()
+        .filter(|a| in_context(&a.context, &args.context))
+        .collect();
+    if let Some(file) = &args.html {
+        let history = store
+            .history(&args.optimization)
+            .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+        let mut staged = crate::report::Staged::new();
+        staged
+            .add(file, &crate::report::html_page(&run, &arms, &history))
+            .and_then(|()| staged.publish())
+            .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+        printer.summary(&format!("{}: wrote {}", args.optimization, file.display()));
+        return Ok(ExitStatus::Success);
+    }
+    match args.format {
+        ReportFormat::Table => printer.result(&crate::report::table(
+            &format!(
+                "{} (run {}, as of {})",
+                run.optimization,
+                run.run_id,
+                crate::train::rfc3339(run.as_of_us)
+            ),
+            &arms,
+        )),
+        ReportFormat::Csv => printer.result(&crate::report::report_csv(&arms)),
+        ReportFormat::Json => printer.json(&serde_json::json!({"run": run, "arms": arms})),
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn generate_command(args: GenerateArgs, printer: &Printer) -> Result<ExitStatus, Failure> {

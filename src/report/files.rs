@@ -24,7 +24,10 @@ impl Staged {
             .with_context(|| format!("cannot create {}", folder.display()))?;
         let mut file = NamedTempFile::new_in(folder)
             .with_context(|| format!("cannot create a file in {}", folder.display()))?;
-        file.write_all(contents.as_bytes())
+        // Readable like any file the process would create (temporary files start private).
+        file.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .and_then(|()| file.write_all(contents.as_bytes()))
             .and_then(|()| file.as_file().sync_all())
             .with_context(|| format!("cannot write {}", path.display()))?;
         self.files.push((file, path.to_path_buf()));

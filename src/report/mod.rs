@@ -2,6 +2,7 @@
 
 mod csv;
 mod files;
+mod html;
 mod model;
 mod table;
 
@@ -9,5 +10,6 @@ pub use csv::{
     allocation as allocation_csv, report as report_csv, sig17, ALLOCATION_HEADER, REPORT_HEADER,
 };
 pub use files::{prune_runs, Staged};
+pub use html::page as html_page;
 pub use model::{AllocationRow, ArmReport, RunReport, ScanSummary};
 pub use table::table;

@@ -1,14 +1,15 @@
 //! The aligned terminal table of a run's arms.
 
-use super::model::RunReport;
+use super::model::ArmReport;
 
 fn number(x: Option<f64>, decimals: usize) -> String {
     x.map_or_else(|| "-".to_string(), |x| format!("{x:.decimals$}"))
 }
 
 /// One line per arm: id, variant, units, conversions, mean and interval, P(best), weights.
-pub fn table(report: &RunReport) -> String {
+pub fn table(title: &str, arms: &[ArmReport]) -> String {
     let header = [
+        "context",
         "arm",
         "variant",
         "status",
@@ -22,8 +23,9 @@ pub fn table(report: &RunReport) -> String {
         "weight",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for arm in &report.arms {
+    for arm in arms {
         rows.push(vec![
+            arm.context.clone(),
             arm.arm_id.clone(),
             arm.variant.clone(),
             arm.status.clone(),
@@ -40,17 +42,14 @@ pub fn table(report: &RunReport) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut out = format!(
-        "{} (run {}, as of {})\n",
-        report.optimization, report.run_id, report.as_of
-    );
+    let mut out = format!("{title}\n");
     for row in rows {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
             .map(|(c, cell)| {
                 let pad = widths[c] - cell.chars().count();
-                if c == 1 || c == 2 {
+                if c <= 3 {
                     format!("{cell}{}", " ".repeat(pad))
                 } else {
                     format!("{}{cell}", " ".repeat(pad))

@@ -4,4 +4,6 @@ mod lock;
 mod store;
 
 pub use lock::{acquire, lock_path, LockError, StateLock};
-pub use store::{FailedRun, LastRun, RunWrite, StateError, StateStore, StoredArm};
+pub use store::{
+    FailedRun, HistoryRow, LastRun, RunInfo, RunWrite, StateError, StateStore, StoredArm,
+};

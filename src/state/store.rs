@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, AccessMode, Config, Connection};
 
-use crate::report::RunReport;
+use crate::report::{ArmReport, RunReport};
 use crate::warehouse::BatchRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,35 @@ pub struct LastRun {
     pub first_exposure_us: Option<i64>,
     pub newest_exposure_us: Option<i64>,
     pub winner_arm_id: Option<u32>,
+}
+
+/// The header of a stored run, as `levered report` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunInfo {
+    pub optimization: String,
+    pub run_id: String,
+    pub as_of_us: i64,
+    pub trained_at_us: i64,
+    pub seed: u64,
+    pub scan_mode: String,
+    pub mature_units: i64,
+    pub unmatched: BTreeMap<String, i64>,
+    pub warnings: Vec<String>,
+}
+
+/// One arm of one run in the allocation history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryRow {
+    pub run_id: String,
+    pub as_of_us: i64,
+    pub context: String,
+    pub arm_id: String,
+    pub variant: String,
+    pub weight: Option<f64>,
+    pub p_best: Option<f64>,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
 }
 
 /// An arm known to the store.
@@ -316,6 +345,110 @@ impl StateStore {
         let rows = statement
             .query_map(params![optimization, optimization], |row| {
                 Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The latest successful run of an optimization and its report rows, in context and arm order.
+    pub fn latest_report(
+        &self,
+        optimization: &str,
+    ) -> Result<Option<(RunInfo, Vec<ArmReport>)>, StateError> {
+        let run = self
+            .connection
+            .query_row(
+                "SELECT run_id, epoch_us(as_of), epoch_us(trained_at), seed, scan_mode, mature_units,
+                        CAST(unmatched AS VARCHAR), CAST(warnings AS VARCHAR)
+                 FROM runs WHERE optimization = ? AND outcome = 'ok' ORDER BY seq DESC LIMIT 1",
+                params![optimization],
+                |row| {
+                    Ok(RunInfo {
+                        optimization: optimization.to_string(),
+                        run_id: row.get(0)?,
+                        as_of_us: row.get(1)?,
+                        trained_at_us: row.get(2)?,
+                        seed: row.get(3)?,
+                        scan_mode: row.get(4)?,
+                        mature_units: row.get(5)?,
+                        unmatched: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
+                        warnings: serde_json::from_str(&row.get::<_, String>(7)?).unwrap_or_default(),
+                    })
+                },
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                duckdb::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(self.error(e)),
+            })?;
+        let Some(run) = run else {
+            return Ok(None);
+        };
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT context, arm_id, role, CAST(variant AS VARCHAR), status, units, conversions, rate, alpha, beta,
+                        mean, ci_low, ci_high, p_best, expected_loss, weight_prev, weight_new,
+                        lift_vs_holdout, lift_ci_low, lift_ci_high
+                 FROM arm_reports WHERE optimization = ? AND run_id = ?
+                 ORDER BY context, role, TRY_CAST(arm_id AS INTEGER), arm_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization, run.run_id], |row| {
+                Ok(ArmReport {
+                    context: row.get(0)?,
+                    arm_id: row.get(1)?,
+                    role: row.get(2)?,
+                    variant: row.get(3)?,
+                    status: row.get(4)?,
+                    units: row.get(5)?,
+                    conversions: row.get(6)?,
+                    rate: row.get(7)?,
+                    alpha: row.get(8)?,
+                    beta: row.get(9)?,
+                    mean: row.get(10)?,
+                    ci_low: row.get(11)?,
+                    ci_high: row.get(12)?,
+                    p_best: row.get(13)?,
+                    expected_loss: row.get(14)?,
+                    weight_prev: row.get(15)?,
+                    weight_new: row.get(16)?,
+                    lift_vs_holdout: row.get(17)?,
+                    lift_ci_low: row.get(18)?,
+                    lift_ci_high: row.get(19)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        let arms = rows.collect::<Result<_, _>>().map_err(|e| self.error(e))?;
+        Ok(Some((run, arms)))
+    }
+
+    /// Every successful run's weight and P(best) per arm, oldest first: the allocation history.
+    pub fn history(&self, optimization: &str) -> Result<Vec<HistoryRow>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT r.run_id, epoch_us(r.as_of), a.context, a.arm_id, CAST(a.variant AS VARCHAR), a.weight_new, a.p_best, a.mean, a.ci_low, a.ci_high
+                 FROM runs AS r JOIN arm_reports AS a ON a.optimization = r.optimization AND a.run_id = r.run_id
+                 WHERE r.optimization = ? AND r.outcome = 'ok'
+                 ORDER BY r.seq, a.context, TRY_CAST(a.arm_id AS INTEGER), a.arm_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization], |row| {
+                Ok(HistoryRow {
+                    run_id: row.get(0)?,
+                    as_of_us: row.get(1)?,
+                    context: row.get(2)?,
+                    arm_id: row.get(3)?,
+                    variant: row.get(4)?,
+                    weight: row.get(5)?,
+                    p_best: row.get(6)?,
+                    mean: row.get(7)?,
+                    ci_low: row.get(8)?,
+                    ci_high: row.get(9)?,
+                })
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))

@@ -7,6 +7,7 @@ mod example;
 mod incremental;
 mod oracles;
 mod reference;
+mod report;
 mod sql_semantics;
 mod support;
 mod validate;

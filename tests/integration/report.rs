@@ -1,0 +1,116 @@
+//! `levered report`: the latest stored run as a table, CSV, JSON or an HTML page, without retraining.
+
+use crate::example::example_project;
+use crate::support::{read_csv, Project};
+
+fn trained() -> Project {
+    let project = example_project();
+    for as_of in ["2026-01-07T22:00:00Z", "2026-01-08T00:00:00Z"] {
+        let out = project.levered(&[
+            "train",
+            "--all",
+            "-q",
+            "--config",
+            "optimizations.example.yaml",
+            "--as-of",
+            as_of,
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    project
+}
+
+fn report(project: &Project, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "report",
+        "--config",
+        "optimizations.example.yaml",
+        "--optimization",
+        "hero",
+    ];
+    args.extend_from_slice(extra);
+    project.levered(&args)
+}
+
+#[test]
+fn the_latest_run_as_table_csv_and_json() {
+    let project = trained();
+    // The warehouse is not needed: the report reads only the state store.
+    std::fs::remove_dir_all(project.path("fixtures/warehouse")).unwrap();
+    let out = report(&project, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("hero (run 20260108T000000Z-0002, as of 2026-01-08T00:00:00Z)"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.lines().count(), 2 + 9);
+
+    let out = report(&project, &["--format", "csv"]);
+    assert_eq!(out.code, 0);
+    let written = std::fs::read_to_string(project.path("out/hero/report.csv")).unwrap();
+    assert_eq!(
+        out.stdout, written,
+        "the stored report equals the report file of the run"
+    );
+
+    let out = report(&project, &["--format", "json", "--context", "*"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(json["run"]["run_id"], "20260108T000000Z-0002");
+    assert_eq!(json["arms"].as_array().unwrap().len(), 9);
+    let out = report(&project, &["--format", "json", "--context", "country=US"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        json["arms"].as_array().unwrap().len(),
+        0,
+        "a MAB has only the pooled context"
+    );
+}
+
+#[test]
+fn the_html_page_is_self_contained_with_its_charts() {
+    let project = trained();
+    let out = report(&project, &["--html", "hero.html"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let html = std::fs::read_to_string(project.path("hero.html")).unwrap();
+    for needle in [
+        "<h1>hero</h1>",
+        "95% credible interval",
+        "Allocation over time",
+        "P(best) over time",
+        "Lift vs holdout",
+        "<polyline",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
+    );
+    let reported = read_csv(&project.path("out/hero/report.csv"));
+    assert!(html.contains(&format!(
+        "{:.5}",
+        reported[4]["mean"].parse::<f64>().unwrap()
+    )));
+}
+
+#[test]
+fn without_runs_or_with_an_unknown_optimization() {
+    let project = example_project();
+    let out = report(&project, &[]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("run levered train first"),
+        "{}",
+        out.stderr
+    );
+    let out = project.levered(&[
+        "report",
+        "--config",
+        "optimizations.example.yaml",
+        "-o",
+        "nope",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+}
