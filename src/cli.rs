@@ -35,6 +35,9 @@ pub enum Command {
     /// Show the latest stored report of an optimization, without retraining or querying the warehouse.
     #[command(after_help = crate::exit::TABLE)]
     Report(ReportArgs),
+    /// Show the allocation history of an optimization: every stored run's weights and P(best).
+    #[command(after_help = crate::exit::TABLE)]
+    History(ReportArgs),
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
     #[command(after_help = crate::exit::TABLE)]
     Generate(GenerateArgs),

@@ -37,13 +37,17 @@ where
         Command::Train(args) => args.format,
         Command::Validate(args) if args.format == ValidateFormat::Json => Format::Json,
         Command::Report(args) if args.format == ReportFormat::Json => Format::Json,
-        Command::Validate(_) | Command::Report(_) | Command::Generate(_) => Format::Text,
+        Command::History(args) if args.format == ReportFormat::Json => Format::Json,
+        Command::Validate(_) | Command::Report(_) | Command::History(_) | Command::Generate(_) => {
+            Format::Text
+        }
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
     let result = match cli.command {
         Command::Train(args) => train_command(args, &printer),
         Command::Validate(args) => validate_command(args, &printer),
         Command::Report(args) => report_command(args, &printer),
+        Command::History(args) => history_command(args, &printer),
         Command::Generate(args) => generate_command(args, &printer),
     };
     match result {
@@ -263,40 +267,49 @@ fn in_context(context: &str, wanted: &[String]) -> bool {
         })
 }
 
-fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+/// Opens the state store of the definitions for reading, after waiting for any training run.
+fn stored(
+    args: &ReportArgs,
+    printer: &Printer,
+) -> Result<(crate::state::StateLock, crate::state::StateStore), Failure> {
     let lock_timeout = Span::parse(&args.lock_timeout)
         .map_err(|e| usage(format!("--lock-timeout: {e}")))?
         .as_chrono()
         .to_std()
         .unwrap_or_default();
-    let path = config_path(args.config, printer)?;
+    let path = config_path(args.config.clone(), printer)?;
     let config = config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
     config
         .select(std::slice::from_ref(&args.optimization))
         .map_err(usage)?;
-    let no_runs = || {
-        Failure::new(
-            ExitStatus::Data,
-            anyhow!(
-                "no run of `{}` is stored in {}\n  hint: run levered train first",
-                args.optimization,
-                config.state.display()
-            ),
-        )
-    };
     if !config.state.exists() {
-        return Err(no_runs());
+        return Err(no_runs(&args.optimization, &config.state));
     }
-    let _lock = crate::state::acquire(&config.state, lock_timeout).map_err(|e| match e {
+    let lock = crate::state::acquire(&config.state, lock_timeout).map_err(|e| match e {
         crate::state::LockError::Busy { .. } => Failure::new(ExitStatus::Locked, e),
         crate::state::LockError::Io { .. } => Failure::new(ExitStatus::Data, e),
     })?;
     let store = crate::state::StateStore::open_read_only(&config.state)
         .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    Ok((lock, store))
+}
+
+fn no_runs(optimization: &str, state: &Path) -> Failure {
+    Failure::new(
+        ExitStatus::Data,
+        anyhow!(
+            "no run of `{optimization}` is stored in {}\n  hint: run levered train first",
+            state.display()
+        ),
+    )
+}
+
+fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let (_lock, store) = stored(&args, printer)?;
     let (run, arms) = store
         .latest_report(&args.optimization)
         .map_err(|e| Failure::new(ExitStatus::Data, e))?
-        .ok_or_else(no_runs)?;
+        .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;
     let arms: Vec<_> = arms
         .into_iter()
         .filter(|a| in_context(&a.context, &args.context))
@@ -325,6 +338,26 @@ fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Fai
         )),
         ReportFormat::Csv => printer.result(&crate::report::report_csv(&arms)),
         ReportFormat::Json => printer.json(&serde_json::json!({"run": run, "arms": arms})),
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let (_lock, store) = stored(&args, printer)?;
+    let rows: Vec<_> = store
+        .history(&args.optimization)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?
+        .into_iter()
+        .filter(|h| in_context(&h.context, &args.context))
+        .collect();
+    if rows.is_empty() {
+        return Err(no_runs(&args.optimization, Path::new("the state store")));
+    }
+    match args.format {
+        ReportFormat::Json => printer.json(&serde_json::to_value(&rows).unwrap_or_default()),
+        ReportFormat::Table | ReportFormat::Csv => {
+            printer.result(&crate::report::history_csv(&rows));
+        }
     }
     Ok(ExitStatus::Success)
 }

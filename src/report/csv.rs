@@ -2,6 +2,7 @@
 //! reader recovers the exact double.
 
 use super::model::{AllocationRow, ArmReport};
+use crate::state::HistoryRow;
 
 /// `x` with 17 significant digits, in plain decimal notation.
 pub fn sig17(x: f64) -> String {
@@ -79,6 +80,29 @@ pub fn report(rows: &[ArmReport]) -> String {
             optional(r.lift_vs_holdout),
             optional(r.lift_ci_low),
             optional(r.lift_ci_high),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The allocation history: one row per run and arm, oldest run first.
+pub fn history(rows: &[HistoryRow]) -> String {
+    let mut out =
+        String::from("run_id,as_of,context,arm_id,variant,weight,p_best,mean,ci_low,ci_high\n");
+    for h in rows {
+        let fields = [
+            field(&h.run_id),
+            crate::train::rfc3339(h.as_of_us),
+            field(&h.context),
+            field(&h.arm_id),
+            field(&h.variant),
+            optional(h.weight),
+            optional(h.p_best),
+            sig17(h.mean),
+            sig17(h.ci_low),
+            sig17(h.ci_high),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');

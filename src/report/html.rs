@@ -223,7 +223,8 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 800px
 h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.1em; margin-top: 2em; }}
 .label, .axis {{ font-size: 12px; fill: #444; }}
 .legend span {{ margin-right: 1em; white-space: nowrap; }} .legend i {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
+td:nth-child(3), th:nth-child(3) {{ text-align: left; white-space: normal; }}
 </style></head><body>
 <h1>{name}</h1>
 <p>Run {run_id}, as of {as_of}; {units} mature units; seed {seed}.</p>
