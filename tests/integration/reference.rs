@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use levered::config::{self, Touch, Unit};
-use levered::warehouse::{DuckDb, ScanPlan, Unmatched};
+use levered::config::{Touch, Unit};
+use levered::warehouse::Unmatched;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::support::Project;
+use crate::support::{aggregate, Project};
 
 const MINUTE: i64 = 60_000_000;
 const DAY_START: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -193,23 +193,7 @@ optimizations:
 "
                 ),
             );
-            let config = config::load(&file).unwrap();
-            let optimization = &config.optimizations["opt"];
-            let engine = DuckDb::open(&config.warehouse).unwrap();
-            let arms = optimization
-                .variants
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i as u32 + 1, v.0.clone()))
-                .collect();
-            let result = engine
-                .aggregate(&ScanPlan {
-                    optimization,
-                    arms,
-                    as_of_us: as_of,
-                    from_batch_us: None,
-                })
-                .unwrap();
+            let result = aggregate(&file, "opt", as_of).unwrap();
             let actual: Cells = result
                 .rows
                 .iter()

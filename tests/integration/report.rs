@@ -118,12 +118,25 @@ fn without_runs_or_with_an_unknown_optimization() {
 #[test]
 fn history_lists_every_run_and_arm() {
     let project = trained();
-    let out = project.levered(&["history", "--config", "optimizations.example.yaml", "--optimization", "hero"]);
+    let out = project.levered(&[
+        "history",
+        "--config",
+        "optimizations.example.yaml",
+        "--optimization",
+        "hero",
+    ]);
     assert_eq!(out.code, 0, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "run_id,as_of,context,arm_id,variant,weight,p_best,mean,ci_low,ci_high");
+    assert_eq!(
+        lines[0],
+        "run_id,as_of,context,arm_id,variant,weight,p_best,mean,ci_low,ci_high"
+    );
     assert_eq!(lines.len(), 1 + 2 * 9);
-    assert!(lines[1].starts_with("20260107T220000Z-0001,2026-01-07T22:00:00Z,*,1,"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("20260107T220000Z-0001,2026-01-07T22:00:00Z,*,1,"),
+        "{}",
+        lines[1]
+    );
     let latest = read_csv(&project.path("out/hero/allocation.csv"));
     let last: Vec<&str> = lines[18].split(',').collect();
     assert_eq!(last[0], latest[8]["run_id"]);

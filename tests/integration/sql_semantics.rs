@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use levered::config;
 use levered::warehouse::{BatchRow, DuckDb, ScanPlan, ScanResult, Unmatched};
 
-use crate::support::Project;
+use crate::support::{aggregate, Project};
 
 const RED: &str = r#"{"color":"red","size":"s"}"#;
 const BLUE: &str = r#"{"color":"blue","size":"s"}"#;
@@ -117,23 +117,7 @@ fn scan(attribution: &str, metric: &str) -> ScanResult {
     let project = Project::new();
     project.warehouse(&warehouse_sql());
     let file = project.write("levered.yaml", &definitions(attribution, metric));
-    let config = config::load(&file).expect("valid definitions");
-    let optimization = &config.optimizations["test"];
-    let engine = DuckDb::open(&config.warehouse).expect("the warehouse opens");
-    let arms = optimization
-        .variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i as u32 + 1, v.0.clone()))
-        .collect();
-    engine
-        .aggregate(&ScanPlan {
-            optimization,
-            arms,
-            as_of_us: AS_OF_US,
-            from_batch_us: None,
-        })
-        .expect("the aggregation runs")
+    aggregate(&file, "test", AS_OF_US).expect("the aggregation runs")
 }
 
 /// (hour of 2026-01-01, arm) → (units, conversions)

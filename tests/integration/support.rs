@@ -95,3 +95,26 @@ pub fn split_csv(line: &str) -> Vec<String> {
     }
     fields
 }
+
+/// Runs the aggregation of optimization `name` of a definitions file, arms numbered in level order.
+pub fn aggregate(
+    file: &Path,
+    name: &str,
+    as_of_us: i64,
+) -> Result<levered::warehouse::ScanResult, levered::warehouse::WarehouseError> {
+    let config = levered::config::load(file).expect("valid definitions");
+    let optimization = &config.optimizations[name];
+    let engine = levered::warehouse::DuckDb::open(&config.warehouse).expect("the warehouse opens");
+    let arms = optimization
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u32 + 1, v.0.clone()))
+        .collect();
+    engine.aggregate(&levered::warehouse::ScanPlan {
+        optimization,
+        arms,
+        as_of_us,
+        from_batch_us: None,
+    })
+}
