@@ -50,8 +50,14 @@ pub fn compare(arms: &[Posterior], seed: u64) -> Comparison {
 
 /// The deterministic path; `None` when the integrand is too rough for the accuracy asked.
 pub fn by_quadrature(arms: &[Posterior]) -> Option<Comparison> {
-    let n = arms.len();
-    let region = region(arms);
+    let tails: Vec<(f64, f64)> = arms.iter().map(tails).collect();
+    // The maximum lives above the highest lower tail; an arm whose upper tail lies below it is
+    // never best (P < 1e-14) and is 1 in every product there, so it leaves the integral.
+    let low = tails.iter().map(|t| t.0).fold(f64::NEG_INFINITY, f64::max);
+    let high = tails.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+    let active: Vec<usize> = (0..arms.len()).filter(|&k| tails[k].1 > low).collect();
+    let n = active.len();
+    let normalizers: Vec<f64> = active.iter().map(|&k| arms[k].log_normalizer()).collect();
     let scale = arms
         .iter()
         .map(|a| a.mean().abs() + a.spread())
@@ -60,10 +66,17 @@ pub fn by_quadrature(arms: &[Posterior]) -> Option<Comparison> {
     let mut cdf = vec![0.0; n];
     let mut prefixes = vec![0.0; n];
     let integrand = |x: f64, out: &mut [f64]| {
-        for (c, arm) in cdf.iter_mut().zip(arms) {
-            *c = arm.cdf(x);
+        for (c, &k) in cdf.iter_mut().zip(&active) {
+            let (below, above) = tails[k];
+            *c = if x <= below {
+                0.0
+            } else if x >= above {
+                1.0
+            } else {
+                arms[k].cdf(x)
+            };
         }
-        // out[k] = f_k(x) Π_{j≠k} F_j(x), from prefix and suffix products of the CDFs.
+        // out[i] = f_i(x) Π_{j≠i} F_j(x), from prefix and suffix products of the CDFs.
         let mut running = 1.0;
         for (p, c) in prefixes.iter_mut().zip(&cdf) {
             *p = running;
@@ -71,15 +84,29 @@ pub fn by_quadrature(arms: &[Posterior]) -> Option<Comparison> {
         }
         let mut suffix = 1.0;
         let mut density_of_max = 0.0;
-        for k in (0..n).rev() {
-            let value = arms[k].pdf(x) * prefixes[k] * suffix;
-            out[k] = value;
+        for i in (0..n).rev() {
+            let k = active[i];
+            let inside = x > tails[k].0 && x < tails[k].1;
+            let value = if inside && prefixes[i] * suffix > 0.0 {
+                arms[k].pdf_normalized(x, normalizers[i]) * prefixes[i] * suffix
+            } else {
+                0.0
+            };
+            out[i] = value;
             density_of_max += value;
-            suffix *= cdf[k];
+            suffix *= cdf[i];
         }
         out[n] = x * density_of_max / scale;
     };
-    let mut breakpoints = region.breakpoints;
+    // Panels split at the arms' means; the adaptive rule refines where the integrand needs it.
+    let mut breakpoints = vec![low, high];
+    breakpoints.extend(
+        active
+            .iter()
+            .map(|&k| arms[k].mean())
+            .filter(|&m| m > low && m < high),
+    );
+    breakpoints.sort_by(f64::total_cmp);
     breakpoints.dedup();
     let integrals = quadrature::integrate(integrand, &breakpoints, n + 1, TOLERANCE)?;
     let total: f64 = integrals[..n].iter().sum();
@@ -87,11 +114,12 @@ pub fn by_quadrature(arms: &[Posterior]) -> Option<Comparison> {
         return None;
     }
     let expected_max = integrals[n] * scale / total;
+    let mut p_best = vec![0.0; arms.len()];
+    for (i, &k) in active.iter().enumerate() {
+        p_best[k] = (integrals[i] / total).clamp(0.0, 1.0);
+    }
     Some(Comparison {
-        p_best: integrals[..n]
-            .iter()
-            .map(|p| (p / total).clamp(0.0, 1.0))
-            .collect(),
+        p_best,
         expected_loss: arms
             .iter()
             .map(|a| (expected_max - a.mean()).max(0.0))
@@ -100,38 +128,11 @@ pub fn by_quadrature(arms: &[Posterior]) -> Option<Comparison> {
     })
 }
 
-struct Region {
-    breakpoints: Vec<f64>,
-}
-
-/// Where the maximum of the arms lives: from the highest lower tail to the highest upper tail,
-/// split at each arm's mean ± a few spreads so that narrow posteriors are resolved.
-fn region(arms: &[Posterior]) -> Region {
-    const TAIL: f64 = 1e-14;
-    let tails: Vec<(f64, f64)> = arms
-        .iter()
-        .map(|a| match a {
-            Posterior::Beta { .. } => {
-                let (m, s) = (a.mean(), a.spread());
-                ((m - 40.0 * s).max(0.0), (m + 40.0 * s).min(1.0))
-            }
-            Posterior::StudentT { .. } => (a.quantile(TAIL), a.quantile(1.0 - TAIL)),
-        })
-        .collect();
-    let low = tails.iter().map(|t| t.0).fold(f64::NEG_INFINITY, f64::max);
-    let high = tails.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
-    let mut breakpoints = vec![low, high];
-    for arm in arms {
-        let (m, s) = (arm.mean(), arm.spread());
-        for k in [-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0] {
-            let x = m + k * s;
-            if x > low && x < high {
-                breakpoints.push(x);
-            }
-        }
-    }
-    breakpoints.sort_by(f64::total_cmp);
-    Region { breakpoints }
+/// Where an arm's mass lies: its 1e-15 and 1 − 1e-15 quantiles. Outside them its CDF is 0 or 1 to
+/// within 1e-15, which the integrand uses without evaluating the incomplete beta function.
+fn tails(arm: &Posterior) -> (f64, f64) {
+    const TAIL: f64 = 1e-15;
+    (arm.quantile(TAIL), arm.quantile(1.0 - TAIL))
 }
 
 /// The seeded Monte Carlo estimate with `draws` joint draws.

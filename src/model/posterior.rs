@@ -38,13 +38,31 @@ impl Posterior {
         }
     }
 
+    /// The logarithm of the density's normalizing constant, to pass to `pdf_normalized`.
+    pub fn log_normalizer(&self) -> f64 {
+        match *self {
+            Posterior::Beta { alpha, beta } => -ln_beta(alpha, beta),
+            Posterior::StudentT { df, scale, .. } => {
+                ln_gamma((df + 1.0) / 2.0)
+                    - ln_gamma(df / 2.0)
+                    - 0.5 * (df * std::f64::consts::PI).ln()
+                    - scale.ln()
+            }
+        }
+    }
+
     pub fn pdf(&self, x: f64) -> f64 {
+        self.pdf_normalized(x, self.log_normalizer())
+    }
+
+    /// The density at `x`, given `log_normalizer()` (computed once per arm in hot loops).
+    pub fn pdf_normalized(&self, x: f64, log_normalizer: f64) -> f64 {
         match *self {
             Posterior::Beta { alpha, beta } => {
                 if x <= 0.0 || x >= 1.0 {
                     return 0.0;
                 }
-                ((alpha - 1.0) * x.ln() + (beta - 1.0) * (-x).ln_1p() - ln_beta(alpha, beta)).exp()
+                ((alpha - 1.0) * x.ln() + (beta - 1.0) * (-x).ln_1p() + log_normalizer).exp()
             }
             Posterior::StudentT {
                 df,
@@ -52,12 +70,7 @@ impl Posterior {
                 scale,
             } => {
                 let z = (x - location) / scale;
-                let ln = ln_gamma((df + 1.0) / 2.0)
-                    - ln_gamma(df / 2.0)
-                    - 0.5 * (df * std::f64::consts::PI).ln()
-                    - scale.ln()
-                    - (df + 1.0) / 2.0 * (z * z / df).ln_1p();
-                ln.exp()
+                (log_normalizer - (df + 1.0) / 2.0 * (z * z / df).ln_1p()).exp()
             }
         }
     }
@@ -89,7 +102,8 @@ impl Posterior {
         }
     }
 
-    /// The `p`-quantile, by bisection on the CDF to full double precision.
+    /// The `p`-quantile: Newton's method on the CDF, kept inside a bracket that bisection shrinks
+    /// whenever a Newton step would leave it; full double precision.
     pub fn quantile(&self, p: f64) -> f64 {
         let (mut low, mut high) = match *self {
             Posterior::Beta { .. } => (0.0, 1.0),
@@ -106,18 +120,33 @@ impl Posterior {
                 (location - width, location + width)
             }
         };
+        let normalizer = self.log_normalizer();
+        let mut x = self.mean().clamp(low, high);
         for _ in 0..200 {
-            let middle = 0.5 * (low + high);
-            if middle <= low || middle >= high {
-                break;
+            let gap = self.cdf(x) - p;
+            if gap == 0.0 {
+                return x;
             }
-            if self.cdf(middle) < p {
-                low = middle;
+            if gap < 0.0 {
+                low = x;
             } else {
-                high = middle;
+                high = x;
             }
+            let density = self.pdf_normalized(x, normalizer);
+            let newton = x - gap / density;
+            let next = if density > 0.0 && newton > low && newton < high {
+                newton
+            } else {
+                0.5 * (low + high)
+            };
+            if (next - x).abs() <= 4.0 * f64::EPSILON * x.abs()
+                || high - low <= 4.0 * f64::EPSILON * x.abs()
+            {
+                return next;
+            }
+            x = next;
         }
-        0.5 * (low + high)
+        x
     }
 
     /// The equal-tailed interval holding `level` of the mass (0.95 for 95%).

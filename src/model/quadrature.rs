@@ -67,6 +67,8 @@ struct Scratch {
     value: Vec<f64>,
     kronrod: Vec<f64>,
     gauss: Vec<f64>,
+    /// The integrand at the 15 nodes, node-major.
+    nodes: Vec<f64>,
 }
 
 impl Scratch {
@@ -75,32 +77,54 @@ impl Scratch {
             value: vec![0.0; dims],
             kronrod: vec![0.0; dims],
             gauss: vec![0.0; dims],
+            nodes: vec![0.0; 15 * dims],
         }
     }
 
-    /// Applies the 15-point rule on `[low, high]`; returns the largest component error estimate.
+    /// Applies the 15-point rule on `[low, high]`; returns the largest component error estimate,
+    /// scaled as QUADPACK's `qk15` does (|K − G| is pessimistic for smooth integrands).
     fn rule<F: FnMut(f64, &mut [f64])>(&mut self, f: &mut F, low: f64, high: f64) -> f64 {
+        let dims = self.value.len();
         let centre = 0.5 * (low + high);
         let half = 0.5 * (high - low);
         self.kronrod.iter_mut().for_each(|v| *v = 0.0);
         self.gauss.iter_mut().for_each(|v| *v = 0.0);
+        let mut slot = 0;
         for (i, node) in NODES.iter().enumerate() {
             let points: &[f64] = if i == 7 { &[0.0] } else { &[-1.0, 1.0] };
             for sign in points {
                 f(centre + sign * node * half, &mut self.value);
-                for d in 0..self.value.len() {
-                    self.kronrod[d] += KRONROD_WEIGHTS[i] * self.value[d];
+                for d in 0..dims {
+                    let v = self.value[d];
+                    self.nodes[slot * dims + d] = v;
+                    self.kronrod[d] += KRONROD_WEIGHTS[i] * v;
                     if i % 2 == 1 {
-                        self.gauss[d] += GAUSS_WEIGHTS[i / 2] * self.value[d];
+                        self.gauss[d] += GAUSS_WEIGHTS[i / 2] * v;
                     }
                 }
+                slot += 1;
             }
         }
         let mut error: f64 = 0.0;
-        for d in 0..self.kronrod.len() {
+        for d in 0..dims {
+            let mean = 0.5 * self.kronrod[d];
+            let mut spread = 0.0;
+            let mut slot = 0;
+            for (i, _) in NODES.iter().enumerate() {
+                let copies = if i == 7 { 1 } else { 2 };
+                for _ in 0..copies {
+                    spread += KRONROD_WEIGHTS[i] * (self.nodes[slot * dims + d] - mean).abs();
+                    slot += 1;
+                }
+            }
+            let spread = spread * half;
+            let mut estimate = (self.kronrod[d] - self.gauss[d]).abs() * half;
+            if spread > 0.0 && estimate > 0.0 {
+                estimate = spread * (200.0 * estimate / spread).powf(1.5).min(1.0);
+            }
             self.kronrod[d] *= half;
             self.gauss[d] *= half;
-            error = error.max((self.kronrod[d] - self.gauss[d]).abs());
+            error = error.max(estimate);
         }
         error
     }

@@ -39,8 +39,27 @@ pub fn checkout_truth(flow: usize, price: usize) -> (f64, f64) {
     (rate, order)
 }
 
-const COUNTRIES: [&str; 4] = ["US", "DE", "FR", "BR"];
-const DEVICES: [&str; 2] = ["desktop", "mobile"];
+pub(crate) const COUNTRIES: [&str; 4] = ["US", "DE", "FR", "BR"];
+pub(crate) const DEVICES: [&str; 2] = ["desktop", "mobile"];
+
+/// Copies in-memory tables into `out/<table>.parquet`.
+pub(crate) fn write_parquet(
+    connection: &Connection,
+    out: &Path,
+    tables: &[&str],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for table in tables {
+        let path = out.join(format!("{table}.parquet"));
+        let target = path.display().to_string().replace('\'', "''");
+        connection
+            .execute_batch(&format!(
+                "COPY (SELECT * FROM {table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
+            ))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
 
 struct Tables {
     connection: Connection,
@@ -60,11 +79,11 @@ impl Tables {
     }
 }
 
-fn ts(us: i64) -> Value {
+pub(crate) fn ts(us: i64) -> Value {
     Value::Timestamp(TimeUnit::Microsecond, us)
 }
 
-fn variant(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn variant(pairs: &[(&str, &str)]) -> String {
     let map: serde_json::Map<String, serde_json::Value> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
@@ -154,17 +173,7 @@ pub fn generate(out: &Path, visits: u64, days: u32, seed: u64) -> anyhow::Result
         signups.flush()?;
         orders.flush()?;
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    for table in ["exposures", "signups", "orders"] {
-        let path = out.join(format!("{table}.parquet"));
-        let target = path.display().to_string().replace('\'', "''");
-        tables
-            .connection
-            .execute_batch(&format!(
-                "COPY (SELECT * FROM {table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
-            ))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    write_parquet(&tables.connection, out, &["exposures", "signups", "orders"])?;
     let count = |table: &str| -> anyhow::Result<i64> {
         Ok(tables
             .connection
@@ -181,6 +190,6 @@ pub fn generate(out: &Path, visits: u64, days: u32, seed: u64) -> anyhow::Result
 }
 
 /// A conversion delay: exponential with a 3-hour mean, under the 24-hour window.
-fn delay_us<R: Rng>(delay: &Exp<f64>, rng: &mut R) -> i64 {
+pub(crate) fn delay_us<R: Rng>(delay: &Exp<f64>, rng: &mut R) -> i64 {
     (delay.sample(rng).min(23.0 * 3600.0) * 1e6) as i64
 }
