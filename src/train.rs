@@ -290,7 +290,12 @@ fn train_one(
     let half_life = model_settings.decay_half_life.map(|h| h.micros());
     let mut raw: BTreeMap<u32, Sums> = BTreeMap::new();
     let mut decayed: BTreeMap<u32, Sums> = BTreeMap::new();
+    let mut holdout_units = 0;
     for b in &batches {
+        if b.holdout {
+            holdout_units += b.units;
+            continue;
+        }
         let sums = Sums {
             units: b.units as f64,
             conversions: b.conversions as f64,
@@ -369,6 +374,11 @@ fn train_one(
         )),
         Some(_) => {}
     }
+    if holdout_units > 0 {
+        warnings.push(format!(
+            "{holdout_units} mature units are flagged holdout in the exposures; they are left out of every arm's posterior"
+        ));
+    }
     if let model::Method::MonteCarlo { draws, seed } = comparison.method {
         warnings.push(format!(
             "P(best) by Monte Carlo ({draws} draws, seed {seed}): quadrature did not converge"
@@ -443,7 +453,7 @@ fn train_one(
                 .map(|r| r.batch_start_us)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
-            mature_units: batches.iter().map(|b| b.units).sum(),
+            mature_units: batches.iter().filter(|b| !b.holdout).map(|b| b.units).sum(),
             unmatched,
             newest_exposure: newest_exposure_us.map(rfc3339),
         },
@@ -523,7 +533,7 @@ fn sql_hash(
     plan: &ScanPlan<'_>,
 ) -> String {
     let source = format!("{:?} {tables:?}", optimization.exposures.source);
-    let sql = warehouse::aggregation(optimization, &source);
+    let sql = warehouse::aggregation(optimization, &source, true);
     let a = &optimization.attribution;
     sha256_hex(&format!(
         "{sql}\n{:?}\n{}\n{}\n{}\n{}",

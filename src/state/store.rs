@@ -302,7 +302,7 @@ impl StateStore {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
-    /// Stored bandit batch aggregates that start before `before_us` (all when `None`).
+    /// Stored batch aggregates that start before `before_us` (all when `None`).
     pub fn batches(
         &self,
         optimization: &str,
@@ -311,10 +311,10 @@ impl StateStore {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT epoch_us(batch_start), arm_id, units, conversions, value_sum, value_sq_sum
+                "SELECT epoch_us(batch_start), arm_id, holdout, units, conversions, value_sum, value_sq_sum
                  FROM batch_stats
-                 WHERE optimization = ? AND NOT holdout AND (? IS NULL OR batch_start < make_timestamp(?))
-                 ORDER BY batch_start, arm_id",
+                 WHERE optimization = ? AND (? IS NULL OR batch_start < make_timestamp(?))
+                 ORDER BY batch_start, arm_id, holdout",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
@@ -322,10 +322,11 @@ impl StateStore {
                 Ok(BatchRow {
                     batch_start_us: row.get(0)?,
                     arm_id: row.get::<_, i32>(1)? as u32,
-                    units: row.get(2)?,
-                    conversions: row.get(3)?,
-                    value_sum: row.get(4)?,
-                    value_sq_sum: row.get(5)?,
+                    holdout: row.get(2)?,
+                    units: row.get(3)?,
+                    conversions: row.get(4)?,
+                    value_sum: row.get(5)?,
+                    value_sq_sum: row.get(6)?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -480,7 +481,7 @@ impl StateStore {
                         ts(b.batch_start_us),
                         "*",
                         b.arm_id as i32,
-                        false,
+                        b.holdout,
                         b.units,
                         b.conversions,
                         b.value_sum,

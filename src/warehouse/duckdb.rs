@@ -164,7 +164,17 @@ impl DuckDb {
             }
         };
         let relation = sql::exposure_relation(optimization, |t| self.table(t));
-        let text = sql::aggregation(optimization, &relation);
+        let holdout_column = self
+            .columns(&relation, plan.rewards_from_us(), plan.as_of_us)
+            .map_err(|message| WarehouseError::Query {
+                optimization: optimization.name.clone(),
+                metric: optimization.reward.name.clone(),
+                hint: hint_for(&message),
+                message: format!("the exposure source: {message}"),
+            })?
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(&optimization.exposures.columns.holdout));
+        let text = sql::aggregation(optimization, &relation, holdout_column);
         let mut statement = self.connection.prepare(&text).map_err(query_error)?;
         let factor_names: Vec<String> = optimization
             .factors
@@ -224,10 +234,11 @@ impl DuckDb {
             result.newest_exposure_us = result.newest_exposure_us.max(last);
             if counted {
                 let batch: i64 = row.get(2).map_err(query_error)?;
-                let arm_id: i32 = row.get(3).map_err(query_error)?;
+                let arm_key: i32 = row.get(3).map_err(query_error)?;
                 result.rows.push(BatchRow {
                     batch_start_us: batch * plan.batch_us(),
-                    arm_id: arm_id as u32,
+                    arm_id: (arm_key / 2) as u32,
+                    holdout: arm_key % 2 == 1,
                     units: row.get(5).map_err(query_error)?,
                     conversions: row.get(6).map_err(query_error)?,
                     value_sum: row.get(7).map_err(query_error)?,

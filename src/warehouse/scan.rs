@@ -64,6 +64,8 @@ pub fn floor_to(t: i64, step: i64) -> i64 {
 pub struct BatchRow {
     pub batch_start_us: i64,
     pub arm_id: u32,
+    /// Units of the holdout (served the baseline, never part of an arm's posterior).
+    pub holdout: bool,
     pub units: i64,
     pub conversions: i64,
     pub value_sum: f64,
@@ -72,7 +74,7 @@ pub struct BatchRow {
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ScanResult {
-    /// Mature units of the recomputed batches, by (batch, arm), in that order.
+    /// Mature units of the recomputed batches, by (batch, arm, holdout), in that order.
     pub rows: Vec<BatchRow>,
     /// Exposure rows that could not become units, by reason.
     pub unmatched: BTreeMap<Unmatched, i64>,

@@ -82,16 +82,31 @@ pub fn exposure_relation(
 /// `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
 /// reward range, which the user's metric SQL may use too).
 ///
-/// Rows: `reason, counted, batch, arm_id, exposures, units, conversions, value_sum, value_sq_sum,
+/// The heavy steps carry one small integer per exposure, `arm_key = 2 · arm_id + holdout`, where
+/// `holdout` is the exposure's holdout flag (false when the source has no holdout column).
+///
+/// Rows: `reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
 /// first_us, last_us`. `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without
 /// it are units that are immature or lie before `$from_batch_us` (only their time range is used);
 /// other reasons count unmatched exposure rows.
-pub fn aggregation(optimization: &Optimization, exposure_relation: &str) -> String {
+pub fn aggregation(
+    optimization: &Optimization,
+    exposure_relation: &str,
+    holdout_column: bool,
+) -> String {
     let c = &optimization.exposures.columns;
     let id = quote_identifier(&c.anonymous_id);
     let ts = quote_identifier(&c.timestamp);
     let opt = quote_identifier(&c.optimization_id);
     let variant = quote_identifier(&c.variant);
+    let holdout = if holdout_column {
+        format!(
+            "coalesce(CAST(e.{} AS BOOLEAN), false)",
+            quote_identifier(&c.holdout)
+        )
+    } else {
+        "false".to_string()
+    };
     let unit_partition = match optimization.attribution.unit {
         Unit::VisitorBatch => "anonymous_id, batch",
         Unit::Visitor => "anonymous_id",
@@ -124,7 +139,8 @@ source AS (
     SELECT
         CAST(e.{id} AS VARCHAR) AS anonymous_id,
         epoch_us(CAST(e.{ts} AS TIMESTAMP)) AS ts,
-        CAST(e.{variant} AS VARCHAR) AS variant
+        CAST(e.{variant} AS VARCHAR) AS variant,
+        {holdout} AS holdout
     FROM {exposure_relation} AS e
     WHERE CAST(e.{opt} AS VARCHAR) = CAST($optimization AS VARCHAR)
       AND (e.{ts} >= make_timestamp(CAST($exposures_from_us AS BIGINT)) OR e.{ts} IS NULL)
@@ -142,7 +158,8 @@ variants AS MATERIALIZED (
     SELECT k.variant, a.arm_id FROM variant_keys AS k JOIN arms AS a ON a.canonical = k.canonical
 ),
 tagged AS (
-    SELECT s.anonymous_id, s.ts, s.ts // CAST($batch_us AS BIGINT) AS batch, v.arm_id,
+    SELECT s.anonymous_id, s.ts, s.ts // CAST($batch_us AS BIGINT) AS batch,
+           2 * v.arm_id + CAST(s.holdout AS INTEGER) AS arm_key,
            CASE WHEN s.anonymous_id IS NULL THEN 1
                 WHEN s.ts IS NULL THEN 2
                 WHEN s.ts >= CAST($as_of_us AS BIGINT) THEN 3
@@ -151,8 +168,8 @@ tagged AS (
     FROM source AS s LEFT JOIN variants AS v ON s.variant = v.variant
 ),
 exposed AS (
-    SELECT anonymous_id, ts, batch, arm_id, reason FROM tagged
-    QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_id) = 1
+    SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged
+    QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_key) = 1
 ),
 rewards AS (
     SELECT CAST(m.anonymous_id AS VARCHAR) AS anonymous_id,
@@ -167,7 +184,7 @@ rewards AS (
     GROUP BY 1, 2
 ),
 events AS (
-    SELECT anonymous_id, ts, batch, arm_id, reason, 0 AS rewards, CAST(NULL AS DOUBLE) AS value FROM exposed
+    SELECT anonymous_id, ts, batch, arm_key, reason, 0 AS rewards, CAST(NULL AS DOUBLE) AS value FROM exposed
     UNION ALL
     SELECT anonymous_id, ts, NULL, NULL, NULL, rewards, value FROM rewards
 ),
@@ -177,7 +194,7 @@ touched AS (
 per_unit AS (
     SELECT coalesce(reason, 0) AS reason,
            any_value(batch) FILTER (WHERE reason IS NOT NULL) AS batch,
-           any_value(arm_id) FILTER (WHERE reason IS NOT NULL) AS arm_id,
+           any_value(arm_key) FILTER (WHERE reason IS NOT NULL) AS arm_key,
            count(*) FILTER (WHERE reason IS NOT NULL) AS exposures,
            min(ts) FILTER (WHERE reason IS NOT NULL) AS unit_ts,
            sum(rewards) AS rewards,
@@ -187,7 +204,7 @@ per_unit AS (
     GROUP BY coalesce(reason, 0), anonymous_id, CASE WHEN reason IS NULL THEN unit_ts ELSE ts END
 ),
 valued AS (
-    SELECT reason, batch, arm_id, exposures, unit_ts, rewards, {unit_value} AS unit_value,
+    SELECT reason, batch, arm_key, exposures, unit_ts, rewards, {unit_value} AS unit_value,
            reason = 0
                AND unit_ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
                AND batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted
@@ -197,7 +214,7 @@ valued AS (
 SELECT reason,
        counted,
        CASE WHEN reason = 0 THEN batch END AS batch,
-       CASE WHEN reason = 0 THEN arm_id END AS arm_id,
+       CASE WHEN reason = 0 THEN arm_key END AS arm_key,
        sum(exposures)::BIGINT AS exposures,
        count(*)::BIGINT AS units,
        (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
@@ -207,7 +224,7 @@ SELECT reason,
        max(unit_ts) AS last_us
 FROM valued
 GROUP BY ALL
-ORDER BY reason, counted, batch, arm_id
+ORDER BY reason, counted, batch, arm_key
 "#
     )
 }

@@ -17,6 +17,7 @@ struct Exposure {
     id: Option<String>,
     at: i64,
     variant: String,
+    holdout: bool,
 }
 
 struct Reward {
@@ -34,7 +35,8 @@ const VARIANTS: [(&str, Option<u32>); 6] = [
     ("[1, 2]", None),
 ];
 
-type Cells = BTreeMap<(i64, u32), (i64, i64, i64, i64)>;
+/// (batch start, arm, holdout) → (units, conversions, value sum, value square sum)
+type Cells = BTreeMap<(i64, u32, bool), (i64, i64, i64, i64)>;
 
 /// DESIGN §4.2, read literally.
 fn reference(
@@ -47,7 +49,8 @@ fn reference(
     unit: Unit,
 ) -> (Cells, BTreeMap<Unmatched, i64>) {
     let mut unmatched = BTreeMap::new();
-    // (visitor, unit key) → (time, arm) of the first valid exposure.
+    // (visitor, unit key) → (time, 2·arm + holdout) of the first valid exposure; ties go to the
+    // smaller arm, then to the bandit side.
     let mut units: BTreeMap<(String, i64), (i64, u32)> = BTreeMap::new();
     for e in exposures {
         let arm = VARIANTS.iter().find(|v| v.0 == e.variant).and_then(|v| v.1);
@@ -66,7 +69,7 @@ fn reference(
             Unit::VisitorBatch => e.at.div_euclid(batch),
             Unit::Visitor => 0,
         };
-        let candidate = (e.at, arm.unwrap());
+        let candidate = (e.at, 2 * arm.unwrap() + u32::from(e.holdout));
         let slot = units.entry((id, key)).or_insert(candidate);
         if candidate < *slot {
             *slot = candidate;
@@ -90,13 +93,13 @@ fn reference(
         }
     }
     let mut cells = Cells::new();
-    for ((id, _), (t, arm)) in &units {
+    for ((id, _), (t, key)) in &units {
         if t + window > as_of {
             continue;
         }
         let (n, value) = credited.get(&(id.clone(), *t)).copied().unwrap_or((0, 0));
         let cell = cells
-            .entry((t.div_euclid(batch) * batch, *arm))
+            .entry((t.div_euclid(batch) * batch, key / 2, key % 2 == 1))
             .or_insert((0, 0, 0, 0));
         cell.0 += 1;
         cell.1 += i64::from(n > 0);
@@ -115,6 +118,7 @@ fn random_warehouse(rng: &mut ChaCha8Rng) -> (Vec<Exposure>, Vec<Reward>) {
             // Whole quarter hours over 30 hours, so that ties and exact window edges happen.
             at: DAY_START + rng.random_range(0..120) * 15 * MINUTE,
             variant: VARIANTS[rng.random_range(0..VARIANTS.len())].0.to_string(),
+            holdout: rng.random_range(0..5) == 0,
         })
         .collect();
     let rewards = (0..rng.random_range(0..30))
@@ -140,15 +144,16 @@ fn generated_sql_matches_a_literal_reading_of_the_semantics() {
         let (exposures, rewards) = random_warehouse(&mut rng);
         let project = Project::new();
         let mut sql = String::from(
-            "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR, variant VARCHAR);
+            "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR, variant VARCHAR, holdout BOOLEAN);
              CREATE TABLE orders (anonymous_id VARCHAR, ordered_at TIMESTAMP, value DOUBLE);\n",
         );
         for e in &exposures {
             let id = e.id.as_ref().map_or("NULL".into(), |v| format!("'{v}'"));
             sql.push_str(&format!(
-                "INSERT INTO exposures VALUES ({id}, {}, 'opt', '{}');\n",
+                "INSERT INTO exposures VALUES ({id}, {}, 'opt', '{}', {});\n",
                 sql_literal(e.at),
-                e.variant
+                e.variant,
+                e.holdout
             ));
         }
         for r in &rewards {
@@ -199,7 +204,7 @@ optimizations:
                 .iter()
                 .map(|r| {
                     (
-                        (r.batch_start_us, r.arm_id),
+                        (r.batch_start_us, r.arm_id, r.holdout),
                         (
                             r.units,
                             r.conversions,
