@@ -2,11 +2,12 @@
 //! (DESIGN §4.2). Values are bound as named parameters; the only text levered splices in is the user's
 //! own SQL (as a subquery), quoted identifiers and the choice between fixed expressions.
 //!
-//! Shape: exposures are tagged with a small integer arm id (the variant JSON is matched once per
-//! distinct string), deduplicated to units with `QUALIFY row_number() = 1`, then units and
-//! pre-aggregated rewards form one event stream per visitor, ordered by time, where a window picks the
-//! unit each reward is attributed to. One grouping then yields the aggregates, the unmatched counts and
-//! the exposure time range, so the exposure source is read once.
+//! Shape: exposures are tagged with a small integer arm key (the variant JSON is matched once per
+//! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`. Rewards, pre-aggregated
+//! per (visitor, time), are joined to the units of their visitor inside the window, and each reward
+//! keeps the latest (or earliest) unit; the few credited units are joined back to all units. One
+//! grouping then yields the aggregates, the unmatched counts and the exposure time range, so the
+//! exposure source is read once.
 
 use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
 
@@ -111,15 +112,11 @@ pub fn aggregation(
         Unit::VisitorBatch => "anonymous_id, batch",
         Unit::Visitor => "anonymous_id",
     };
-    let touch_window = match optimization.attribution.touch {
-        Touch::LastTouch => {
-            "max(CASE WHEN reason = 0 THEN ts END) OVER (PARTITION BY anonymous_id ORDER BY ts \
-             RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-        }
-        Touch::FirstTouch => {
-            "min(CASE WHEN reason = 0 THEN ts END) OVER (PARTITION BY anonymous_id ORDER BY ts \
-             RANGE BETWEEN $window_us PRECEDING AND CURRENT ROW)"
-        }
+    // The unit a reward goes to: the latest (last touch) or earliest (first touch) unit of the same
+    // visitor with `t <= reward <= t + window`.
+    let touch_pick = match optimization.attribution.touch {
+        Touch::LastTouch => "max",
+        Touch::FirstTouch => "min",
     };
     let (reward_value, unit_value) = match optimization.reward.kind {
         MetricKind::Bool => (
@@ -183,39 +180,32 @@ rewards AS (
       AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP)
     GROUP BY 1, 2
 ),
-events AS (
-    SELECT anonymous_id, ts, batch, arm_key, reason, 0 AS rewards, CAST(NULL AS DOUBLE) AS value FROM exposed
-    UNION ALL
-    SELECT anonymous_id, ts, NULL, NULL, NULL, rewards, value FROM rewards
+attributed AS (
+    SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, any_value(r.rewards) AS rewards, any_value(r.value) AS value
+    FROM rewards AS r JOIN exposed AS u
+      ON u.anonymous_id = r.anonymous_id AND u.reason = 0
+     AND u.ts <= r.ts AND r.ts <= u.ts + CAST($window_us AS BIGINT)
+    GROUP BY r.anonymous_id, r.ts
 ),
-touched AS (
-    SELECT *, {touch_window} AS unit_ts FROM events
-),
-per_unit AS (
-    SELECT coalesce(reason, 0) AS reason,
-           any_value(batch) FILTER (WHERE reason IS NOT NULL) AS batch,
-           any_value(arm_key) FILTER (WHERE reason IS NOT NULL) AS arm_key,
-           count(*) FILTER (WHERE reason IS NOT NULL) AS exposures,
-           min(ts) FILTER (WHERE reason IS NOT NULL) AS unit_ts,
-           sum(rewards) AS rewards,
-           sum(value) AS value
-    FROM touched
-    WHERE reason IS NOT NULL OR (unit_ts IS NOT NULL AND ts <= unit_ts + CAST($window_us AS BIGINT))
-    GROUP BY coalesce(reason, 0), anonymous_id, CASE WHEN reason IS NULL THEN unit_ts ELSE ts END
+credited AS (
+    SELECT anonymous_id, unit_ts, sum(rewards) AS rewards, sum(value) AS value
+    FROM attributed
+    GROUP BY anonymous_id, unit_ts
 ),
 valued AS (
-    SELECT reason, batch, arm_key, exposures, unit_ts, rewards, {unit_value} AS unit_value,
-           reason = 0
-               AND unit_ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
-               AND batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted
-    FROM per_unit
-    WHERE exposures > 0
+    SELECT e.reason, e.batch, e.arm_key, e.ts AS unit_ts, coalesce(c.rewards, 0) AS rewards,
+           {unit_value} AS unit_value,
+           e.reason = 0
+               AND e.ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
+               AND e.batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted
+    FROM exposed AS e
+    LEFT JOIN credited AS c ON e.reason = 0 AND c.anonymous_id = e.anonymous_id AND c.unit_ts = e.ts
 )
 SELECT reason,
        counted,
        CASE WHEN reason = 0 THEN batch END AS batch,
        CASE WHEN reason = 0 THEN arm_key END AS arm_key,
-       sum(exposures)::BIGINT AS exposures,
+       count(*)::BIGINT AS exposures,
        count(*)::BIGINT AS units,
        (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
        sum(unit_value)::DOUBLE AS value_sum,
