@@ -226,11 +226,9 @@ fn train_one(
         .unwrap_or_else(rand::random::<u64>);
     let (arms, new_arms) = assign_ids(optimization, &store.arms(name)?);
 
-    let plan_arms: Vec<(u32, Vec<String>)> =
-        arms.iter().map(|a| (a.id, a.levels.clone())).collect();
     let probe = ScanPlan {
         optimization,
-        arms: plan_arms.clone(),
+        arms: arms.iter().map(|a| (a.id, a.levels.clone())).collect(),
         as_of_us,
         from_batch_us: None,
     };
@@ -286,26 +284,8 @@ fn train_one(
         scan.newest_exposure_us
     };
 
-    // Sufficient statistics per arm: raw counts for the report, decayed sums for the posterior.
     let half_life = model_settings.decay_half_life.map(|h| h.micros());
-    let mut raw: BTreeMap<u32, Sums> = BTreeMap::new();
-    let mut decayed: BTreeMap<u32, Sums> = BTreeMap::new();
-    let mut holdout_units = 0;
-    for b in &batches {
-        if b.holdout {
-            holdout_units += b.units;
-            continue;
-        }
-        let sums = Sums {
-            units: b.units as f64,
-            conversions: b.conversions as f64,
-            value_sum: b.value_sum,
-            value_sq_sum: b.value_sq_sum,
-        };
-        raw.entry(b.arm_id).or_default().add(&sums, 1.0);
-        let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life);
-        decayed.entry(b.arm_id).or_default().add(&sums, weight);
-    }
+    let (raw, decayed, holdout_units) = sufficient_statistics(&batches, as_of_us, half_life);
     let arm_sums: Vec<Sums> = arms
         .iter()
         .map(|a| decayed.get(&a.id).copied().unwrap_or_default())
@@ -488,6 +468,34 @@ fn train_one(
     staged.publish()?;
     report::prune_runs(&folder.join("runs"), config.keep_runs as usize)?;
     Ok(report)
+}
+
+/// Sufficient statistics per bandit arm: raw counts for the report and decay-weighted sums for the
+/// posterior; holdout units are counted apart and never enter an arm.
+fn sufficient_statistics(
+    batches: &[BatchRow],
+    as_of_us: i64,
+    half_life_us: Option<i64>,
+) -> (BTreeMap<u32, Sums>, BTreeMap<u32, Sums>, i64) {
+    let mut raw: BTreeMap<u32, Sums> = BTreeMap::new();
+    let mut decayed: BTreeMap<u32, Sums> = BTreeMap::new();
+    let mut holdout_units = 0;
+    for b in batches {
+        if b.holdout {
+            holdout_units += b.units;
+            continue;
+        }
+        let sums = Sums {
+            units: b.units as f64,
+            conversions: b.conversions as f64,
+            value_sum: b.value_sum,
+            value_sq_sum: b.value_sq_sum,
+        };
+        raw.entry(b.arm_id).or_default().add(&sums, 1.0);
+        let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
+        decayed.entry(b.arm_id).or_default().add(&sums, weight);
+    }
+    (raw, decayed, holdout_units)
 }
 
 fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Option<i64> {
