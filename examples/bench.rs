@@ -116,12 +116,7 @@ fn phase(name: &str, dir: &Path) -> (i64, i64) {
             let optimization = &config.optimizations["bench"];
             let engine =
                 levered::warehouse::DuckDb::open(&config.warehouse).expect("the warehouse");
-            let arms = optimization
-                .variants
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i as u32 + 1, v.0.clone()))
-                .collect();
+            let arms = optimization.numbered_variants();
             let plan = levered::warehouse::ScanPlan {
                 optimization,
                 arms,

@@ -253,12 +253,7 @@ pub fn engine_checks(
                 as_of - window - 86_400_000_000,
                 optimization.model.batch.micros(),
             );
-            let arms = optimization
-                .variants
-                .iter()
-                .enumerate()
-                .map(|(i, variant)| (i as u32 + 1, variant.0.clone()))
-                .collect();
+            let arms = optimization.numbered_variants();
             let plan = ScanPlan {
                 optimization,
                 arms,

@@ -120,6 +120,14 @@ pub struct Optimization {
 }
 
 impl Optimization {
+    /// The variants numbered 1, 2, … in level order: the arm ids a fresh state store gives them.
+    pub fn numbered_variants(&self) -> Vec<(u32, Vec<String>)> {
+        (1..)
+            .zip(&self.variants)
+            .map(|(id, variant)| (id, variant.0.clone()))
+            .collect()
+    }
+
     /// The variant as the JSON object text the warehouse and the serving side use.
     pub fn variant_json(&self, variant: &Variant) -> String {
         let object: serde_json::Map<String, serde_json::Value> = self

@@ -105,12 +105,7 @@ pub fn aggregate(
     let config = levered::config::load(file).expect("valid definitions");
     let optimization = &config.optimizations[name];
     let engine = levered::warehouse::DuckDb::open(&config.warehouse).expect("the warehouse opens");
-    let arms = optimization
-        .variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i as u32 + 1, v.0.clone()))
-        .collect();
+    let arms = optimization.numbered_variants();
     engine.aggregate(&levered::warehouse::ScanPlan {
         optimization,
         arms,
