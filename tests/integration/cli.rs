@@ -227,3 +227,31 @@ fn an_earlier_as_of_needs_full() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let first = example_project();
+    let second = example_project();
+    let weights = |project: &Project| {
+        let out = train(
+            project,
+            &["--all", "--seed", "5", "--format", "json", "--dry-run"],
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["run"]["seed"].clone(),
+                    o["run"]["arms"].clone(),
+                    o["run"]["p_best_method"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = weights(&first);
+    assert_eq!(a, weights(&second));
+    assert_eq!(a[0].0, 5);
+}
