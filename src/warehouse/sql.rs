@@ -86,6 +86,8 @@ pub fn exposure_relation(
 /// The heavy steps carry one small integer per exposure, `arm_key = 2 · arm_id + holdout`, where
 /// `holdout` is the exposure's holdout flag (false when the source has no holdout column).
 ///
+/// Numeric values are counted at a resolution of 1e-6 (summed exactly as integers of micro-units).
+///
 /// Rows: `reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
 /// first_us, last_us`. `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without
 /// it are units that are immature or lie before `$from_batch_us` (only their time range is used);
@@ -118,12 +120,17 @@ pub fn aggregation(
         Touch::LastTouch => "max",
         Touch::FirstTouch => "min",
     };
+    // Values are summed exactly, as whole micro-units in HUGEINT, so that the sums do not depend on
+    // the order the engine adds them in (a double sum does, in its last bits); a bool unit is worth 1.
     let (reward_value, unit_value) = match optimization.reward.kind {
         MetricKind::Bool => (
-            "CAST(NULL AS DOUBLE)",
-            "CASE WHEN rewards > 0 THEN 1.0 ELSE 0.0 END",
+            "CAST(NULL AS HUGEINT)",
+            "CASE WHEN c.rewards > 0 THEN CAST(1000000 AS HUGEINT) ELSE CAST(0 AS HUGEINT) END",
         ),
-        MetricKind::Numeric => ("sum(CAST(m.value AS DOUBLE))", "coalesce(value, 0.0)"),
+        MetricKind::Numeric => (
+            "sum(CAST(round(CAST(m.value AS DOUBLE) * 1000000) AS HUGEINT))",
+            "coalesce(c.value, CAST(0 AS HUGEINT))",
+        ),
     };
     let metric_sql = &optimization.reward.sql;
     format!(
@@ -208,8 +215,8 @@ SELECT reason,
        count(*)::BIGINT AS exposures,
        count(*)::BIGINT AS units,
        (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
-       sum(unit_value)::DOUBLE AS value_sum,
-       sum(unit_value * unit_value)::DOUBLE AS value_sq_sum,
+       CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
+       CAST(sum(unit_value * unit_value) AS DOUBLE) / 1e12 AS value_sq_sum,
        min(unit_ts) AS first_us,
        max(unit_ts) AS last_us
 FROM valued
