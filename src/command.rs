@@ -82,6 +82,21 @@ fn config_path(given: Option<PathBuf>, printer: &Printer) -> Result<PathBuf, Fai
     ))
 }
 
+/// The definitions file (`--config` or the default) loaded and checked; invalid → exit 3.
+fn load_config(given: Option<PathBuf>, printer: &Printer) -> Result<config::Config, Failure> {
+    let path = config_path(given, printer)?;
+    config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))
+}
+
+/// `--lock-timeout` as a duration.
+fn lock_timeout(text: &str) -> Result<std::time::Duration, Failure> {
+    Ok(Span::parse(text)
+        .map_err(|e| usage(format!("--lock-timeout: {e}")))?
+        .as_chrono()
+        .to_std()
+        .unwrap_or_default())
+}
+
 fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -100,13 +115,8 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
         .map(parse_time)
         .transpose()?
         .unwrap_or(now);
-    let lock_timeout = Span::parse(&args.lock_timeout)
-        .map_err(|e| usage(format!("--lock-timeout: {e}")))?
-        .as_chrono()
-        .to_std()
-        .unwrap_or_default();
-    let path = config_path(args.config, printer)?;
-    let config = config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
+    let lock_timeout = lock_timeout(&args.lock_timeout)?;
+    let config = load_config(args.config, printer)?;
     let options = TrainOptions {
         optimizations: args.optimizations,
         all: args.all,
@@ -119,7 +129,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
     };
     let outcomes = train::train(&config, &options, printer)?;
     let mut json = Vec::new();
-    let (mut trained, mut failed, mut worst) = (0, 0, ExitStatus::Success);
+    let (mut trained, mut failed) = (0, 0);
     for outcome in &outcomes {
         match outcome {
             Outcome::Trained(report) => {
@@ -151,10 +161,8 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
             Outcome::Failed {
                 optimization,
                 error,
-                status,
             } => {
                 failed += 1;
-                worst = *status;
                 printer.error(&anyhow!("{optimization}: training failed: {error:#}"));
                 json.push(serde_json::json!({"optimization": optimization, "outcome": "failed", "error": format!("{error:#}")}));
             }
@@ -163,7 +171,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
     printer.json(&serde_json::Value::Array(json));
     Ok(match (trained, failed) {
         (_, 0) => ExitStatus::Success,
-        (0, _) => worst,
+        (0, _) => ExitStatus::Data,
         _ => ExitStatus::Partial,
     })
 }
@@ -272,23 +280,15 @@ fn stored(
     args: &ReportArgs,
     printer: &Printer,
 ) -> Result<(crate::state::StateLock, crate::state::StateStore), Failure> {
-    let lock_timeout = Span::parse(&args.lock_timeout)
-        .map_err(|e| usage(format!("--lock-timeout: {e}")))?
-        .as_chrono()
-        .to_std()
-        .unwrap_or_default();
-    let path = config_path(args.config.clone(), printer)?;
-    let config = config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
+    let lock_timeout = lock_timeout(&args.lock_timeout)?;
+    let config = load_config(args.config.clone(), printer)?;
     config
         .select(std::slice::from_ref(&args.optimization))
         .map_err(usage)?;
     if !config.state.exists() {
         return Err(no_runs(&args.optimization, &config.state));
     }
-    let lock = crate::state::acquire(&config.state, lock_timeout).map_err(|e| match e {
-        crate::state::LockError::Busy { .. } => Failure::new(ExitStatus::Locked, e),
-        crate::state::LockError::Io { .. } => Failure::new(ExitStatus::Data, e),
-    })?;
+    let lock = crate::state::acquire(&config.state, lock_timeout)?;
     let store = crate::state::StateStore::open_read_only(&config.state)
         .map_err(|e| Failure::new(ExitStatus::Data, e))?;
     Ok((lock, store))

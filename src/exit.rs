@@ -48,3 +48,14 @@ impl Failure {
         }
     }
 }
+
+impl From<crate::state::LockError> for Failure {
+    /// A busy store is the lock code; a lock file that cannot be created is a data error.
+    fn from(error: crate::state::LockError) -> Failure {
+        let status = match error {
+            crate::state::LockError::Busy { .. } => ExitStatus::Locked,
+            crate::state::LockError::Io { .. } => ExitStatus::Data,
+        };
+        Failure::new(status, error)
+    }
+}

@@ -40,10 +40,10 @@ pub enum Outcome {
         optimization: String,
         reason: String,
     },
+    /// A data, SQL, engine or state error (exit code 4 when nothing else succeeded).
     Failed {
         optimization: String,
         error: anyhow::Error,
-        status: ExitStatus,
     },
 }
 
@@ -59,10 +59,7 @@ pub fn train(
     let _lock = needs_lock
         .then(|| state::acquire(&config.state, options.lock_timeout))
         .transpose()
-        .map_err(|e| match e {
-            state::LockError::Busy { .. } => Failure::new(ExitStatus::Locked, e),
-            state::LockError::Io { .. } => Failure::new(ExitStatus::Data, e),
-        })?;
+        .map_err(Failure::from)?;
     let open_store = if options.dry_run {
         StateStore::open_read_only
     } else {
@@ -87,7 +84,6 @@ pub fn train(
             Err(message) => Outcome::Failed {
                 optimization: optimization.name.clone(),
                 error: anyhow!("{message}"),
-                status: ExitStatus::Data,
             },
             Ok(engine) => {
                 match train_one(config, optimization, engine, &mut store, options, printer) {
@@ -104,7 +100,6 @@ pub fn train(
                         Outcome::Failed {
                             optimization: optimization.name.clone(),
                             error,
-                            status: ExitStatus::Data,
                         }
                     }
                 }
