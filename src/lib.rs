@@ -7,6 +7,7 @@ pub mod cli;
 mod command;
 pub mod config;
 pub mod exit;
+mod generator;
 pub mod model;
 pub mod output;
 pub mod report;

@@ -9,13 +9,16 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::allocation::{self, ArmState, Phase, Settings};
-use crate::config::{Config, MetricKind, Optimization, Status};
+use crate::allocation::{self, ArmState, ArmStatus, Origin, Phase, Roster, RosterArm, Settings};
+use crate::config::{Config, Generation, MetricKind, Optimization, Status, Strategy};
 use crate::exit::{ExitStatus, Failure};
+use crate::generator;
 use crate::model::{self, Sums};
 use crate::output::Printer;
-use crate::report::{self, AllocationRow, ArmReport, RunReport, ScanSummary, Staged};
-use crate::state::{self, LastRun, RunWrite, StateStore, StoredArm};
+use crate::report::{
+    self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Staged, Winner,
+};
+use crate::state::{self, LastRun, RunWrite, Served, StateStore, StoredArm};
 use crate::warehouse::{self, floor_to, BatchRow, DuckDb, ScanPlan};
 
 /// What the command line asked for.
@@ -152,55 +155,239 @@ fn stream_seed(seed: u64, optimization: &str) -> u64 {
     )
 }
 
-/// The order-insensitive key of a variant JSON object.
-fn variant_key(json: &str) -> String {
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(json) else {
-        return json.to_string();
+/// The levels of a stored variant JSON object, in factor order; a factor it lacks gets a
+/// placeholder no level equals, so that an arm of an older factor set matches nothing.
+fn levels_of(json: &str, factors: &[String]) -> Vec<String> {
+    let object = match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
     };
-    let (factors, levels): (Vec<String>, Vec<String>) = map
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-        .unzip();
-    warehouse::canonical_variant(&factors, &levels)
-}
-
-/// An arm of this run: its stable id and its variant.
-struct Arm {
-    id: u32,
-    levels: Vec<String>,
-    json: String,
-}
-
-/// Gives every variant of the definition its stored id, and new variants the next free ids.
-fn assign_ids(optimization: &Optimization, stored: &[StoredArm]) -> (Vec<Arm>, Vec<StoredArm>) {
-    let by_key: BTreeMap<String, u32> = stored
+    factors
         .iter()
-        .map(|a| (variant_key(&a.variant), a.arm_id))
-        .collect();
-    let mut next = stored.iter().map(|a| a.arm_id).max().unwrap_or(0) + 1;
-    let mut new_arms = Vec::new();
-    let arms = optimization
-        .variants
-        .iter()
-        .map(|variant| {
-            let json = optimization.variant_json(variant);
-            let id = by_key.get(&variant_key(&json)).copied().unwrap_or_else(|| {
-                let id = next;
-                next += 1;
-                new_arms.push(StoredArm {
-                    arm_id: id,
-                    variant: json.clone(),
-                });
-                id
-            });
-            Arm {
-                id,
-                levels: variant.0.clone(),
-                json,
-            }
+        .map(|f| match object.get(f) {
+            Some(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            None => "\u{0}absent".into(),
         })
+        .collect()
+}
+
+fn roster_arm(stored: &StoredArm, factors: &[String]) -> RosterArm {
+    RosterArm {
+        id: stored.arm_id,
+        levels: levels_of(&stored.variant, factors),
+        variant: stored.variant.clone(),
+        status: ArmStatus::parse(&stored.status).unwrap_or(ArmStatus::Active),
+        since_us: stored.since_us,
+        reason: stored.reason.clone(),
+        started_us: stored.started_us.or(Some(stored.since_us)),
+        initial: stored.initial,
+        origin: if stored.origin == "generated" {
+            Origin::Generated
+        } else {
+            Origin::Definition
+        },
+    }
+}
+
+fn stored_arm(arm: &RosterArm) -> StoredArm {
+    StoredArm {
+        arm_id: arm.id,
+        variant: arm.variant.clone(),
+        status: arm.status.as_str().into(),
+        since_us: arm.since_us,
+        reason: arm.reason.clone(),
+        started_us: arm.started_us,
+        initial: arm.initial,
+        origin: match arm.origin {
+            Origin::Definition => "definition",
+            Origin::Generated => "generated",
+        }
+        .into(),
+    }
+}
+
+/// Whether levels of the defined factors form a combination the definition excludes.
+fn is_excluded(optimization: &Optimization, levels: &[String]) -> bool {
+    levels.len() == optimization.factors.len()
+        && levels
+            .iter()
+            .zip(&optimization.factors)
+            .all(|(level, factor)| factor.levels.contains(level))
+        && !optimization.variants.iter().any(|v| v.0 == levels)
+}
+
+/// Sums of the stored and scanned batches: per arm (raw for the report, decay-weighted for the
+/// posterior), for the holdout, and per stratum of equal served holdout share for the lift.
+#[derive(Default)]
+struct Tally {
+    raw: BTreeMap<u32, Sums>,
+    decayed: BTreeMap<u32, Sums>,
+    holdout_raw: Sums,
+    holdout_decayed: Sums,
+    /// Holdout sums per stratum (the served holdout share in millionths; `None`: not known).
+    holdout_strata: BTreeMap<Option<i64>, Sums>,
+    /// Arm sums per (arm, stratum).
+    arm_strata: BTreeMap<(u32, Option<i64>), Sums>,
+}
+
+impl Tally {
+    fn collect(
+        batches: &[BatchRow],
+        served: &[Served],
+        as_of_us: i64,
+        half_life_us: Option<i64>,
+        batch_us: i64,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for b in batches {
+            let sums = Sums {
+                units: b.units as f64,
+                conversions: b.conversions as f64,
+                value_sum: b.value_sum,
+                value_sq_sum: b.value_sq_sum,
+            };
+            let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
+            let stratum = served_during(served, b.batch_start_us, batch_us)
+                .map(|s| (s.weights.get(HOLDOUT_ID).copied().unwrap_or(0.0) * 1e6).round() as i64);
+            if b.holdout {
+                tally.holdout_raw.add(&sums, 1.0);
+                tally.holdout_decayed.add(&sums, weight);
+                tally
+                    .holdout_strata
+                    .entry(stratum)
+                    .or_default()
+                    .add(&sums, 1.0);
+            } else {
+                tally.raw.entry(b.arm_id).or_default().add(&sums, 1.0);
+                tally
+                    .decayed
+                    .entry(b.arm_id)
+                    .or_default()
+                    .add(&sums, weight);
+                tally
+                    .arm_strata
+                    .entry((b.arm_id, stratum))
+                    .or_default()
+                    .add(&sums, 1.0);
+            }
+        }
+        tally
+    }
+
+    fn raw(&self, id: u32) -> Sums {
+        self.raw.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The strata of `arms` (all bandit arms when `None`) against the holdout.
+    fn strata(&self, arm: Option<u32>) -> Vec<model::Stratum> {
+        let mut strata: BTreeMap<Option<i64>, model::Stratum> = self
+            .holdout_strata
+            .iter()
+            .map(|(key, sums)| {
+                (
+                    *key,
+                    model::Stratum {
+                        treated: Sums::default(),
+                        holdout: *sums,
+                    },
+                )
+            })
+            .collect();
+        for ((id, key), sums) in &self.arm_strata {
+            if arm.is_none_or(|a| a == *id) {
+                strata.entry(*key).or_default().treated.add(sums, 1.0);
+            }
+        }
+        strata.into_values().collect()
+    }
+}
+
+/// The arm id of the holdout row in allocations and reports.
+const HOLDOUT_ID: &str = "holdout";
+
+/// The allocation that served the whole batch starting at `batch_start_us`: the newest one published
+/// at or before it, when no other was published during the batch.
+fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Option<&Served> {
+    let next = served.partition_point(|s| s.as_of_us <= batch_start_us);
+    if next == 0 {
+        return None;
+    }
+    match served.get(next) {
+        Some(later) if later.as_of_us < batch_start_us + batch_us => None,
+        _ => Some(&served[next - 1]),
+    }
+}
+
+/// How many of the newest complete batches the sample-ratio test covers.
+const SRM_BATCHES: usize = 24;
+
+/// The sample-ratio-mismatch test over the newest complete batches (every unit mature) that one
+/// allocation served throughout: units per arm and holdout against the weights served then.
+fn sample_ratio(
+    batches: &[BatchRow],
+    served: &[Served],
+    as_of_us: i64,
+    batch_us: i64,
+    window_us: i64,
+) -> (Option<model::Srm>, String) {
+    let mut per_batch: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+    for b in batches
+        .iter()
+        .filter(|b| b.batch_start_us + batch_us + window_us <= as_of_us)
+    {
+        let key = if b.holdout {
+            HOLDOUT_ID.to_string()
+        } else {
+            b.arm_id.to_string()
+        };
+        *per_batch
+            .entry(b.batch_start_us)
+            .or_default()
+            .entry(key)
+            .or_default() += b.units as f64;
+    }
+    let chosen: Vec<(i64, &BTreeMap<String, f64>, &Served)> = per_batch
+        .iter()
+        .rev()
+        .filter_map(|(start, counts)| {
+            served_during(served, *start, batch_us).map(|s| (*start, counts, s))
+        })
+        .take(SRM_BATCHES)
         .collect();
-    (arms, new_arms)
+    if chosen.is_empty() {
+        return (
+            None,
+            "no complete batch was served by a recorded allocation yet".into(),
+        );
+    }
+    let mut observed: BTreeMap<String, f64> = BTreeMap::new();
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    for (_, counts, allocation) in &chosen {
+        let total: f64 = counts.values().sum();
+        for (key, units) in *counts {
+            *observed.entry(key.clone()).or_default() += units;
+            expected.entry(key.clone()).or_default();
+        }
+        for (key, weight) in &allocation.weights {
+            *expected.entry(key.clone()).or_default() += total * weight;
+            observed.entry(key.clone()).or_default();
+        }
+    }
+    let o: Vec<f64> = observed.values().copied().collect();
+    let e: Vec<f64> = expected.values().copied().collect();
+    let first = chosen.last().map_or(0, |c| c.0);
+    let last = chosen.first().map_or(0, |c| c.0);
+    let covered = format!(
+        "{} batches from {} to {}, {} units",
+        chosen.len(),
+        rfc3339(first),
+        rfc3339(last),
+        o.iter().sum::<f64>()
+    );
+    match model::srm(&o, &e) {
+        Ok(test) => (Some(test), covered),
+        Err(why) => (None, format!("not tested over {covered}: {why}")),
+    }
 }
 
 fn train_one(
@@ -219,11 +406,39 @@ fn train_one(
         .seed
         .or(optimization.model.seed)
         .unwrap_or_else(rand::random::<u64>);
-    let (arms, new_arms) = assign_ids(optimization, &store.arms(name)?);
+    let factor_names: Vec<String> = optimization
+        .factors
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let defined: Vec<(Vec<String>, String)> = optimization
+        .variants
+        .iter()
+        .map(|v| (v.0.clone(), optimization.variant_json(v)))
+        .collect();
+    let cap = optimization
+        .generation
+        .as_ref()
+        .map_or(usize::MAX, |g| g.max_active_arms);
+    let mut roster = Roster::reconcile(
+        store
+            .arms(name)?
+            .iter()
+            .map(|a| roster_arm(a, &factor_names))
+            .collect(),
+        &defined,
+        |levels| is_excluded(optimization, levels),
+        cap,
+        as_of_us,
+    );
 
     let probe = ScanPlan {
         optimization,
-        arms: arms.iter().map(|a| (a.id, a.levels.clone())).collect(),
+        arms: roster
+            .arms
+            .iter()
+            .map(|a| (a.id, a.levels.clone()))
+            .collect(),
         as_of_us,
         from_batch_us: None,
     };
@@ -279,53 +494,151 @@ fn train_one(
         scan.newest_exposure_us
     };
 
+    let served = store.served(name)?;
     let half_life = model_settings.decay_half_life.map(|h| h.micros());
-    let (raw, decayed, holdout_units) = sufficient_statistics(&batches, as_of_us, half_life);
-    let arm_sums: Vec<Sums> = arms
-        .iter()
-        .map(|a| decayed.get(&a.id).copied().unwrap_or_default())
-        .collect();
-    let fitted: Vec<model::Fitted> = match optimization.reward.kind {
-        MetricKind::Bool => arm_sums
+    let tally = Tally::collect(&batches, &served, as_of_us, half_life, batch_us);
+    let kind = optimization.reward.kind;
+    let numeric_prior = model::NumericPrior::pooled(
+        &roster
+            .arms
             .iter()
-            .map(|s| model::fit_bool(model_settings.prior.alpha, model_settings.prior.beta, s))
-            .collect(),
-        MetricKind::Numeric => model::fit_numeric(&arm_sums),
+            .map(|a| tally.decayed.get(&a.id).copied().unwrap_or_default())
+            .collect::<Vec<_>>(),
+    );
+    let fit = |sums: &Sums| match kind {
+        MetricKind::Bool => {
+            model::fit_bool(model_settings.prior.alpha, model_settings.prior.beta, sums)
+        }
+        MetricKind::Numeric => numeric_prior.fit(sums),
     };
-    let posteriors: Vec<model::Posterior> = fitted.iter().map(|f| f.posterior).collect();
-    let comparison = model::compare(&posteriors, stream_seed(seed, name));
-
-    let burn_in_elapsed =
-        first_exposure_us.is_some_and(|first| as_of_us >= first + model_settings.burn_in.micros());
-    let states: Vec<ArmState> = arms
+    let fitted: BTreeMap<u32, model::Fitted> = roster
+        .arms
         .iter()
-        .zip(&comparison.p_best)
-        .map(|(arm, &p_best)| ArmState {
-            id: arm.id,
-            units: raw.get(&arm.id).map_or(0, |s| s.units as u64),
-            p_best,
+        .map(|a| {
+            (
+                a.id,
+                fit(&tally.decayed.get(&a.id).copied().unwrap_or_default()),
+            )
         })
         .collect();
-    let decision = allocation::decide(
-        &states,
-        &Settings {
-            status: optimization.status,
-            burn_in_elapsed,
-            min_units_per_arm: model_settings.min_units_per_arm,
-            floor: model_settings.floor.get(),
-            locked_winner: last.as_ref().and_then(|l| l.winner_arm_id),
-        },
-    );
-    let winner_arm_id = match decision.phase {
-        Phase::Completed { winner } => Some(winner),
+    let baseline_id = roster
+        .arms
+        .iter()
+        .find(|a| {
+            optimization
+                .variants
+                .first()
+                .is_some_and(|v| v.0 == a.levels)
+        })
+        .map(|a| a.id);
+    let live = optimization.status == Status::Live;
+    let incubation_us = model_settings.drop.map_or(0, |d| d.incubation.micros());
+    roster.mature(incubation_us, as_of_us);
+
+    let holdout_units = tally.holdout_raw.units as u64;
+    let holdout_share =
+        model_settings
+            .holdout
+            .map(|h| if live { h.share(holdout_units) } else { 0.0 });
+    let burn_in_elapsed =
+        first_exposure_us.is_some_and(|first| as_of_us >= first + model_settings.burn_in.micros());
+    let locked = last
+        .as_ref()
+        .and_then(|l| l.winner.as_deref())
+        .and_then(|w| serde_json::from_str::<report::Winner>(w).ok());
+    let settings = Settings {
+        status: optimization.status,
+        burn_in_elapsed,
+        min_units_per_arm: model_settings.min_units_per_arm,
+        floor: model_settings.floor.get(),
+        locked_winner: locked
+            .as_ref()
+            .map(|w| w.arm_id)
+            .or(last.as_ref().and_then(|l| l.winner_arm_id)),
+        holdout: holdout_share.unwrap_or(0.0),
+    };
+    let stream = stream_seed(seed, name);
+    let mut comparison = Serving::compare(&roster, &fitted, stream);
+    let mut warnings = Vec::new();
+    if live {
+        let mut changed = false;
+        if let Some(rule) = model_settings.drop {
+            let states = comparison.states(&roster, &tally, baseline_id);
+            let below = rule.below.get();
+            let dropped: Vec<(u32, String)> = allocation::drops(&states, &settings, below)
+                .into_iter()
+                .map(|id| {
+                    let p = comparison.p_best(id).unwrap_or(0.0);
+                    (
+                        id,
+                        format!("P(best) {p:.4} under drop.below {below} after incubation"),
+                    )
+                })
+                .collect();
+            changed |= !dropped.is_empty();
+            roster.drop_arms(&dropped, as_of_us);
+        }
+        if let Some(generation) = &optimization.generation {
+            let before = roster.serving_count();
+            generate(
+                optimization,
+                generation,
+                &mut roster,
+                &Evidence {
+                    fitted: &fitted,
+                    tally: &tally,
+                    comparison: &comparison,
+                },
+                as_of_us,
+                &mut warnings,
+            );
+            changed |= roster.serving_count() != before;
+        }
+        if changed {
+            comparison = Serving::compare(&roster, &fitted, stream);
+        }
+    }
+    let states = comparison.states(&roster, &tally, baseline_id);
+    let decision = allocation::decide(&states, &settings);
+    let winner = match decision.phase {
+        Phase::Completed { winner } => Some(match locked.filter(|w| w.arm_id == winner) {
+            Some(locked) => locked,
+            None => {
+                let posterior = fitted[&winner].posterior;
+                let interval = posterior.interval(0.95);
+                Winner {
+                    arm_id: winner,
+                    variant: roster
+                        .arms
+                        .iter()
+                        .find(|a| a.id == winner)
+                        .map(|a| a.variant.clone())
+                        .unwrap_or_default(),
+                    p_best: comparison.p_best(winner).unwrap_or(0.0),
+                    mean: posterior.mean(),
+                    ci_low: interval.low,
+                    ci_high: interval.high,
+                    units: tally.raw(winner).units as i64,
+                    decided_run: String::new(),
+                    decided_as_of: rfc3339(as_of_us),
+                }
+            }
+        }),
         _ => None,
     };
 
     let seq = store.next_seq(name)?;
     let run_id = format!("{}-{seq:04}", options.as_of.format("%Y%m%dT%H%M%SZ"));
+    let winner = winner.map(|w| Winner {
+        decided_run: if w.decided_run.is_empty() {
+            run_id.clone()
+        } else {
+            w.decided_run
+        },
+        ..w
+    });
     let trained_at = options.trained_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let previous = store.last_weights(name)?;
-    let mut warnings = Vec::new();
     let unmatched: BTreeMap<String, i64> = scan
         .unmatched
         .iter()
@@ -349,60 +662,136 @@ fn train_one(
         )),
         Some(_) => {}
     }
-    if holdout_units > 0 {
+    if model_settings.holdout.is_none() && holdout_units > 0 {
         warnings.push(format!(
-            "{holdout_units} mature units are flagged holdout in the exposures; they are left out of every arm's posterior"
+            "{holdout_units} mature units are flagged holdout in the exposures, but no holdout is configured; they are left out of every arm's posterior"
         ));
     }
-    if let model::Method::MonteCarlo { draws, seed } = comparison.method {
+    if let model::Method::MonteCarlo { draws, seed } = comparison.comparison.method {
         warnings.push(format!(
             "P(best) by Monte Carlo ({draws} draws, seed {seed}): quadrature did not converge"
         ));
     }
+    for event in &roster.events {
+        let edit = matches!(
+            event.reason.as_str(),
+            "added to the definition"
+                | "back in the definition"
+                | "its combination is now excluded"
+                | "a level or factor of it left the definition"
+        );
+        if edit {
+            warnings.push(format!(
+                "arm {} is now {}: {} (the definition changed)",
+                event.arm_id, event.status, event.reason
+            ));
+        }
+    }
+    let (srm, srm_note) = sample_ratio(&batches, &served, as_of_us, batch_us, window_us);
+    if let Some(test) = srm.filter(|t| t.flagged) {
+        warnings.push(format!(
+            "sample-ratio mismatch: the units per arm do not follow the served weights (chi-square {:.1}, p = {:.2e}, {srm_note}): check that the serving side reads allocation.csv and logs every exposure",
+            test.statistic, test.p_value
+        ));
+    }
+    let bool_reward = kind == MetricKind::Bool;
+    let (lift, lift_note) = match model_settings.holdout {
+        None => (None, Some("no holdout is configured".to_string())),
+        Some(_) => match model::lift(&tally.strata(None), bool_reward) {
+            Ok(lift) => (Some(lift), None),
+            Err(why) => (None, Some(why)),
+        },
+    };
 
-    let intervals: Vec<model::Interval> = posteriors.iter().map(|p| p.interval(0.95)).collect();
     let mut allocation_rows = Vec::new();
     let mut arm_reports = Vec::new();
-    for (i, arm) in arms.iter().enumerate() {
-        let counts = raw.get(&arm.id).copied().unwrap_or_default();
-        let weight = decision.weights[i];
-        let arm_id = arm.id.to_string();
+    let weight_of: BTreeMap<u32, f64> = states
+        .iter()
+        .zip(&decision.weights)
+        .map(|(s, w)| (s.id, *w))
+        .collect();
+    let mut rows: Vec<Row> = roster
+        .arms
+        .iter()
+        .map(|arm| Row {
+            arm_id: arm.id.to_string(),
+            role: "bandit",
+            variant: arm.variant.clone(),
+            status: arm.status.as_str().to_string(),
+            counts: tally.raw(arm.id),
+            fitted: fitted[&arm.id],
+            weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
+        })
+        .collect();
+    if let Some(share) = holdout_share {
+        let baseline = optimization
+            .variants
+            .first()
+            .map(|v| optimization.variant_json(v))
+            .unwrap_or_default();
+        rows.push(Row {
+            arm_id: HOLDOUT_ID.into(),
+            role: "holdout",
+            variant: baseline,
+            status: "active".into(),
+            counts: tally.holdout_raw,
+            fitted: fit(&tally.holdout_decayed),
+            weight: share,
+        });
+    }
+    for row in rows {
+        let Row {
+            arm_id,
+            role,
+            variant,
+            status,
+            counts,
+            fitted,
+            weight,
+        } = row;
+        let bandit_id: Option<u32> = arm_id.parse().ok();
         allocation_rows.push(AllocationRow {
             optimization: name.clone(),
             run_id: run_id.clone(),
             trained_at: trained_at.clone(),
             context: "*".into(),
             arm_id: arm_id.clone(),
-            role: "bandit".into(),
-            variant: arm.json.clone(),
+            role: role.into(),
+            variant: variant.clone(),
             weight,
-            status: "active".into(),
+            status: status.clone(),
         });
-        let rate = (counts.units > 0.0).then(|| match optimization.reward.kind {
+        let rate = (counts.units > 0.0).then(|| match kind {
             MetricKind::Bool => counts.conversions / counts.units,
             MetricKind::Numeric => counts.value_sum / counts.units,
         });
+        let arm_lift = match (bandit_id, model_settings.holdout) {
+            (Some(id), Some(_)) => model::lift(&tally.strata(Some(id)), bool_reward).ok(),
+            _ => None,
+        };
+        let interval = fitted.posterior.interval(0.95);
+        let in_bandit = bandit_id.and_then(|id| comparison.index(id));
         arm_reports.push(ArmReport {
             context: "*".into(),
             arm_id: arm_id.clone(),
-            role: "bandit".into(),
-            variant: arm.json.clone(),
-            status: "active".into(),
+            role: role.into(),
+            variant,
+            status,
             units: counts.units as i64,
             conversions: counts.conversions as i64,
             rate,
-            alpha: fitted[i].alpha,
-            beta: fitted[i].beta,
-            mean: posteriors[i].mean(),
-            ci_low: intervals[i].low,
-            ci_high: intervals[i].high,
-            p_best: Some(comparison.p_best[i]),
-            expected_loss: Some(comparison.expected_loss[i]),
-            weight_prev: previous.get(&arm_id).copied(),
-            weight_new: Some(weight),
-            lift_vs_holdout: None,
-            lift_ci_low: None,
-            lift_ci_high: None,
+            alpha: fitted.alpha,
+            beta: fitted.beta,
+            mean: fitted.posterior.mean(),
+            ci_low: interval.low,
+            ci_high: interval.high,
+            p_best: in_bandit.map(|i| comparison.comparison.p_best[i]),
+            expected_loss: in_bandit.map(|i| comparison.comparison.expected_loss[i]),
+            weight_prev: bandit_id.and(previous.get(&arm_id).copied()),
+            weight_new: bandit_id.map(|_| weight),
+            lift_vs_holdout: arm_lift.and_then(|l| l.relative),
+            lift_ci_low: arm_lift.and_then(|l| l.relative_low),
+            lift_ci_high: arm_lift.and_then(|l| l.relative_high),
         });
     }
     let report = RunReport {
@@ -412,7 +801,7 @@ fn train_one(
         trained_at,
         seed,
         phase: decision.phase,
-        p_best_method: comparison.method,
+        p_best_method: comparison.comparison.method,
         scan: ScanSummary {
             mode: if from_batch_us.is_some() {
                 "incremental"
@@ -432,6 +821,15 @@ fn train_one(
             unmatched,
             newest_exposure: newest_exposure_us.map(rfc3339),
         },
+        diagnostics: Diagnostics {
+            holdout_share,
+            lift,
+            lift_note,
+            srm,
+            srm_note,
+            arm_changes: roster.events.clone(),
+        },
+        winner,
         warnings,
         allocation: allocation_rows,
         arms: arm_reports,
@@ -443,6 +841,7 @@ fn train_one(
     let folder = config.output_dir.join(name);
     let mut staged = Staged::new();
     stage_files(&mut staged, &folder, &report)?;
+    let arms: Vec<StoredArm> = roster.arms.iter().map(stored_arm).collect();
     store.commit(&RunWrite {
         report: &report,
         seq,
@@ -455,9 +854,10 @@ fn train_one(
         final_until_us,
         first_exposure_us,
         newest_exposure_us,
-        winner_arm_id,
+        winner_arm_id: report.winner.as_ref().map(|w| w.arm_id),
         new_batches: &scan.rows,
-        new_arms: &new_arms,
+        arms: &arms,
+        events: &roster.events,
         duration_ms: started.elapsed().as_millis() as i64,
     })?;
     staged.publish()?;
@@ -465,32 +865,217 @@ fn train_one(
     Ok(report)
 }
 
-/// Sufficient statistics per bandit arm: raw counts for the report and decay-weighted sums for the
-/// posterior; holdout units are counted apart and never enter an arm.
-fn sufficient_statistics(
-    batches: &[BatchRow],
-    as_of_us: i64,
-    half_life_us: Option<i64>,
-) -> (BTreeMap<u32, Sums>, BTreeMap<u32, Sums>, i64) {
-    let mut raw: BTreeMap<u32, Sums> = BTreeMap::new();
-    let mut decayed: BTreeMap<u32, Sums> = BTreeMap::new();
-    let mut holdout_units = 0;
-    for b in batches {
-        if b.holdout {
-            holdout_units += b.units;
-            continue;
+/// One row of the allocation and the report, before rendering.
+struct Row {
+    arm_id: String,
+    role: &'static str,
+    variant: String,
+    status: String,
+    counts: Sums,
+    fitted: model::Fitted,
+    weight: f64,
+}
+
+/// P(best) and expected loss among the serving arms.
+struct Serving {
+    ids: Vec<u32>,
+    comparison: model::Comparison,
+}
+
+impl Serving {
+    fn compare(roster: &Roster, fitted: &BTreeMap<u32, model::Fitted>, seed: u64) -> Serving {
+        let ids: Vec<u32> = roster.serving().map(|a| a.id).collect();
+        let posteriors: Vec<model::Posterior> = ids.iter().map(|id| fitted[id].posterior).collect();
+        Serving {
+            comparison: model::compare(&posteriors, seed),
+            ids,
         }
-        let sums = Sums {
-            units: b.units as f64,
-            conversions: b.conversions as f64,
-            value_sum: b.value_sum,
-            value_sq_sum: b.value_sq_sum,
-        };
-        raw.entry(b.arm_id).or_default().add(&sums, 1.0);
-        let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
-        decayed.entry(b.arm_id).or_default().add(&sums, weight);
     }
-    (raw, decayed, holdout_units)
+
+    fn index(&self, id: u32) -> Option<usize> {
+        self.ids.iter().position(|i| *i == id)
+    }
+
+    fn p_best(&self, id: u32) -> Option<f64> {
+        self.index(id).map(|i| self.comparison.p_best[i])
+    }
+
+    /// What the allocation rule knows about each serving arm.
+    fn states(&self, roster: &Roster, tally: &Tally, baseline: Option<u32>) -> Vec<ArmState> {
+        roster
+            .serving()
+            .map(|arm| ArmState {
+                id: arm.id,
+                units: tally.raw(arm.id).units as u64,
+                p_best: self.p_best(arm.id).unwrap_or(0.0),
+                initial: arm.initial,
+                droppable: arm.status == ArmStatus::Active && Some(arm.id) != baseline,
+            })
+            .collect()
+    }
+}
+
+/// What generation may rank new arms by.
+struct Evidence<'a> {
+    fitted: &'a BTreeMap<u32, model::Fitted>,
+    tally: &'a Tally,
+    comparison: &'a Serving,
+}
+
+/// Fills the free places under `generation.max_active_arms`: from the proposed arms (ranked by the
+/// additive per-factor model for `factorial`, in level order for `command`), then, for `command`,
+/// with the variants the command proposes. A failing command is a warning.
+fn generate(
+    optimization: &Optimization,
+    generation: &Generation,
+    roster: &mut Roster,
+    evidence: &Evidence<'_>,
+    now_us: i64,
+    warnings: &mut Vec<String>,
+) {
+    let cap = generation.max_active_arms;
+    if roster.serving_count() >= cap {
+        return;
+    }
+    let proposed: Vec<&RosterArm> = roster
+        .arms
+        .iter()
+        .filter(|a| a.status == ArmStatus::Proposed)
+        .collect();
+    match &generation.strategy {
+        Strategy::Factorial => {
+            let observed: Vec<model::Observed> = roster
+                .arms
+                .iter()
+                .filter(|a| evidence.tally.raw(a.id).units > 0.0)
+                .map(|a| {
+                    let posterior = evidence.fitted[&a.id].posterior;
+                    model::Observed {
+                        levels: a.levels.clone(),
+                        mean: posterior.mean(),
+                        spread: posterior.spread(),
+                    }
+                })
+                .collect();
+            let baseline = optimization
+                .variants
+                .first()
+                .map(|v| v.0.clone())
+                .unwrap_or_default();
+            let candidates: Vec<Vec<String>> = proposed.iter().map(|a| a.levels.clone()).collect();
+            let predicted = model::predict_additive(&observed, &candidates, &baseline);
+            let mut ranked: Vec<(u32, f64)> = proposed
+                .iter()
+                .zip(predicted)
+                .map(|(a, p)| (a.id, p))
+                .collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let order: Vec<u32> = ranked.iter().map(|r| r.0).collect();
+            roster.start_proposed(
+                &order,
+                cap,
+                "a place was free: ranked first among the proposed arms by the additive per-factor model",
+                now_us,
+            );
+        }
+        Strategy::Command { argv, timeout, dir } => {
+            let order: Vec<u32> = proposed.iter().map(|a| a.id).collect();
+            roster.start_proposed(&order, cap, "a place was free", now_us);
+            let wanted = cap.saturating_sub(roster.serving_count());
+            if wanted == 0 {
+                return;
+            }
+            let input = history_json(optimization, roster, evidence, wanted, now_us);
+            let timeout = Duration::from_micros(timeout.micros() as u64);
+            let factor_names: Vec<String> = optimization
+                .factors
+                .iter()
+                .map(|f| f.name.clone())
+                .collect();
+            let answer = generator::run(argv, dir, &input, timeout)
+                .and_then(|out| generator::parse(&out, &factor_names));
+            let (variants, refused) = match answer {
+                Ok(answer) => answer,
+                Err(why) => {
+                    warnings.push(format!(
+                        "generation command: {why}; no new arm this run (the places stay free)"
+                    ));
+                    return;
+                }
+            };
+            let mut refused = refused;
+            let mut added = 0;
+            for levels in variants {
+                if added == wanted {
+                    refused.push(format!("more than the {wanted} variants asked for"));
+                    break;
+                }
+                if is_excluded(optimization, &levels) {
+                    refused.push(format!("{levels:?} is an excluded combination"));
+                    continue;
+                }
+                let json = optimization.variant_json(&crate::config::Variant(levels.clone()));
+                match roster.add_generated(
+                    levels.clone(),
+                    json,
+                    "proposed by the generation command",
+                    now_us,
+                ) {
+                    Some(_) => added += 1,
+                    None => refused.push(format!(
+                        "{levels:?} is already an arm (ids are never reused)"
+                    )),
+                }
+            }
+            if !refused.is_empty() {
+                warnings.push(format!(
+                    "generation command: refused {}",
+                    refused.join("; ")
+                ));
+            }
+        }
+    }
+}
+
+/// The input of a generation command (protocol version 1, docs/generation.md).
+fn history_json(
+    optimization: &Optimization,
+    roster: &Roster,
+    evidence: &Evidence<'_>,
+    wanted: usize,
+    now_us: i64,
+) -> String {
+    let arms: Vec<serde_json::Value> = roster
+        .arms
+        .iter()
+        .map(|a| {
+            let sums = evidence.tally.raw(a.id);
+            let posterior = evidence.fitted[&a.id].posterior;
+            let interval = posterior.interval(0.95);
+            serde_json::json!({
+                "arm_id": a.id,
+                "variant": serde_json::from_str::<serde_json::Value>(&a.variant).unwrap_or_default(),
+                "status": a.status.as_str(),
+                "units": sums.units,
+                "conversions": sums.conversions,
+                "value_sum": sums.value_sum,
+                "mean": posterior.mean(),
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+                "p_best": evidence.comparison.p_best(a.id),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "protocol": 1,
+        "optimization": optimization.name,
+        "as_of": rfc3339(now_us),
+        "wanted": wanted,
+        "metric": {"name": optimization.reward.name, "type": optimization.reward.kind},
+        "factors": optimization.factors.iter().map(|f| serde_json::json!({"name": f.name, "levels": f.levels})).collect::<Vec<_>>(),
+        "arms": arms,
+    })
+    .to_string()
 }
 
 fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Option<i64> {

@@ -192,6 +192,7 @@ pub fn engine_checks(
     let text = [ColumnKind::Text];
     let time = [ColumnKind::Timestamp];
     let number = [ColumnKind::Numeric];
+    let boolean = [ColumnKind::Boolean];
     for (name, metric) in &config.metrics {
         let path = format!("metrics.{name}.sql");
         match engine.columns(&format!("(\n{}\n)", metric.sql), BEGINNING_US, end_us) {
@@ -230,18 +231,22 @@ pub fn engine_checks(
                 format!("the engine rejects the exposure source: {message}"),
                 Some("check the table name or the SQL"),
             ),
-            Ok(columns) => check_columns(
-                &mut v,
-                config,
-                &path,
-                &columns,
-                &[
+            Ok(columns) => {
+                let mut required: Vec<(&str, &[ColumnKind], &str)> = vec![
                     (c.anonymous_id.as_str(), &text, "the visitor id"),
                     (c.timestamp.as_str(), &time, "the exposure time"),
                     (c.optimization_id.as_str(), &text, "the optimization id"),
                     (c.variant.as_str(), &text, "the variant JSON"),
-                ],
-            ),
+                ];
+                if optimization.model.holdout.is_some() {
+                    required.push((
+                        c.holdout.as_str(),
+                        &boolean,
+                        "the holdout flag of a model with a holdout",
+                    ));
+                }
+                check_columns(&mut v, config, &path, &columns, &required)
+            }
         }
         let reward_ok = !v.findings.iter().any(|f| {
             f.severity == Severity::Error

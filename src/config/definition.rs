@@ -117,6 +117,7 @@ pub struct Optimization {
     pub exposures: Exposures,
     pub attribution: Attribution,
     pub model: Model,
+    pub generation: Option<Generation>,
 }
 
 impl Optimization {
@@ -216,4 +217,67 @@ pub struct Model {
     pub floor: Probability,
     pub decay_half_life: Option<Span>,
     pub seed: Option<u64>,
+    pub holdout: Option<Holdout>,
+    pub drop: Option<DropRule>,
+}
+
+/// The share of traffic that is always served the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Holdout {
+    /// The same share on every run (Levered's convention).
+    Fixed { share: Probability },
+    /// A share that falls linearly from `initial` to `min` as the holdout accumulates
+    /// `until_units` mature units, then stays at `min` (Coframe's convention).
+    Adaptive {
+        initial: Probability,
+        min: Probability,
+        until_units: u64,
+    },
+}
+
+impl Holdout {
+    /// The share for the next batch, given the holdout's mature units so far.
+    pub fn share(&self, holdout_units: u64) -> f64 {
+        match *self {
+            Holdout::Fixed { share } => share.get(),
+            Holdout::Adaptive {
+                initial,
+                min,
+                until_units,
+            } => {
+                let progress = (holdout_units as f64 / until_units as f64).min(1.0);
+                initial.get() - (initial.get() - min.get()) * progress
+            }
+        }
+    }
+}
+
+/// Arms whose P(best) stays under `below` after `incubation` are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DropRule {
+    pub below: Probability,
+    pub incubation: Span,
+}
+
+/// Where new arms come from when places are free.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "strategy", rename_all = "snake_case")]
+pub enum Strategy {
+    /// Untested combinations of the defined levels, ranked by an additive per-factor model.
+    Factorial,
+    /// A user command that reads the history as JSON on stdin and prints variants on stdout; it
+    /// runs in the definitions file's folder.
+    Command {
+        argv: Vec<String>,
+        timeout: Span,
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    pub strategy: Strategy,
+    /// At most this many arms serve at once; the others wait as `proposed`.
+    pub max_active_arms: usize,
 }

@@ -396,7 +396,16 @@ impl Checker {
         self.locate(&format!("{path}.reward"), &o.reward.referenced);
         let exposures = self.exposures(&path, &o.exposures);
         let attribution = self.attribution(&path, &o.attribution);
-        let model = self.model(&path, &o.model, variants.len());
+        let generation = o
+            .generation
+            .as_ref()
+            .and_then(|g| self.generation(&path, g, variants.len()));
+        let serving = match &generation {
+            None => variants.len(),
+            Some(g) if g.strategy == Strategy::Factorial => g.max_active_arms.min(variants.len()),
+            Some(g) => g.max_active_arms,
+        };
+        let model = self.model(&path, &o.model, serving);
         if let Some(context) = &o.context_factors {
             if !context.value.is_empty() {
                 self.report(
@@ -407,14 +416,6 @@ impl Checker {
                     Some("remove context_factors and use model.kind: mab"),
                 );
             }
-        }
-        if let Some(generation) = &o.generation {
-            self.report(
-                &format!("{path}.generation"),
-                Some(&generation.referenced),
-                "arm generation is not supported by this version".into(),
-                Some("remove `generation`; every arm stays active"),
-            );
         }
         if self.problems.len() > before {
             return None;
@@ -428,6 +429,7 @@ impl Checker {
             exposures: exposures?,
             attribution: attribution?,
             model: model?,
+            generation,
         })
     }
 
@@ -756,16 +758,21 @@ impl Checker {
                 Some("omit it for no decay"),
             );
         }
-        for (key, present) in [("holdout", m.holdout.is_some()), ("drop", m.drop.is_some())] {
-            if present {
-                self.report(
-                    &format!("{path}.{key}"),
-                    Some(at),
-                    format!("`{key}` is not supported by this version"),
-                    Some(&format!("remove model.{key}")),
-                );
-            }
-        }
+        let holdout = m.holdout.as_ref().and_then(|h| self.holdout(&path, h));
+        let drop = m.drop.as_ref().and_then(|d| {
+            let path = format!("{path}.drop");
+            let below = self.probability(&format!("{path}.below"), &d.referenced, d.value.below);
+            let incubation = self.span(
+                &format!("{path}.incubation"),
+                &d.referenced,
+                d.value.incubation.as_deref(),
+                burn_in,
+            );
+            Some(DropRule {
+                below: below?,
+                incubation,
+            })
+        });
         Some(Model {
             batch,
             prior,
@@ -774,6 +781,163 @@ impl Checker {
             floor: floor?,
             decay_half_life,
             seed: m.seed,
+            holdout,
+            drop,
+        })
+    }
+
+    fn probability(&mut self, path: &str, at: &Location, value: f64) -> Option<Probability> {
+        let p = Probability::new(value);
+        if p.is_none() {
+            self.report(path, Some(at), format!("{value} is not in [0, 1]"), None);
+        }
+        p
+    }
+
+    fn holdout(&mut self, path: &str, raw: &Spanned<RawHoldout>) -> Option<Holdout> {
+        let path = format!("{path}.holdout");
+        let at = &raw.referenced;
+        let h = &raw.value;
+        let below_one = |checker: &mut Checker, key: &str, value: f64| {
+            let p = checker.probability(&format!("{path}.{key}"), at, value)?;
+            if p.get() >= 1.0 {
+                checker.report(
+                    &format!("{path}.{key}"),
+                    Some(at),
+                    "a holdout of the whole traffic leaves nothing to optimize".into(),
+                    Some("use a share below 1, e.g. 0.1"),
+                );
+                return None;
+            }
+            Some(p)
+        };
+        match (h.share, h.initial, h.min, h.until_units) {
+            (Some(share), None, None, None) => {
+                let share = below_one(self, "share", share)?;
+                if share.get() == 0.0 {
+                    self.report(
+                        &format!("{path}.share"),
+                        Some(at),
+                        "a holdout share of 0 holds nothing out".into(),
+                        Some("remove `holdout`, or give a share above 0"),
+                    );
+                    return None;
+                }
+                Some(Holdout::Fixed { share })
+            }
+            (None, Some(initial), Some(min), Some(until_units)) => {
+                let initial = below_one(self, "initial", initial);
+                let min = below_one(self, "min", min);
+                let (initial, min) = (initial?, min?);
+                if min > initial {
+                    self.report(
+                        &format!("{path}.min"),
+                        Some(at),
+                        format!("min {} is above initial {}", min.get(), initial.get()),
+                        Some("the share falls from initial to min"),
+                    );
+                    return None;
+                }
+                if until_units == 0 {
+                    self.report(
+                        &format!("{path}.until_units"),
+                        Some(at),
+                        "must be at least 1".into(),
+                        Some("the number of holdout units after which the share stays at min"),
+                    );
+                    return None;
+                }
+                Some(Holdout::Adaptive {
+                    initial,
+                    min,
+                    until_units,
+                })
+            }
+            _ => {
+                self.report(
+                    &path,
+                    Some(at),
+                    "give either `share` (fixed) or all of `initial`, `min` and `until_units` (adaptive)".into(),
+                    Some("e.g. holdout: {share: 0.1} or holdout: {initial: 0.2, min: 0.05, until_units: 2000}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn generation(
+        &mut self,
+        path: &str,
+        raw: &Spanned<RawGeneration>,
+        arms: usize,
+    ) -> Option<Generation> {
+        let path = format!("{path}.generation");
+        let at = &raw.referenced;
+        let g = &raw.value;
+        let strategy = match (g.strategy.as_str(), &g.command) {
+            ("factorial", None) if g.timeout.is_none() => Strategy::Factorial,
+            ("factorial", _) => {
+                self.report(
+                    &path,
+                    Some(at),
+                    "`command` and `timeout` belong to strategy: command".into(),
+                    Some("remove them, or use strategy: command"),
+                );
+                return None;
+            }
+            ("command", Some(argv)) if !argv.is_empty() && !argv[0].is_empty() => {
+                let timeout = self.span(
+                    &format!("{path}.timeout"),
+                    at,
+                    g.timeout.as_deref(),
+                    Span::from_seconds(30),
+                );
+                if timeout == Span::ZERO {
+                    self.report(
+                        &format!("{path}.timeout"),
+                        Some(at),
+                        "must be longer than zero".into(),
+                        Some("e.g. timeout: 30s"),
+                    );
+                }
+                Strategy::Command {
+                    argv: argv.clone(),
+                    timeout,
+                    dir: self.base.clone(),
+                }
+            }
+            ("command", _) => {
+                self.report(
+                    &format!("{path}.command"),
+                    Some(at),
+                    "strategy: command needs a non-empty `command` list".into(),
+                    Some("e.g. command: [python3, scripts/propose.py]"),
+                );
+                return None;
+            }
+            (other, _) => {
+                self.report(
+                    &format!("{path}.strategy"),
+                    Some(at),
+                    format!("unknown strategy `{other}`"),
+                    Some("use factorial or command"),
+                );
+                return None;
+            }
+        };
+        let max_active_arms = g.max_active_arms.map_or(arms, |n| n as usize);
+        if max_active_arms < 2 {
+            self.report(
+                &format!("{path}.max_active_arms"),
+                Some(at),
+                format!("{max_active_arms} leaves no choice: at least 2 arms stay active"),
+                Some("use max_active_arms: 2 or more"),
+            );
+            return None;
+        }
+        Some(Generation {
+            strategy,
+            max_active_arms,
         })
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -53,8 +52,7 @@ pub struct RawOptimization {
     pub exposures: Spanned<RawExposures>,
     pub attribution: Spanned<RawAttribution>,
     pub model: Spanned<RawModel>,
-    /// Arm generation; recognised so that it can be refused with a clear message.
-    pub generation: Option<Spanned<IgnoredAny>>,
+    pub generation: Option<Spanned<RawGeneration>>,
 }
 
 /// A factor level: YAML may write it as a string, a number or a boolean; levered compares its text.
@@ -117,9 +115,8 @@ pub struct RawModel {
     pub burn_in: Option<String>,
     pub min_units_per_arm: Option<u64>,
     pub floor: Option<f64>,
-    /// Holdout and drop rules; recognised so that they can be refused with a clear message.
-    pub holdout: Option<IgnoredAny>,
-    pub drop: Option<IgnoredAny>,
+    pub holdout: Option<Spanned<RawHoldout>>,
+    pub drop: Option<Spanned<RawDrop>>,
     pub decay_half_life: Option<String>,
     pub seed: Option<u64>,
 }
@@ -129,4 +126,30 @@ pub struct RawModel {
 pub struct RawPrior {
     pub alpha: f64,
     pub beta: f64,
+}
+
+/// `{share}` (fixed) or `{initial, min, until_units}` (adaptive).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHoldout {
+    pub share: Option<f64>,
+    pub initial: Option<f64>,
+    pub min: Option<f64>,
+    pub until_units: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrop {
+    pub below: f64,
+    pub incubation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeneration {
+    pub strategy: String,
+    pub max_active_arms: Option<u32>,
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
 }

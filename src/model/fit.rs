@@ -54,51 +54,67 @@ pub fn fit_bool(prior_alpha: f64, prior_beta: f64, sums: &Sums) -> Fitted {
 /// The arm's mean has a Student-t posterior with 2αn degrees of freedom, location μn and
 /// scale √(βn / (αn κn)).
 pub fn fit_numeric(arms: &[Sums]) -> Vec<Fitted> {
-    let mut pooled = Sums::default();
-    for arm in arms {
-        pooled.add(arm, 1.0);
+    let prior = NumericPrior::pooled(arms);
+    arms.iter().map(|arm| prior.fit(arm)).collect()
+}
+
+/// The Normal–Inverse-Gamma prior of numeric rewards (κ0 = α0 = 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NumericPrior {
+    pub mu0: f64,
+    pub beta0: f64,
+}
+
+impl NumericPrior {
+    /// μ0 = the pooled mean of the given (bandit) arms' units, β0 = their pooled variance (1 when
+    /// undefined).
+    pub fn pooled(arms: &[Sums]) -> NumericPrior {
+        let mut pooled = Sums::default();
+        for arm in arms {
+            pooled.add(arm, 1.0);
+        }
+        let mu0 = if pooled.units > 0.0 {
+            pooled.value_sum / pooled.units
+        } else {
+            0.0
+        };
+        let pooled_variance = if pooled.units > 1.0 {
+            (pooled.value_sq_sum - pooled.value_sum * pooled.value_sum / pooled.units)
+                / (pooled.units - 1.0)
+        } else {
+            f64::NAN
+        };
+        let beta0 = if pooled_variance.is_finite() && pooled_variance > 0.0 {
+            pooled_variance
+        } else {
+            1.0
+        };
+        NumericPrior { mu0, beta0 }
     }
-    let mu0 = if pooled.units > 0.0 {
-        pooled.value_sum / pooled.units
-    } else {
-        0.0
-    };
-    let pooled_variance = if pooled.units > 1.0 {
-        (pooled.value_sq_sum - pooled.value_sum * pooled.value_sum / pooled.units)
-            / (pooled.units - 1.0)
-    } else {
-        f64::NAN
-    };
-    let beta0 = if pooled_variance.is_finite() && pooled_variance > 0.0 {
-        pooled_variance
-    } else {
-        1.0
-    };
-    let (kappa0, alpha0) = (1.0, 1.0);
-    arms.iter()
-        .map(|arm| {
-            let n = arm.units;
-            let (mean, squares) = if n > 0.0 {
-                let mean = arm.value_sum / n;
-                (mean, (arm.value_sq_sum - n * mean * mean).max(0.0))
-            } else {
-                (mu0, 0.0)
-            };
-            let kappa = kappa0 + n;
-            let mu = (kappa0 * mu0 + n * mean) / kappa;
-            let alpha = alpha0 + n / 2.0;
-            let beta = beta0 + 0.5 * squares + kappa0 * n * (mean - mu0).powi(2) / (2.0 * kappa);
-            Fitted {
-                posterior: Posterior::StudentT {
-                    df: 2.0 * alpha,
-                    location: mu,
-                    scale: (beta / (alpha * kappa)).sqrt(),
-                },
-                alpha,
-                beta,
-            }
-        })
-        .collect()
+
+    pub fn fit(&self, arm: &Sums) -> Fitted {
+        let (kappa0, alpha0, mu0, beta0) = (1.0, 1.0, self.mu0, self.beta0);
+        let n = arm.units;
+        let (mean, squares) = if n > 0.0 {
+            let mean = arm.value_sum / n;
+            (mean, (arm.value_sq_sum - n * mean * mean).max(0.0))
+        } else {
+            (mu0, 0.0)
+        };
+        let kappa = kappa0 + n;
+        let mu = (kappa0 * mu0 + n * mean) / kappa;
+        let alpha = alpha0 + n / 2.0;
+        let beta = beta0 + 0.5 * squares + kappa0 * n * (mean - mu0).powi(2) / (2.0 * kappa);
+        Fitted {
+            posterior: Posterior::StudentT {
+                df: 2.0 * alpha,
+                location: mu,
+                scale: (beta / (alpha * kappa)).sqrt(),
+            },
+            alpha,
+            beta,
+        }
+    }
 }
 
 #[cfg(test)]

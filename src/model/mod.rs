@@ -1,10 +1,14 @@
 //! Posteriors, P(best) and expected loss: pure functions of sufficient statistics.
 
+mod additive;
+mod diagnostics;
 mod fit;
 mod pbest;
 mod posterior;
 mod quadrature;
 
-pub use fit::{decay_weight, fit_bool, fit_numeric, Fitted, Sums};
+pub use additive::{predict as predict_additive, Observed};
+pub use diagnostics::{lift, srm, Lift, Srm, Stratum, MIN_LIFT_UNITS, SRM_ALPHA};
+pub use fit::{decay_weight, fit_bool, fit_numeric, Fitted, NumericPrior, Sums};
 pub use pbest::{by_quadrature, compare, monte_carlo, Comparison, Method, MONTE_CARLO_DRAWS};
 pub use posterior::{Interval, Posterior};

@@ -12,5 +12,5 @@ pub use csv::{
 };
 pub use files::{prune_runs, Staged};
 pub use html::page as html_page;
-pub use model::{AllocationRow, ArmReport, RunReport, ScanSummary};
+pub use model::{AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
 pub use table::table;

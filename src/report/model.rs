@@ -1,6 +1,6 @@
 //! The one report structure every renderer reads.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One row of `allocation.csv`: the traffic weight the serving side reads.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,6 +53,9 @@ pub struct RunReport {
     pub phase: crate::allocation::Phase,
     pub p_best_method: crate::model::Method,
     pub scan: ScanSummary,
+    pub diagnostics: Diagnostics,
+    /// The winner a completed optimization serves, with the evidence it was chosen on.
+    pub winner: Option<Winner>,
     pub warnings: Vec<String>,
     pub allocation: Vec<AllocationRow>,
     pub arms: Vec<ArmReport>,
@@ -71,4 +74,36 @@ pub struct ScanSummary {
     pub mature_units: i64,
     pub unmatched: std::collections::BTreeMap<String, i64>,
     pub newest_exposure: Option<String>,
+}
+
+/// What the run measured about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostics {
+    /// The holdout's share in the new allocation; absent without a holdout.
+    pub holdout_share: Option<f64>,
+    /// The bandit's lift over the holdout, stratified by period.
+    pub lift: Option<crate::model::Lift>,
+    /// Why `lift` is blank.
+    pub lift_note: Option<String>,
+    /// The sample-ratio-mismatch test of the served split.
+    pub srm: Option<crate::model::Srm>,
+    /// Which batches the test covered, or why it did not run.
+    pub srm_note: String,
+    /// Arms this run started, dropped, retired or added.
+    pub arm_changes: Vec<crate::allocation::ArmEvent>,
+}
+
+/// The arm a completed optimization locked in, and the evidence at the time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Winner {
+    pub arm_id: u32,
+    pub variant: String,
+    pub p_best: f64,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub units: i64,
+    /// The run that locked it in.
+    pub decided_run: String,
+    pub decided_as_of: String,
 }

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_ms BIGINT NOT NULL,
     outcome VARCHAR NOT NULL,
     error VARCHAR,
+    diagnostics JSON,
+    winner JSON,
     PRIMARY KEY (optimization, run_id)
 );
 CREATE TABLE IF NOT EXISTS batch_stats (
@@ -63,7 +65,18 @@ CREATE TABLE IF NOT EXISTS arms (
     status VARCHAR NOT NULL,
     since TIMESTAMP NOT NULL,
     reason VARCHAR NOT NULL,
+    started TIMESTAMP,
+    initial BOOLEAN NOT NULL DEFAULT true,
+    origin VARCHAR NOT NULL DEFAULT 'definition',
     PRIMARY KEY (optimization, arm_id)
+);
+CREATE TABLE IF NOT EXISTS arm_events (
+    optimization VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    arm_id INTEGER NOT NULL,
+    status VARCHAR NOT NULL,
+    changed_at TIMESTAMP NOT NULL,
+    reason VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS allocations (
     run_id VARCHAR NOT NULL,
@@ -100,6 +113,11 @@ CREATE TABLE IF NOT EXISTS arm_reports (
     lift_ci_low DOUBLE,
     lift_ci_high DOUBLE
 );
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS diagnostics JSON;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS winner JSON;
+ALTER TABLE arms ADD COLUMN IF NOT EXISTS started TIMESTAMP;
+ALTER TABLE arms ADD COLUMN IF NOT EXISTS initial BOOLEAN DEFAULT true;
+ALTER TABLE arms ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'definition';
 ";
 
 /// What the previous successful run of an optimization left behind.
@@ -112,6 +130,8 @@ pub struct LastRun {
     pub first_exposure_us: Option<i64>,
     pub newest_exposure_us: Option<i64>,
     pub winner_arm_id: Option<u32>,
+    /// The winner's evidence (JSON of `report::Winner`), once a completed run locked it in.
+    pub winner: Option<String>,
 }
 
 /// The header of a stored run, as `levered report` shows it.
@@ -143,11 +163,33 @@ pub struct HistoryRow {
     pub ci_high: f64,
 }
 
-/// An arm known to the store.
+/// An arm known to the store, with its lifecycle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredArm {
     pub arm_id: u32,
     pub variant: String,
+    pub status: String,
+    pub since_us: i64,
+    pub reason: String,
+    pub started_us: Option<i64>,
+    pub initial: bool,
+    pub origin: String,
+}
+
+/// A status change of an arm, as `levered history` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEvent {
+    pub run_id: String,
+    pub arm_id: u32,
+    pub status: String,
+    pub reason: String,
+}
+
+/// The weights one successful run published, by arm id (`holdout` for the holdout row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served {
+    pub as_of_us: i64,
+    pub weights: BTreeMap<String, f64>,
 }
 
 /// Everything a successful run writes.
@@ -166,7 +208,10 @@ pub struct RunWrite<'a> {
     pub newest_exposure_us: Option<i64>,
     pub winner_arm_id: Option<u32>,
     pub new_batches: &'a [BatchRow],
-    pub new_arms: &'a [StoredArm],
+    /// Every arm of the optimization with its lifecycle after this run.
+    pub arms: &'a [StoredArm],
+    /// The status changes this run made.
+    pub events: &'a [crate::allocation::ArmEvent],
     pub duration_ms: i64,
 }
 
@@ -252,7 +297,7 @@ impl StateStore {
             .connection
             .prepare(
                 "SELECT run_id, epoch_us(as_of), sql_hash, epoch_us(final_until), epoch_us(first_exposure),
-                        epoch_us(newest_exposure), winner_arm_id
+                        epoch_us(newest_exposure), winner_arm_id, CAST(winner AS VARCHAR)
                  FROM runs WHERE optimization = ? AND outcome = 'ok'
                  ORDER BY seq DESC LIMIT 1",
             )
@@ -272,6 +317,7 @@ impl StateStore {
             first_exposure_us: row.get(4).map_err(get)?,
             newest_exposure_us: row.get(5).map_err(get)?,
             winner_arm_id: row.get::<_, Option<i32>>(6).map_err(get)?.map(|w| w as u32),
+            winner: row.get(7).map_err(get)?,
         }))
     }
 
@@ -289,13 +335,23 @@ impl StateStore {
     pub fn arms(&self, optimization: &str) -> Result<Vec<StoredArm>, StateError> {
         let mut statement = self
             .connection
-            .prepare("SELECT arm_id, CAST(variant AS VARCHAR) FROM arms WHERE optimization = ? ORDER BY arm_id")
+            .prepare(
+                "SELECT arm_id, CAST(variant AS VARCHAR), status, epoch_us(since), reason, epoch_us(started),
+                        coalesce(initial, true), coalesce(origin, 'definition')
+                 FROM arms WHERE optimization = ? ORDER BY arm_id",
+            )
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(params![optimization], |row| {
                 Ok(StoredArm {
                     arm_id: row.get::<_, i32>(0)? as u32,
                     variant: row.get(1)?,
+                    status: row.get(2)?,
+                    since_us: row.get(3)?,
+                    reason: row.get(4)?,
+                    started_us: row.get(5)?,
+                    initial: row.get(6)?,
+                    origin: row.get(7)?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -346,6 +402,65 @@ impl StateStore {
         let rows = statement
             .query_map(params![optimization, optimization], |row| {
                 Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The weights every successful run published for context `*`, by `as_of` (reruns: the later).
+    pub fn served(&self, optimization: &str) -> Result<Vec<Served>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT epoch_us(r.as_of), a.arm_id, a.weight
+                 FROM runs AS r JOIN allocations AS a ON a.optimization = r.optimization AND a.run_id = r.run_id
+                 WHERE r.optimization = ? AND r.outcome = 'ok' AND a.context = '*'
+                 ORDER BY r.as_of, r.seq, a.arm_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, f64>(2)?,
+                ))
+            })
+            .map_err(|e| self.error(e))?;
+        let mut served: Vec<Served> = Vec::new();
+        for row in rows {
+            let (as_of_us, arm_id, weight) = row.map_err(|e| self.error(e))?;
+            match served.last_mut() {
+                Some(last) if last.as_of_us == as_of_us => {
+                    last.weights.insert(arm_id, weight);
+                }
+                _ => served.push(Served {
+                    as_of_us,
+                    weights: BTreeMap::from([(arm_id, weight)]),
+                }),
+            }
+        }
+        Ok(served)
+    }
+
+    /// Every arm status change of an optimization, oldest first.
+    pub fn events(&self, optimization: &str) -> Result<Vec<StoredEvent>, StateError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT e.run_id, e.arm_id, e.status, e.reason
+                 FROM arm_events AS e JOIN runs AS r ON r.optimization = e.optimization AND r.run_id = e.run_id
+                 WHERE e.optimization = ? ORDER BY r.seq, e.arm_id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![optimization], |row| {
+                Ok(StoredEvent {
+                    run_id: row.get(0)?,
+                    arm_id: row.get::<_, i32>(1)? as u32,
+                    status: row.get(2)?,
+                    reason: row.get(3)?,
+                })
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
@@ -493,22 +608,52 @@ impl StateStore {
             }
             appender.flush().map_err(error)?;
         }
-        for arm in w.new_arms {
+        tx.execute(
+            "DELETE FROM arms WHERE optimization = ?",
+            params![r.optimization],
+        )
+        .map_err(error)?;
+        for arm in w.arms {
             tx.execute(
-                "INSERT INTO arms VALUES (?, ?, ?, 'active', ?, 'defined in the YAML')",
+                "INSERT INTO arms (optimization, arm_id, variant, status, since, reason, started, initial, origin)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     r.optimization,
                     arm.arm_id as i32,
                     arm.variant,
-                    ts(w.trained_at_us)
+                    arm.status,
+                    ts(arm.since_us),
+                    arm.reason,
+                    opt_ts(arm.started_us),
+                    arm.initial,
+                    arm.origin
+                ],
+            )
+            .map_err(error)?;
+        }
+        for event in w.events {
+            tx.execute(
+                "INSERT INTO arm_events VALUES (?, ?, ?, ?, ?, ?)",
+                params![
+                    r.optimization,
+                    r.run_id,
+                    event.arm_id as i32,
+                    event.status.as_str(),
+                    ts(w.as_of_us),
+                    event.reason
                 ],
             )
             .map_err(error)?;
         }
         let unmatched = serde_json::to_string(&r.scan.unmatched).unwrap_or_default();
         let warnings = serde_json::to_string(&r.warnings).unwrap_or_default();
+        let diagnostics = serde_json::to_string(&r.diagnostics).unwrap_or_default();
+        let winner = r
+            .winner
+            .as_ref()
+            .map(|w| serde_json::to_string(w).unwrap_or_default());
         tx.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?)",
             params![
                 r.run_id,
                 r.optimization,
@@ -529,7 +674,9 @@ impl StateStore {
                 unmatched,
                 warnings,
                 w.winner_arm_id.map(|id| id as i32),
-                w.duration_ms
+                w.duration_ms,
+                diagnostics,
+                winner
             ],
         )
         .map_err(error)?;
@@ -591,7 +738,7 @@ impl StateStore {
     pub fn record_failure(&mut self, f: &FailedRun<'_>) -> Result<(), StateError> {
         self.connection
             .execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '', '', ?, '', 'none', NULL, NULL, NULL, NULL, 0, '{}', '[]', NULL, 0, 'failed', ?)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '', '', ?, '', 'none', NULL, NULL, NULL, NULL, 0, '{}', '[]', NULL, 0, 'failed', ?, NULL, NULL)",
                 params![
                     f.run_id,
                     f.optimization,

@@ -25,6 +25,12 @@ pub enum WarehouseError {
         message: String,
         hint: String,
     },
+    /// The definition asks for something the data cannot give (an invalid definition, exit 3).
+    #[error("optimization `{optimization}` has a holdout, but its exposures have no `{column}` column\n  hint: add a BOOLEAN `{column}` column (true for visitors held out on the baseline), map it under exposures.columns.holdout, or remove model.holdout")]
+    MissingHoldout {
+        optimization: String,
+        column: String,
+    },
 }
 
 /// An open, sandboxed connection to the warehouse.
@@ -174,6 +180,12 @@ impl DuckDb {
             })?
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case(&optimization.exposures.columns.holdout));
+        if optimization.model.holdout.is_some() && !holdout_column {
+            return Err(WarehouseError::MissingHoldout {
+                optimization: optimization.name.clone(),
+                column: optimization.exposures.columns.holdout.clone(),
+            });
+        }
         let text = sql::aggregation(optimization, &relation, holdout_column);
         let mut statement = self.connection.prepare(&text).map_err(query_error)?;
         let factor_names: Vec<String> = optimization

@@ -1,6 +1,6 @@
 //! Invariants of the allocation rule, for any P(best) vector.
 
-use levered::allocation::{decide, ArmState, Phase, Settings};
+use levered::allocation::{decide, drops, ArmState, Phase, Settings};
 use levered::config::Status;
 use proptest::prelude::*;
 
@@ -13,6 +13,8 @@ fn arms_strategy() -> impl Strategy<Value = Vec<ArmState>> {
                 id: i as u32 + 1,
                 units,
                 p_best: p / total,
+                initial: true,
+                droppable: i > 0,
             })
             .collect()
     })
@@ -25,6 +27,17 @@ fn settings(floor: f64, burn_in_elapsed: bool, min_units: u64) -> Settings {
         min_units_per_arm: min_units,
         floor,
         locked_winner: None,
+        holdout: 0.0,
+    }
+}
+
+fn arm(id: u32, units: u64, p_best: f64) -> ArmState {
+    ArmState {
+        id,
+        units,
+        p_best,
+        initial: true,
+        droppable: true,
     }
 }
 
@@ -55,6 +68,31 @@ proptest! {
     }
 
     #[test]
+    fn the_holdout_scales_the_bandit_rows(arms in arms_strategy(), floor in 0.0f64..0.05, holdout in 0.0f64..0.9, elapsed: bool) {
+        let mut s = settings(floor, elapsed, 100);
+        s.holdout = holdout;
+        let with = decide(&arms, &s);
+        let without = decide(&arms, &settings(floor, elapsed, 100));
+        prop_assert_eq!(with.holdout, holdout);
+        let total: f64 = with.weights.iter().sum::<f64>() + with.holdout;
+        prop_assert!((total - 1.0).abs() < 1e-12, "sum {total}");
+        for (w, v) in with.weights.iter().zip(&without.weights) {
+            prop_assert!((w - (1.0 - holdout) * v).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn drops_keep_two_arms_and_spare_the_baseline(arms in arms_strategy(), below in 0.0f64..1.0) {
+        let dropped = drops(&arms, &settings(0.0, true, 0), below);
+        prop_assert!(arms.len() - dropped.len() >= 2);
+        prop_assert!(!dropped.contains(&1), "arm 1 is the baseline (not droppable)");
+        for id in &dropped {
+            let arm = arms.iter().find(|a| a.id == *id).unwrap();
+            prop_assert!(arm.p_best < below);
+        }
+    }
+
+    #[test]
     fn the_same_input_gives_the_same_output(arms in arms_strategy(), floor in 0.0f64..0.05) {
         prop_assert_eq!(decide(&arms, &settings(floor, true, 0)), decide(&arms, &settings(floor, true, 0)));
     }
@@ -62,18 +100,7 @@ proptest! {
 
 #[test]
 fn burn_in_splits_equally_until_every_arm_has_enough_units() {
-    let arms = [
-        ArmState {
-            id: 1,
-            units: 500,
-            p_best: 0.9,
-        },
-        ArmState {
-            id: 2,
-            units: 99,
-            p_best: 0.1,
-        },
-    ];
+    let arms = [arm(1, 500, 0.9), arm(2, 99, 0.1)];
     let decision = decide(&arms, &settings(0.01, true, 100));
     assert_eq!(decision.weights, vec![0.5, 0.5]);
     assert!(matches!(decision.phase, Phase::BurnIn { .. }));
@@ -83,18 +110,7 @@ fn burn_in_splits_equally_until_every_arm_has_enough_units() {
 
 #[test]
 fn the_floor_is_additive() {
-    let arms = [
-        ArmState {
-            id: 1,
-            units: 500,
-            p_best: 0.75,
-        },
-        ArmState {
-            id: 2,
-            units: 500,
-            p_best: 0.25,
-        },
-    ];
+    let arms = [arm(1, 500, 0.75), arm(2, 500, 0.25)];
     let decision = decide(&arms, &settings(0.1, true, 100));
     // p_i = f + (1 - n f) w_i = 0.1 + 0.8 w_i
     assert!((decision.weights[0] - 0.7).abs() < 1e-15);
@@ -104,18 +120,7 @@ fn the_floor_is_additive() {
 
 #[test]
 fn a_completed_optimization_serves_its_winner() {
-    let arms = [
-        ArmState {
-            id: 4,
-            units: 500,
-            p_best: 0.3,
-        },
-        ArmState {
-            id: 7,
-            units: 500,
-            p_best: 0.7,
-        },
-    ];
+    let arms = [arm(4, 500, 0.3), arm(7, 500, 0.7)];
     let mut s = settings(0.1, true, 100);
     s.status = Status::Completed;
     let decision = decide(&arms, &s);
@@ -123,4 +128,34 @@ fn a_completed_optimization_serves_its_winner() {
     assert_eq!(decision.phase, Phase::Completed { winner: 7 });
     s.locked_winner = Some(4);
     assert_eq!(decide(&arms, &s).weights, vec![1.0, 0.0]);
+}
+
+#[test]
+fn the_lowest_arms_go_first_and_two_stay() {
+    let arms = [arm(1, 500, 0.001), arm(2, 500, 0.002), arm(3, 500, 0.003)];
+    // All three are under the threshold; only one may go, the lowest.
+    assert_eq!(drops(&arms, &settings(0.0, true, 100), 0.02), vec![1]);
+    // During burn-in nothing is dropped.
+    assert!(drops(&arms, &settings(0.0, false, 100), 0.02).is_empty());
+    let mut incubating = arms;
+    incubating[0].droppable = false;
+    assert_eq!(drops(&incubating, &settings(0.0, true, 100), 0.02), vec![2]);
+}
+
+#[test]
+fn an_arm_added_later_gets_at_least_one_nth_until_it_has_units() {
+    let mut young = arm(9, 10, 0.0);
+    young.initial = false;
+    let arms = [arm(1, 500, 0.8), arm(2, 500, 0.2), young];
+    let decision = decide(&arms, &settings(0.01, true, 100));
+    assert_eq!(
+        decision.phase,
+        Phase::Bandit,
+        "a later arm never restarts burn-in"
+    );
+    assert!((decision.weights[2] - 1.0 / 3.0).abs() < 1e-15);
+    // The others share 2/3 as floor + free · P(best): 0.01 + (2/3 − 0.02) · 0.8.
+    assert!((decision.weights[0] - (0.01 + (2.0 / 3.0 - 0.02) * 0.8)).abs() < 1e-15);
+    let total: f64 = decision.weights.iter().sum();
+    assert!((total - 1.0).abs() < 1e-15);
 }

@@ -1,0 +1,313 @@
+//! The arm roster and its lifecycle: proposed → incubating → active → dropped, and retired when the
+//! definition no longer contains an arm. Ids are stable and never reused.
+
+use std::fmt;
+
+/// Where an arm stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArmStatus {
+    /// Defined but waiting for a free place under `generation.max_active_arms`.
+    Proposed,
+    /// Serving, and protected from the drop rule until its incubation has passed.
+    Incubating,
+    /// Serving.
+    Active,
+    /// Removed by the drop rule: weight 0 from now on; never comes back.
+    Dropped,
+    /// No longer in the definition (a removed level or a new exclusion): weight 0.
+    Retired,
+}
+
+impl ArmStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArmStatus::Proposed => "proposed",
+            ArmStatus::Incubating => "incubating",
+            ArmStatus::Active => "active",
+            ArmStatus::Dropped => "dropped",
+            ArmStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ArmStatus> {
+        [
+            ArmStatus::Proposed,
+            ArmStatus::Incubating,
+            ArmStatus::Active,
+            ArmStatus::Dropped,
+            ArmStatus::Retired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether the arm receives traffic.
+    pub fn serving(self) -> bool {
+        matches!(self, ArmStatus::Incubating | ArmStatus::Active)
+    }
+}
+
+impl fmt::Display for ArmStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an arm came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A combination of the levels in the definition.
+    Definition,
+    /// Proposed by a generation command.
+    Generated,
+}
+
+/// One arm of an optimization, whatever its status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RosterArm {
+    pub id: u32,
+    /// One level per design factor, in factor order.
+    pub levels: Vec<String>,
+    /// The variant as the JSON object the serving side reads.
+    pub variant: String,
+    pub status: ArmStatus,
+    /// When the current status began (µs since the epoch).
+    pub since_us: i64,
+    pub reason: String,
+    /// When the arm first served; `None` while proposed.
+    pub started_us: Option<i64>,
+    /// Served from the optimization's first run: burn-in waits for it.
+    pub initial: bool,
+    pub origin: Origin,
+}
+
+/// A status change of one arm in one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ArmEvent {
+    pub arm_id: u32,
+    pub status: ArmStatus,
+    pub reason: String,
+}
+
+/// The roster of one run and the changes made to it.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    pub arms: Vec<RosterArm>,
+    pub events: Vec<ArmEvent>,
+}
+
+impl Roster {
+    pub fn serving(&self) -> impl Iterator<Item = &RosterArm> {
+        self.arms.iter().filter(|a| a.status.serving())
+    }
+
+    pub fn serving_count(&self) -> usize {
+        self.serving().count()
+    }
+
+    fn set(&mut self, index: usize, status: ArmStatus, now_us: i64, reason: String) {
+        let arm = &mut self.arms[index];
+        arm.status = status;
+        arm.since_us = now_us;
+        arm.reason = reason.clone();
+        if status.serving() && arm.started_us.is_none() {
+            arm.started_us = Some(now_us);
+        }
+        self.events.push(ArmEvent {
+            arm_id: arm.id,
+            status,
+            reason,
+        });
+    }
+
+    /// Brings the stored roster in line with the definition's variants (in level order, baseline
+    /// first): new variants get the next free ids (incubating, or proposed beyond `cap` serving
+    /// arms); variants that left the definition retire; retired variants that came back incubate
+    /// again with their data. `defined` holds each variant's levels and JSON.
+    pub fn reconcile(
+        stored: Vec<RosterArm>,
+        defined: &[(Vec<String>, String)],
+        is_excluded: impl Fn(&[String]) -> bool,
+        cap: usize,
+        now_us: i64,
+    ) -> Roster {
+        let first_run = stored.is_empty();
+        let mut roster = Roster {
+            arms: stored,
+            events: Vec::new(),
+        };
+        let mut next = roster.arms.iter().map(|a| a.id).max().unwrap_or(0) + 1;
+        for (levels, variant) in defined {
+            match roster.arms.iter().position(|a| &a.levels == levels) {
+                Some(i) if roster.arms[i].status == ArmStatus::Retired => {
+                    let status = if roster.serving_count() < cap {
+                        ArmStatus::Incubating
+                    } else {
+                        ArmStatus::Proposed
+                    };
+                    roster.set(i, status, now_us, "back in the definition".into());
+                }
+                Some(_) => {}
+                None => {
+                    let serving = roster.serving_count() < cap;
+                    roster.arms.push(RosterArm {
+                        id: next,
+                        levels: levels.clone(),
+                        variant: variant.clone(),
+                        status: ArmStatus::Proposed,
+                        since_us: now_us,
+                        reason: String::new(),
+                        started_us: None,
+                        initial: first_run && serving,
+                        origin: Origin::Definition,
+                    });
+                    next += 1;
+                    let i = roster.arms.len() - 1;
+                    let (status, reason) = match (serving, first_run) {
+                        (true, true) => (ArmStatus::Incubating, "defined in the YAML"),
+                        (true, false) => (ArmStatus::Incubating, "added to the definition"),
+                        (false, _) => (
+                            ArmStatus::Proposed,
+                            "waiting for a place under generation.max_active_arms",
+                        ),
+                    };
+                    roster.set(i, status, now_us, reason.into());
+                }
+            }
+        }
+        for i in 0..roster.arms.len() {
+            let arm = &roster.arms[i];
+            let gone = arm.origin == Origin::Definition
+                && !matches!(arm.status, ArmStatus::Retired | ArmStatus::Dropped)
+                && !defined.iter().any(|(levels, _)| levels == &arm.levels);
+            if gone {
+                let reason = if is_excluded(&arm.levels) {
+                    "its combination is now excluded"
+                } else {
+                    "a level or factor of it left the definition"
+                };
+                roster.set(i, ArmStatus::Retired, now_us, reason.into());
+            }
+        }
+        roster
+    }
+
+    /// Incubating arms whose incubation has passed become active.
+    pub fn mature(&mut self, incubation_us: i64, now_us: i64) {
+        for i in 0..self.arms.len() {
+            let arm = &self.arms[i];
+            let started = arm.started_us.unwrap_or(arm.since_us);
+            if arm.status == ArmStatus::Incubating && now_us >= started + incubation_us {
+                self.set(i, ArmStatus::Active, now_us, "incubation passed".into());
+            }
+        }
+    }
+
+    /// Marks arms dropped, each with its reason.
+    pub fn drop_arms(&mut self, dropped: &[(u32, String)], now_us: i64) {
+        for (id, reason) in dropped {
+            if let Some(i) = self.arms.iter().position(|a| a.id == *id) {
+                self.set(i, ArmStatus::Dropped, now_us, reason.clone());
+            }
+        }
+    }
+
+    /// Starts proposed arms (in the given order) in the free places under `cap`.
+    pub fn start_proposed(&mut self, order: &[u32], cap: usize, reason: &str, now_us: i64) {
+        for id in order {
+            if self.serving_count() >= cap {
+                break;
+            }
+            if let Some(i) = self
+                .arms
+                .iter()
+                .position(|a| a.id == *id && a.status == ArmStatus::Proposed)
+            {
+                self.set(i, ArmStatus::Incubating, now_us, reason.into());
+            }
+        }
+    }
+
+    /// Adds a generated arm (incubating) with the next free id; `None` when its variant is known.
+    pub fn add_generated(
+        &mut self,
+        levels: Vec<String>,
+        variant: String,
+        reason: &str,
+        now_us: i64,
+    ) -> Option<u32> {
+        if self.arms.iter().any(|a| a.levels == levels) {
+            return None;
+        }
+        let id = self.arms.iter().map(|a| a.id).max().unwrap_or(0) + 1;
+        self.arms.push(RosterArm {
+            id,
+            levels,
+            variant,
+            status: ArmStatus::Proposed,
+            since_us: now_us,
+            reason: String::new(),
+            started_us: None,
+            initial: false,
+            origin: Origin::Generated,
+        });
+        let i = self.arms.len() - 1;
+        self.set(i, ArmStatus::Incubating, now_us, reason.into());
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn defined(v: &[&str]) -> Vec<(Vec<String>, String)> {
+        v.iter()
+            .map(|s| (levels(&[s]), format!("{{\"f\":\"{s}\"}}")))
+            .collect()
+    }
+
+    #[test]
+    fn ids_are_stable_and_never_reused() {
+        let all = defined(&["a", "b", "c"]);
+        let roster = Roster::reconcile(Vec::new(), &all, |_| false, 2, 0);
+        let status: Vec<(u32, ArmStatus)> = roster.arms.iter().map(|a| (a.id, a.status)).collect();
+        assert_eq!(
+            status,
+            vec![
+                (1, ArmStatus::Incubating),
+                (2, ArmStatus::Incubating),
+                (3, ArmStatus::Proposed)
+            ]
+        );
+        let mut roster = Roster::reconcile(roster.arms, &all, |_| false, 2, 10);
+        assert!(roster.events.is_empty());
+        roster.drop_arms(&[(2, "low".into())], 10);
+        roster.start_proposed(&[3], 2, "replaces a dropped arm", 10);
+        let id = roster.add_generated(levels(&["d"]), "{}".into(), "generated", 10);
+        assert_eq!(id, Some(4));
+        assert_eq!(
+            roster.add_generated(levels(&["b"]), "{}".into(), "generated", 10),
+            None
+        );
+        let roster = Roster::reconcile(roster.arms, &defined(&["a", "c"]), |_| false, 3, 20);
+        let b = roster.arms.iter().find(|a| a.id == 2).unwrap();
+        assert_eq!(b.status, ArmStatus::Dropped, "a dropped arm stays dropped");
+        let roster = Roster::reconcile(roster.arms, &defined(&["a"]), |l| l == ["c"], 3, 30);
+        let c = roster.arms.iter().find(|a| a.id == 3).unwrap();
+        assert_eq!(c.status, ArmStatus::Retired);
+        assert_eq!(c.reason, "its combination is now excluded");
+        let d = roster.arms.iter().find(|a| a.id == 4).unwrap();
+        assert_eq!(
+            d.status,
+            ArmStatus::Incubating,
+            "generated arms are not retired"
+        );
+    }
+}
