@@ -536,10 +536,9 @@ fn train_one(
     roster.mature(incubation_us, as_of_us);
 
     let holdout_units = tally.holdout_raw.units as u64;
-    let holdout_share =
-        model_settings
-            .holdout
-            .map(|h| if live { h.share(holdout_units) } else { 0.0 });
+    let holdout_share = model_settings
+        .holdout
+        .map(|h| if live { h.share(holdout_units) } else { 0.0 });
     let burn_in_elapsed =
         first_exposure_us.is_some_and(|first| as_of_us >= first + model_settings.burn_in.micros());
     let locked = last

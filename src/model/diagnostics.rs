@@ -151,7 +151,12 @@ pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
         return Err("fewer than two arms were served".into());
     }
     let df = categories - 1;
-    let p_value = gamma_ur(df as f64 / 2.0, statistic / 2.0);
+    // The upper regularized gamma function is the chi-square survival function (statrs rejects x = 0).
+    let p_value = if statistic > 0.0 {
+        gamma_ur(df as f64 / 2.0, statistic / 2.0)
+    } else {
+        1.0
+    };
     Ok(Srm {
         statistic,
         degrees_of_freedom: df,

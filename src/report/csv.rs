@@ -90,19 +90,24 @@ pub fn report(rows: &[ArmReport]) -> String {
 /// The allocation history: one row per run and arm, oldest run first.
 pub fn history(rows: &[HistoryRow]) -> String {
     let mut out =
-        String::from("run_id,as_of,context,arm_id,variant,weight,p_best,mean,ci_low,ci_high\n");
+        String::from("run_id,as_of,seed,context,arm_id,role,status,variant,weight,p_best,mean,ci_low,ci_high,change,srm_p_value\n");
     for h in rows {
         let fields = [
             field(&h.run_id),
             crate::train::rfc3339(h.as_of_us),
+            h.seed.to_string(),
             field(&h.context),
             field(&h.arm_id),
+            field(&h.role),
+            field(&h.status),
             field(&h.variant),
             optional(h.weight),
             optional(h.p_best),
             sig17(h.mean),
             sig17(h.ci_low),
             sig17(h.ci_high),
+            field(h.change.as_deref().unwrap_or("")),
+            optional(h.srm_p_value),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');

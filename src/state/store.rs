@@ -153,8 +153,15 @@ pub struct RunInfo {
 pub struct HistoryRow {
     pub run_id: String,
     pub as_of_us: i64,
+    pub seed: u64,
     pub context: String,
     pub arm_id: String,
+    pub role: String,
+    pub status: String,
+    /// The arm's status changes in this run (`status: reason`, `; `-separated).
+    pub change: Option<String>,
+    /// The run's sample-ratio-mismatch p-value, when it was tested.
+    pub srm_p_value: Option<f64>,
     pub variant: String,
     pub weight: Option<f64>,
     pub p_best: Option<f64>,
@@ -545,10 +552,18 @@ impl StateStore {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT r.run_id, epoch_us(r.as_of), a.context, a.arm_id, CAST(a.variant AS VARCHAR), a.weight_new, a.p_best, a.mean, a.ci_low, a.ci_high
-                 FROM runs AS r JOIN arm_reports AS a ON a.optimization = r.optimization AND a.run_id = r.run_id
+                "SELECT r.run_id, epoch_us(r.as_of), r.seed, a.context, a.arm_id, a.role, a.status, e.change,
+                        TRY_CAST(json_extract_string(r.diagnostics, '$.srm.p_value') AS DOUBLE),
+                        CAST(a.variant AS VARCHAR), a.weight_new, a.p_best, a.mean, a.ci_low, a.ci_high
+                 FROM runs AS r
+                 JOIN arm_reports AS a ON a.optimization = r.optimization AND a.run_id = r.run_id
+                 LEFT JOIN (
+                     SELECT optimization, run_id, CAST(arm_id AS VARCHAR) AS arm_id,
+                            string_agg(status || ': ' || reason, '; ' ORDER BY status) AS change
+                     FROM arm_events GROUP BY ALL
+                 ) AS e ON e.optimization = r.optimization AND e.run_id = r.run_id AND e.arm_id = a.arm_id
                  WHERE r.optimization = ? AND r.outcome = 'ok'
-                 ORDER BY r.seq, a.context, TRY_CAST(a.arm_id AS INTEGER), a.arm_id",
+                 ORDER BY r.seq, a.context, a.role, TRY_CAST(a.arm_id AS INTEGER), a.arm_id",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
@@ -556,14 +571,19 @@ impl StateStore {
                 Ok(HistoryRow {
                     run_id: row.get(0)?,
                     as_of_us: row.get(1)?,
-                    context: row.get(2)?,
-                    arm_id: row.get(3)?,
-                    variant: row.get(4)?,
-                    weight: row.get(5)?,
-                    p_best: row.get(6)?,
-                    mean: row.get(7)?,
-                    ci_low: row.get(8)?,
-                    ci_high: row.get(9)?,
+                    seed: row.get(2)?,
+                    context: row.get(3)?,
+                    arm_id: row.get(4)?,
+                    role: row.get(5)?,
+                    status: row.get(6)?,
+                    change: row.get(7)?,
+                    srm_p_value: row.get(8)?,
+                    variant: row.get(9)?,
+                    weight: row.get(10)?,
+                    p_best: row.get(11)?,
+                    mean: row.get(12)?,
+                    ci_low: row.get(13)?,
+                    ci_high: row.get(14)?,
                 })
             })
             .map_err(|e| self.error(e))?;

@@ -3,6 +3,7 @@
 
 mod allocation_properties;
 mod cli;
+mod dynamics;
 mod example;
 mod incremental;
 mod oracles;

@@ -129,11 +129,12 @@ fn history_lists_every_run_and_arm() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "run_id,as_of,context,arm_id,variant,weight,p_best,mean,ci_low,ci_high"
+        "run_id,as_of,seed,context,arm_id,role,status,variant,weight,p_best,mean,ci_low,ci_high,change,srm_p_value"
     );
     assert_eq!(lines.len(), 1 + 2 * 9);
     assert!(
-        lines[1].starts_with("20260107T220000Z-0001,2026-01-07T22:00:00Z,*,1,"),
+        lines[1].starts_with("20260107T220000Z-0001,2026-01-07T22:00:00Z,")
+            && lines[1].contains(",*,1,bandit,active,"),
         "{}",
         lines[1]
     );

@@ -1,0 +1,408 @@
+//! Coframe-style dynamics in a closed loop: a simulated serving side reads each run's
+//! `allocation.csv`, serves visitors with it, and writes exposures and conversions that the next
+//! hourly run trains on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use levered::config;
+use levered::output::{Format, Printer};
+use levered::report::RunReport;
+use levered::train::{train, Outcome, TrainOptions};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::support::{read_csv, Project};
+
+const SCHEMA: &str = "
+CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
+                        variant VARCHAR, holdout BOOLEAN);
+CREATE TABLE signups (anonymous_id VARCHAR, created_at TIMESTAMP);";
+
+fn definitions(model: &str, extra: &str) -> String {
+    format!(
+        r#"
+warehouse: {{path: warehouse.duckdb}}
+metrics:
+  signup:
+    type: bool
+    sql: SELECT anonymous_id, created_at AS timestamp FROM signups WHERE created_at >= $start AND created_at < $end
+optimizations:
+  hero:
+    status: live
+    design_factors:
+      headline: [A, B, C, D]
+      cta: [X, Y]
+    reward: signup
+    exposures: {{table: exposures}}
+    attribution: {{conversion_window: 1h, late_grace: 0h}}
+    model: {{kind: mab, burn_in: 0h, min_units_per_arm: 50, floor: 0.01, seed: 3, {model}}}
+{extra}
+"#
+    )
+}
+
+/// A served visitor: which row of the allocation, and whether it converted.
+struct Visit {
+    variant: String,
+    holdout: bool,
+    converted: bool,
+}
+
+struct Loop {
+    project: Project,
+    rng: ChaCha8Rng,
+    next_visitor: u64,
+}
+
+impl Loop {
+    fn new(yaml: &str) -> Loop {
+        let project = Project::new();
+        project.warehouse(SCHEMA);
+        project.write("levered.yaml", yaml);
+        Loop {
+            project,
+            rng: ChaCha8Rng::seed_from_u64(11),
+            next_visitor: 0,
+        }
+    }
+
+    fn train(&self, as_of: DateTime<Utc>) -> RunReport {
+        let config = config::load(&self.project.path("levered.yaml")).expect("valid definitions");
+        let options = TrainOptions {
+            optimizations: Vec::new(),
+            all: true,
+            as_of,
+            trained_at: as_of,
+            seed: None,
+            dry_run: false,
+            full: false,
+            lock_timeout: Duration::from_secs(5),
+        };
+        let printer = Printer::new(true, true, Format::Text);
+        match train(&config, &options, &printer)
+            .expect("the run starts")
+            .pop()
+        {
+            Some(Outcome::Trained(report)) => *report,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The current allocation: (variant JSON, weight, holdout row).
+    fn allocation(&self) -> Vec<(String, f64, bool)> {
+        read_csv(&self.project.path("out/hero/allocation.csv"))
+            .into_iter()
+            .map(|row| {
+                (
+                    row["variant"].clone(),
+                    row["weight"].parse().unwrap(),
+                    row["role"] == "holdout",
+                )
+            })
+            .collect()
+    }
+
+    /// Serves `n` visitors in the hour starting at `start` with the current allocation.
+    fn serve(&mut self, start: DateTime<Utc>, n: usize, rate: impl Fn(&str, bool) -> f64) {
+        let rows = self.allocation();
+        let visits: Vec<Visit> = (0..n)
+            .map(|_| {
+                let u: f64 = self.rng.random();
+                let mut acc = 0.0;
+                let row = rows
+                    .iter()
+                    .find(|(_, w, _)| {
+                        acc += w;
+                        u < acc
+                    })
+                    .unwrap_or_else(|| rows.iter().rfind(|r| r.1 > 0.0).unwrap());
+                let converted = self.rng.random::<f64>() < rate(&row.0, row.2);
+                Visit {
+                    variant: row.0.clone(),
+                    holdout: row.2,
+                    converted,
+                }
+            })
+            .collect();
+        self.write(start, &visits);
+    }
+
+    fn write(&mut self, start: DateTime<Utc>, visits: &[Visit]) {
+        let connection =
+            duckdb::Connection::open(self.project.path("warehouse.duckdb")).expect("the warehouse");
+        let mut exposures = connection.appender("exposures").unwrap();
+        let mut conversions = Vec::new();
+        for (i, visit) in visits.iter().enumerate() {
+            let id = format!("v{}", self.next_visitor);
+            self.next_visitor += 1;
+            let at = start + TimeDelta::milliseconds((i as i64 * 3_600_000) / visits.len() as i64);
+            exposures
+                .append_row(duckdb::params![
+                    id,
+                    timestamp(at),
+                    "hero",
+                    visit.variant,
+                    visit.holdout
+                ])
+                .unwrap();
+            if visit.converted {
+                conversions.push((id, at + TimeDelta::minutes(1)));
+            }
+        }
+        exposures.flush().unwrap();
+        drop(exposures);
+        let mut signups = connection.appender("signups").unwrap();
+        for (id, at) in conversions {
+            signups
+                .append_row(duckdb::params![id, timestamp(at)])
+                .unwrap();
+        }
+        signups.flush().unwrap();
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> duckdb::types::Value {
+    duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, at.timestamp_micros())
+}
+
+fn levels(variant: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(variant).unwrap();
+    (
+        v["headline"].as_str().unwrap().to_string(),
+        v["cta"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Additive truth: headline A .10, B .02, C .20, D .03; cta Y adds .04.
+fn additive_rate(variant: &str, _holdout: bool) -> f64 {
+    let (headline, cta) = levels(variant);
+    let h = match headline.as_str() {
+        "A" => 0.10,
+        "B" => 0.02,
+        "C" => 0.20,
+        _ => 0.03,
+    };
+    h + if cta == "Y" { 0.04 } else { 0.0 }
+}
+
+fn statuses(report: &RunReport) -> BTreeMap<u32, String> {
+    report
+        .arms
+        .iter()
+        .filter(|a| a.role == "bandit")
+        .map(|a| (a.arm_id.parse().unwrap(), a.status.clone()))
+        .collect()
+}
+
+#[test]
+fn drop_generate_incubate_cycle_never_brings_a_dropped_arm_back() {
+    let yaml = definitions(
+        "drop: {below: 0.05, incubation: 12h}",
+        "    generation: {strategy: factorial, max_active_arms: 4}",
+    );
+    let mut sim = Loop::new(&yaml);
+    let start: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    let first = sim.train(start);
+    let initial = statuses(&first);
+    assert_eq!(
+        initial.values().collect::<Vec<_>>(),
+        [
+            "incubating",
+            "incubating",
+            "incubating",
+            "incubating",
+            "proposed",
+            "proposed",
+            "proposed",
+            "proposed"
+        ],
+        "the first 4 arms in level order start; the rest wait"
+    );
+    let mut dropped_ever: BTreeMap<u32, String> = BTreeMap::new();
+    let mut started_later = Vec::new();
+    let mut last = first;
+    for hour in 0..72 {
+        let at = start + TimeDelta::hours(hour);
+        sim.serve(at, 600, additive_rate);
+        last = sim.train(at + TimeDelta::hours(1));
+        let now = statuses(&last);
+        for (id, status) in &now {
+            if dropped_ever.contains_key(id) {
+                assert_eq!(status, "dropped", "arm {id} came back after its drop");
+            }
+        }
+        for change in &last.diagnostics.arm_changes {
+            match change.status.as_str() {
+                "dropped" => {
+                    dropped_ever.insert(change.arm_id, change.reason.clone());
+                }
+                "incubating" => started_later.push(change.arm_id),
+                _ => {}
+            }
+        }
+        let weights: f64 = last.allocation.iter().map(|a| a.weight).sum();
+        assert!((weights - 1.0).abs() < 1e-12);
+        let serving = now
+            .values()
+            .filter(|s| *s == "active" || *s == "incubating")
+            .count();
+        assert!((2..=4).contains(&serving), "{serving} serving arms");
+    }
+    // Arms 3 (B-X) and 4 (B-Y) are far behind and go first; the proposed arm of the best unseen
+    // cta level (C-Y or D-Y, both predicted alike: the additive model knows Y, not C or D) starts.
+    assert!(dropped_ever.contains_key(&3), "{dropped_ever:?}");
+    assert!(
+        !dropped_ever.contains_key(&1),
+        "the baseline is never dropped"
+    );
+    assert!(
+        started_later.contains(&6),
+        "C-Y (arm 6) started when a place was free: {started_later:?}"
+    );
+    assert!(
+        last.arms
+            .iter()
+            .all(|a| a.arm_id == "holdout" || a.arm_id.parse::<u32>().unwrap() <= 8),
+        "no id beyond the 8 defined arms"
+    );
+    let best = last
+        .arms
+        .iter()
+        .max_by(|a, b| a.p_best.unwrap_or(0.0).total_cmp(&b.p_best.unwrap_or(0.0)))
+        .unwrap();
+    assert_eq!(
+        levels(&best.variant).0,
+        "C",
+        "the generated C arms win: {best:?}"
+    );
+    // Every change is in the store's history with its reason.
+    let history = sim.project.levered(&[
+        "history",
+        "--optimization",
+        "hero",
+        "--config",
+        "levered.yaml",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(history.code, 0, "{history:?}");
+    assert!(history.stdout.contains("dropped"), "{}", history.stdout);
+}
+
+/// Deterministic visits: `n` units of which exactly `converted` convert.
+fn visits(variant: &str, holdout: bool, n: usize, converted: usize) -> Vec<Visit> {
+    (0..n)
+        .map(|i| Visit {
+            variant: variant.to_string(),
+            holdout,
+            converted: i < converted,
+        })
+        .collect()
+}
+
+#[test]
+fn a_holdout_share_that_falls_from_half_to_a_tenth_does_not_bias_the_stratified_lift() {
+    let baseline = r#"{"headline":"A","cta":"X"}"#;
+    let other = r#"{"headline":"B","cta":"X"}"#;
+    let yaml = |share: f64| {
+        definitions(&format!("burn_in: 1000h, holdout: {{share: {share}}}"), "")
+            .replace("burn_in: 0h, ", "")
+            .replace(
+                "      headline: [A, B, C, D]\n      cta: [X, Y]",
+                "      headline: [A, B]\n      cta: [X]",
+            )
+    };
+    let mut sim = Loop::new(&yaml(0.5));
+    let start: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    sim.train(start);
+    // Period 1 (holdout 50%): base rate .10 for the holdout, .12 for the bandit (lift +.02).
+    for hour in 0..5 {
+        let mut batch = visits(baseline, true, 500, 50);
+        batch.extend(visits(baseline, false, 250, 30));
+        batch.extend(visits(other, false, 250, 30));
+        sim.write(start + TimeDelta::hours(hour), &batch);
+    }
+    sim.project.write("levered.yaml", &yaml(0.1));
+    let middle = start + TimeDelta::hours(5);
+    let report = sim.train(middle);
+    assert_eq!(report.diagnostics.holdout_share, Some(0.1));
+    // Period 2 (holdout 10%): rates double for everyone (.20 vs .22): the lift is still +.02.
+    for hour in 5..10 {
+        let mut batch = visits(baseline, true, 100, 20);
+        batch.extend(visits(baseline, false, 450, 99));
+        batch.extend(visits(other, false, 450, 99));
+        sim.write(start + TimeDelta::hours(hour), &batch);
+    }
+    let report = sim.train(start + TimeDelta::hours(12));
+    let lift = report
+        .diagnostics
+        .lift
+        .expect("a lift with 3000 holdout units");
+    assert_eq!(lift.strata, 2);
+    assert!((lift.difference - 0.02).abs() < 1e-12, "{lift:?}");
+    // Pooling the periods compares 1,290/7,000 with 350/3,000: a difference of .068, visibly biased.
+    let holdout = report.arms.iter().find(|a| a.role == "holdout").unwrap();
+    let treated: Vec<_> = report.arms.iter().filter(|a| a.role == "bandit").collect();
+    let pooled = treated.iter().map(|a| a.conversions).sum::<i64>() as f64
+        / treated.iter().map(|a| a.units).sum::<i64>() as f64
+        - holdout.conversions as f64 / holdout.units as f64;
+    assert!(
+        (pooled - (1290.0 / 7000.0 - 350.0 / 3000.0)).abs() < 1e-12 && pooled > 0.06,
+        "pooled {pooled}"
+    );
+    // Equal weights of the two periods: A = .17, B = .15, relative lift .17/.15 − 1.
+    assert!((lift.relative.unwrap() - (0.17 / 0.15 - 1.0)).abs() < 1e-12);
+    assert!(lift.difference_low < 0.02 && 0.02 < lift.difference_high);
+}
+
+#[test]
+fn sample_ratio_mismatch_is_flagged_on_a_skewed_split_and_not_on_a_fair_one() {
+    let a = r#"{"headline":"A","cta":"X"}"#;
+    let b = r#"{"headline":"B","cta":"X"}"#;
+    let yaml = definitions("burn_in: 1000h", "")
+        .replace("burn_in: 0h, ", "")
+        .replace(
+            "      headline: [A, B, C, D]\n      cta: [X, Y]",
+            "      headline: [A, B]\n      cta: [X]",
+        );
+    let start: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    for (share_a, flagged) in [(0.5, false), (0.6, true)] {
+        let mut sim = Loop::new(&yaml);
+        sim.train(start);
+        for hour in 0..6 {
+            let batch: Vec<Visit> = (0..500)
+                .map(|_| {
+                    let to_a = sim.rng.random::<f64>() < share_a;
+                    Visit {
+                        variant: if to_a { a } else { b }.to_string(),
+                        holdout: false,
+                        converted: false,
+                    }
+                })
+                .collect();
+            sim.write(start + TimeDelta::hours(hour), &batch);
+        }
+        let report = sim.train(start + TimeDelta::hours(8));
+        let srm = report.diagnostics.srm.expect("an SRM test over 6 batches");
+        assert_eq!(
+            srm.flagged, flagged,
+            "{srm:?} {}",
+            report.diagnostics.srm_note
+        );
+        assert_eq!(srm.degrees_of_freedom, 1);
+        assert!(
+            report.diagnostics.srm_note.contains("6 batches"),
+            "{}",
+            report.diagnostics.srm_note
+        );
+        assert_eq!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("sample-ratio mismatch")),
+            flagged
+        );
+    }
+}
