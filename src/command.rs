@@ -129,7 +129,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
     };
     let outcomes = train::train(&config, &options, printer)?;
     let mut json = Vec::new();
-    let (mut trained, mut failed) = (0, 0);
+    let (mut trained, mut failed, mut invalid) = (0, 0, 0);
     for outcome in &outcomes {
         match outcome {
             Outcome::Trained(report) => {
@@ -163,6 +163,10 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
                 error,
             } => {
                 failed += 1;
+                invalid += usize::from(matches!(
+                    error.downcast_ref::<crate::warehouse::WarehouseError>(),
+                    Some(crate::warehouse::WarehouseError::MissingHoldout { .. })
+                ));
                 printer.error(&anyhow!("{optimization}: training failed: {error:#}"));
                 json.push(serde_json::json!({"optimization": optimization, "outcome": "failed", "error": format!("{error:#}")}));
             }
@@ -171,6 +175,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
     printer.json(&serde_json::Value::Array(json));
     Ok(match (trained, failed) {
         (_, 0) => ExitStatus::Success,
+        (0, _) if invalid == failed => ExitStatus::InvalidDefinition,
         (0, _) => ExitStatus::Data,
         _ => ExitStatus::Partial,
     })

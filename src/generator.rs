@@ -14,6 +14,11 @@ const OUTPUT_LIMIT: u64 = 1 << 20;
 /// Runs `argv` in `dir` with `input` on stdin; returns its stdout, or why it failed.
 pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Result<String, String> {
     let shown = argv.join(" ");
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .current_dir(dir)

@@ -511,7 +511,7 @@ fn train_one(
         }
         MetricKind::Numeric => numeric_prior.fit(sums),
     };
-    let fitted: BTreeMap<u32, model::Fitted> = roster
+    let mut fitted: BTreeMap<u32, model::Fitted> = roster
         .arms
         .iter()
         .map(|a| {
@@ -594,6 +594,12 @@ fn train_one(
             changed |= roster.serving_count() != before;
         }
         if changed {
+            // Generated arms have no data yet: their posterior is the prior.
+            for arm in &roster.arms {
+                fitted
+                    .entry(arm.id)
+                    .or_insert_with(|| fit(&Sums::default()));
+            }
             comparison = Serving::compare(&roster, &fitted, stream);
         }
     }

@@ -406,3 +406,147 @@ fn sample_ratio_mismatch_is_flagged_on_a_skewed_split_and_not_on_a_fair_one() {
         );
     }
 }
+
+/// Three arms where C (arm 3) is far behind: the first run drops it and asks the generation command
+/// for one variant. Returns the project and the CLI run's output.
+fn drop_one_and_generate(command: &str) -> (Loop, crate::support::Output) {
+    let yaml = definitions(
+        "drop: {below: 0.05, incubation: 0h}",
+        &format!("    generation: {{strategy: command, command: {command}, timeout: 2s}}"),
+    )
+    .replace(
+        "      headline: [A, B, C, D]\n      cta: [X, Y]",
+        "      headline: [A, B, C]\n      cta: [X]",
+    );
+    let mut sim = Loop::new(&yaml);
+    let start: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    for hour in 0..3 {
+        let mut batch = visits(r#"{"headline":"A","cta":"X"}"#, false, 400, 80);
+        batch.extend(visits(r#"{"headline":"B","cta":"X"}"#, false, 400, 100));
+        batch.extend(visits(r#"{"headline":"C","cta":"X"}"#, false, 400, 4));
+        sim.write(start + TimeDelta::hours(hour), &batch);
+    }
+    let out = sim.project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-01T05:00:00Z",
+    ]);
+    (sim, out)
+}
+
+#[test]
+fn a_failing_hanging_or_garbled_generator_is_a_warning_and_the_run_completes() {
+    for (command, message) in [
+        (
+            r#"[sh, -c, "echo broken >&2; exit 3"]"#,
+            "failed (exit status: 3): broken",
+        ),
+        (
+            r#"[sh, -c, "sleep 30"]"#,
+            "did not finish within 2 s and was stopped",
+        ),
+        (
+            r#"[sh, -c, "echo '<html>oops</html>'"]"#,
+            "its output is not JSON",
+        ),
+        (
+            r#"[sh, -c, "echo '{\"variants\": [{\"headline\": \"A\", \"cta\": \"X\"}, {\"title\": \"x\"}]}'"]"#,
+            "already an arm",
+        ),
+        (
+            "[./no-such-generator]",
+            "cannot start `./no-such-generator`",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let (sim, out) = drop_one_and_generate(command);
+        assert_eq!(out.code, 0, "{command}: {out:?}");
+        assert!(
+            out.stderr.contains("generation command: ") && out.stderr.contains(message),
+            "{command}: {}",
+            out.stderr
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the timeout holds"
+        );
+        let allocation = read_csv(&sim.project.path("out/hero/allocation.csv"));
+        let status: Vec<(&str, &str)> = allocation
+            .iter()
+            .map(|r| (r["arm_id"].as_str(), r["status"].as_str()))
+            .collect();
+        assert_eq!(
+            status,
+            [("1", "active"), ("2", "active"), ("3", "dropped")],
+            "{command}"
+        );
+        let total: f64 = allocation
+            .iter()
+            .map(|r| r["weight"].parse::<f64>().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn the_example_generator_adds_an_incubating_arm_with_a_new_level() {
+    let script = crate::support::repo().join("examples/generators/propose_headlines.py");
+    let (sim, out) = drop_one_and_generate(&format!("[python3, {}]", script.display()));
+    assert_eq!(out.code, 0, "{out:?}");
+    let allocation = read_csv(&sim.project.path("out/hero/allocation.csv"));
+    let new = allocation
+        .iter()
+        .find(|r| r["arm_id"] == "4")
+        .expect("arm 4 was generated");
+    assert_eq!(new["status"], "incubating");
+    assert_eq!(
+        levels(&new["variant"]),
+        ("Ship in half the time".to_string(), "X".to_string())
+    );
+    // A new arm without units gets max(floor, 1/n) of the traffic.
+    let weight: f64 = new["weight"].parse().unwrap();
+    assert!((weight - 1.0 / 3.0).abs() < 1e-15, "{weight}");
+    let history = sim.project.levered(&[
+        "history",
+        "--optimization",
+        "hero",
+        "--config",
+        "levered.yaml",
+    ]);
+    assert!(
+        history
+            .stdout
+            .contains("proposed by the generation command"),
+        "{}",
+        history.stdout
+    );
+}
+
+#[test]
+fn a_holdout_without_a_holdout_column_is_an_invalid_definition() {
+    let yaml = definitions("holdout: {share: 0.1}", "");
+    let sim = Loop::new(&yaml);
+    let connection = duckdb::Connection::open(sim.project.path("warehouse.duckdb")).unwrap();
+    connection
+        .execute_batch("ALTER TABLE exposures DROP COLUMN holdout")
+        .unwrap();
+    drop(connection);
+    let out = sim.project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-01T05:00:00Z",
+    ]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("has a holdout, but its exposures have no `holdout` column"),
+        "{}",
+        out.stderr
+    );
+}
