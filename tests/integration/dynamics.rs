@@ -550,3 +550,138 @@ fn a_holdout_without_a_holdout_column_is_an_invalid_definition() {
         out.stderr
     );
 }
+
+#[test]
+fn the_lift_interval_matches_a_hand_computation() {
+    use levered::model::{lift, Stratum, Sums};
+    let side = |units: f64, conversions: f64| Sums {
+        units,
+        conversions,
+        value_sum: conversions,
+        value_sq_sum: conversions,
+    };
+    // Two strata weighted by their units (300 and 350 of 650); within a stratum the variance of a
+    // rate is p(1 − p)/(n − 1). Values computed apart from levered, in plain Python:
+    //   A = Σ w p_t, B = Σ w p_h, Var = Σ w² p(1−p)/(n−1), 95% = ± 1.959963984540054 · se,
+    //   relative: Var(A/B) = Var A / B² + A² Var B / B⁴.
+    let strata = [
+        Stratum {
+            treated: side(200.0, 50.0),
+            holdout: side(100.0, 20.0),
+        },
+        Stratum {
+            treated: side(300.0, 90.0),
+            holdout: side(50.0, 12.0),
+        },
+    ];
+    let l = lift(&strata, true).expect("150 holdout units");
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(l.difference, 0.05538461538461539), "{l:?}");
+    assert!(close(l.difference_low, -0.02841172125230279), "{l:?}");
+    assert!(close(l.difference_high, 0.13918095202153358), "{l:?}");
+    assert!(close(l.relative.unwrap(), 0.25), "{l:?}");
+    assert!(close(l.relative_low.unwrap(), -0.2035927429926942), "{l:?}");
+    assert!(close(l.relative_high.unwrap(), 0.7035927429926943), "{l:?}");
+    // Fewer than 100 units on a side: no estimate, and the reason says so.
+    let small = [Stratum {
+        treated: side(200.0, 50.0),
+        holdout: side(99.0, 20.0),
+    }];
+    assert!(lift(&small, true).unwrap_err().contains("at least 100"));
+}
+
+#[test]
+fn the_srm_p_value_matches_scipy() {
+    // scipy.stats.chisquare([1800, 1200], [1500, 1500]) → statistic 120, p 6.326068263677272e-28;
+    // chisquare([510, 490, 1000], [500, 500, 1000]) → statistic 0.4, p 0.8187307530779818.
+    let skewed = levered::model::srm(&[1800.0, 1200.0], &[1500.0, 1500.0]).unwrap();
+    assert!((skewed.statistic - 120.0).abs() < 1e-9);
+    assert!(
+        (skewed.p_value / 6.326068263677272e-28 - 1.0).abs() < 1e-9,
+        "{skewed:?}"
+    );
+    assert!(skewed.flagged);
+    let fair = levered::model::srm(&[510.0, 490.0, 1000.0], &[500.0, 500.0, 1000.0]).unwrap();
+    assert!(
+        (fair.p_value - 0.8187307530779818).abs() < 1e-12,
+        "{fair:?}"
+    );
+    assert!(!fair.flagged);
+    assert!(
+        levered::model::srm(&[3.0, 1.0], &[2.0, 2.0]).is_err(),
+        "expected counts under 5"
+    );
+}
+
+#[test]
+fn completed_locks_the_winner_with_its_evidence_and_archived_explains_why_nothing_ran() {
+    let two = |status: &str| {
+        definitions("holdout: {share: 0.2}", "")
+            .replace(
+                "      headline: [A, B, C, D]\n      cta: [X, Y]",
+                "      headline: [A, B]\n      cta: [X]",
+            )
+            .replace("status: live", &format!("status: {status}"))
+    };
+    let mut sim = Loop::new(&two("live"));
+    let start: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    let a = r#"{"headline":"A","cta":"X"}"#;
+    let b = r#"{"headline":"B","cta":"X"}"#;
+    let mut batch = visits(a, false, 400, 40);
+    batch.extend(visits(b, false, 400, 80));
+    batch.extend(visits(a, true, 200, 20));
+    sim.write(start, &batch);
+    sim.project.write("levered.yaml", &two("completed"));
+    let done = sim.train(start + TimeDelta::hours(3));
+    let winner = done
+        .winner
+        .clone()
+        .expect("a completed run records its winner");
+    assert_eq!(winner.arm_id, 2);
+    assert!(winner.p_best > 0.99 && winner.units == 400, "{winner:?}");
+    let weights: Vec<(String, f64)> = done
+        .allocation
+        .iter()
+        .map(|r| (r.arm_id.clone(), r.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            ("1".to_string(), 0.0),
+            ("2".to_string(), 1.0),
+            ("holdout".to_string(), 0.0)
+        ]
+    );
+    // Later data favours arm 1; the locked winner and its evidence stay.
+    let mut batch = visits(a, false, 4000, 2000);
+    batch.extend(visits(b, false, 100, 10));
+    sim.write(start + TimeDelta::hours(4), &batch);
+    let later = sim.train(start + TimeDelta::hours(8));
+    assert_eq!(later.winner, Some(winner));
+    sim.project.write("levered.yaml", &two("archived"));
+    let out = sim.project.levered(&[
+        "train",
+        "--optimization",
+        "hero",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-01T09:00:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("hero: nothing ran: archived"),
+        "{}",
+        out.stderr
+    );
+    let report = sim.project.levered(&[
+        "report",
+        "--optimization",
+        "hero",
+        "--config",
+        "levered.yaml",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(report.code, 0, "the data stays queryable: {report:?}");
+}
