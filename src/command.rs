@@ -200,13 +200,19 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
             })
         }
     };
+    let lift = report.diagnostics.lift.map_or_else(String::new, |l| {
+        format!(
+            "; lift vs holdout {:+.4} (95% {:+.4} to {:+.4})",
+            l.difference, l.difference_low, l.difference_high
+        )
+    });
     let written = if dry_run {
         "dry run, nothing written".to_string()
     } else {
         format!("wrote {}", output_dir.join(&report.optimization).display())
     };
     format!(
-        "{}: run {} as of {}: {} arms, {} mature units, {} scan; {phase}; {written}",
+        "{}: run {} as of {}: {} arms, {} mature units, {} scan; {phase}{lift}; {written}",
         report.optimization,
         report.run_id,
         report.as_of,
@@ -332,15 +338,20 @@ fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Fai
         return Ok(ExitStatus::Success);
     }
     match args.format {
-        ReportFormat::Table => printer.result(&crate::report::table(
-            &format!(
-                "{} (run {}, as of {})",
-                run.optimization,
-                run.run_id,
-                crate::train::rfc3339(run.as_of_us)
-            ),
-            &arms,
-        )),
+        ReportFormat::Table => {
+            printer.result(&crate::report::table(
+                &format!(
+                    "{} (run {}, as of {})",
+                    run.optimization,
+                    run.run_id,
+                    crate::train::rfc3339(run.as_of_us)
+                ),
+                &arms,
+            ));
+            if let Some(diagnostics) = &run.diagnostics {
+                printer.result(&crate::report::diagnostics_text(diagnostics));
+            }
+        }
         ReportFormat::Csv => printer.result(&crate::report::report_csv(&arms)),
         ReportFormat::Json => printer.json(&serde_json::json!({"run": run, "arms": arms})),
     }

@@ -4,7 +4,9 @@
 use std::fmt;
 
 /// Where an arm stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ArmStatus {
     /// Defined but waiting for a free place under `generation.max_active_arms`.
@@ -84,7 +86,7 @@ pub struct RosterArm {
 }
 
 /// A status change of one arm in one run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ArmEvent {
     pub arm_id: u32,
     pub status: ArmStatus,

@@ -19,7 +19,7 @@ pub struct Stratum {
 }
 
 /// Bandit (or one arm) against the holdout, with 95% intervals by the delta method.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lift {
     /// Difference of the per-unit rates (or means), treated − holdout.
     pub difference: f64,
@@ -110,7 +110,7 @@ pub fn lift(strata: &[Stratum], bool_reward: bool) -> Result<Lift, String> {
 pub const SRM_ALPHA: f64 = 0.001;
 
 /// Pearson's chi-square of observed units against the served weights.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Srm {
     pub statistic: f64,
     pub degrees_of_freedom: usize,

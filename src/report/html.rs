@@ -176,7 +176,10 @@ pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String
         .iter()
         .filter(|a| a.role == "bandit" && a.context == "*")
         .collect();
-    let pooled: Vec<&HistoryRow> = history.iter().filter(|h| h.context == "*").collect();
+    let pooled: Vec<&HistoryRow> = history
+        .iter()
+        .filter(|h| h.context == "*" && h.role == "bandit")
+        .collect();
     let holdout: Vec<&ArmReport> = arms
         .iter()
         .filter(|a| a.lift_vs_holdout.is_some())
@@ -185,7 +188,7 @@ pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String
     if holdout.is_empty() {
         lift.push_str("<p>No lift to show: the optimization has no holdout, or too few holdout units yet.</p>");
     } else {
-        lift.push_str("<table><tr><th>arm</th><th>lift</th><th>95% interval</th></tr>");
+        lift.push_str("<table><tr><th>arm</th><th>relative lift</th><th>95% interval</th></tr>");
         for a in holdout {
             let _ = write!(
                 lift,
@@ -197,6 +200,9 @@ pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String
             );
         }
         lift.push_str("</table>");
+    }
+    if let Some(d) = &run.diagnostics {
+        let _ = write!(lift, "<pre>{}</pre>", escape(&super::table::diagnostics(d)));
     }
     let mut rows = String::new();
     for a in arms {

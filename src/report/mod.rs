@@ -13,4 +13,4 @@ pub use csv::{
 pub use files::{prune_runs, Staged};
 pub use html::page as html_page;
 pub use model::{AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
-pub use table::table;
+pub use table::{diagnostics as diagnostics_text, table};

@@ -77,7 +77,7 @@ pub struct ScanSummary {
 }
 
 /// What the run measured about itself.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
     /// The holdout's share in the new allocation; absent without a holdout.
     pub holdout_share: Option<f64>,

@@ -1,6 +1,6 @@
 //! The aligned terminal table of a run's arms.
 
-use super::model::ArmReport;
+use super::model::{ArmReport, Diagnostics};
 
 fn number(x: Option<f64>, decimals: usize) -> String {
     x.map_or_else(|| "-".to_string(), |x| format!("{x:.decimals$}"))
@@ -58,6 +58,50 @@ pub fn table(title: &str, arms: &[ArmReport]) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// The run's diagnostics as text lines under the table: lift over the holdout and the SRM test.
+pub fn diagnostics(d: &Diagnostics) -> String {
+    let mut out = String::new();
+    if let Some(h) = d.holdout_share {
+        out.push_str(&format!("holdout share: {h:.4}\n"));
+    }
+    match (&d.lift, &d.lift_note) {
+        (Some(l), _) => {
+            out.push_str(&format!(
+                "lift vs holdout: {:+.6} (95% {:+.6} to {:+.6})",
+                l.difference, l.difference_low, l.difference_high
+            ));
+            if let (Some(r), Some(lo), Some(hi)) = (l.relative, l.relative_low, l.relative_high) {
+                out.push_str(&format!(
+                    ", relative {:+.2}% (95% {:+.2}% to {:+.2}%)",
+                    100.0 * r,
+                    100.0 * lo,
+                    100.0 * hi
+                ));
+            }
+            out.push_str(&format!(
+                "; {} vs {} units in {} strata\n",
+                l.treated_units, l.holdout_units, l.strata
+            ));
+        }
+        (None, Some(note)) if d.holdout_share.is_some() => {
+            out.push_str(&format!("lift vs holdout: blank: {note}\n"));
+        }
+        (None, _) => {}
+    }
+    match &d.srm {
+        Some(s) => out.push_str(&format!(
+            "sample ratio: chi-square {:.2}, df {}, p = {:.3e}{} ({})\n",
+            s.statistic,
+            s.degrees_of_freedom,
+            s.p_value,
+            if s.flagged { ", MISMATCH" } else { "" },
+            d.srm_note
+        )),
+        None => out.push_str(&format!("sample ratio: {}\n", d.srm_note)),
     }
     out
 }

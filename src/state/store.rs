@@ -146,6 +146,7 @@ pub struct RunInfo {
     pub mature_units: i64,
     pub unmatched: BTreeMap<String, i64>,
     pub warnings: Vec<String>,
+    pub diagnostics: Option<crate::report::Diagnostics>,
 }
 
 /// One arm of one run in the allocation history.
@@ -482,7 +483,7 @@ impl StateStore {
             .connection
             .query_row(
                 "SELECT run_id, epoch_us(as_of), epoch_us(trained_at), seed, scan_mode, mature_units,
-                        CAST(unmatched AS VARCHAR), CAST(warnings AS VARCHAR)
+                        CAST(unmatched AS VARCHAR), CAST(warnings AS VARCHAR), CAST(diagnostics AS VARCHAR)
                  FROM runs WHERE optimization = ? AND outcome = 'ok' ORDER BY seq DESC LIMIT 1",
                 params![optimization],
                 |row| {
@@ -496,6 +497,9 @@ impl StateStore {
                         mature_units: row.get(5)?,
                         unmatched: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
                         warnings: serde_json::from_str(&row.get::<_, String>(7)?).unwrap_or_default(),
+                        diagnostics: row
+                            .get::<_, Option<String>>(8)?
+                            .and_then(|d| serde_json::from_str(&d).ok()),
                     })
                 },
             )

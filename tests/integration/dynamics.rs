@@ -355,6 +355,23 @@ fn a_holdout_share_that_falls_from_half_to_a_tenth_does_not_bias_the_stratified_
     // Equal weights of the two periods: A = .17, B = .15, relative lift .17/.15 − 1.
     assert!((lift.relative.unwrap() - (0.17 / 0.15 - 1.0)).abs() < 1e-12);
     assert!(lift.difference_low < 0.02 && 0.02 < lift.difference_high);
+    let table = sim.project.levered(&[
+        "report",
+        "--optimization",
+        "hero",
+        "--config",
+        "levered.yaml",
+    ]);
+    assert!(
+        table.stdout.contains("lift vs holdout: +0.020000"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("holdout share: 0.1000"),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]

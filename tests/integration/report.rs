@@ -45,7 +45,16 @@ fn the_latest_run_as_table_csv_and_json() {
         "{}",
         out.stdout
     );
-    assert_eq!(out.stdout.lines().count(), 2 + 9);
+    assert_eq!(out.stdout.lines().count(), 2 + 9 + 1);
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("sample ratio: "),
+        "{}",
+        out.stdout
+    );
 
     let out = report(&project, &["--format", "csv"]);
     assert_eq!(out.code, 0);
