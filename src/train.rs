@@ -473,7 +473,7 @@ fn train_one(
         Some(from) => store.batches(name, Some(from))?,
         None => Vec::new(),
     };
-    let batches: Vec<BatchRow> = stored.iter().chain(&scan.rows).copied().collect();
+    let batches: Vec<BatchRow> = stored.iter().chain(&scan.rows).cloned().collect();
     let model_settings = &optimization.model;
     let batch_us = model_settings.batch.micros();
     let window_us = optimization.attribution.window.micros();

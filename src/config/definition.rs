@@ -118,6 +118,8 @@ pub struct Optimization {
     pub attribution: Attribution,
     pub model: Model,
     pub generation: Option<Generation>,
+    /// Visitor attributes a contextual model (`kind: cmab`) personalizes on; empty for `mab`.
+    pub context_factors: Vec<String>,
 }
 
 impl Optimization {
@@ -219,6 +221,8 @@ pub struct Model {
     pub seed: Option<u64>,
     pub holdout: Option<Holdout>,
     pub drop: Option<DropRule>,
+    /// At most this many context cells get their own allocation (most units first); the rest use `*`.
+    pub max_contexts: usize,
 }
 
 /// The share of traffic that is always served the baseline.

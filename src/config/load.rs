@@ -406,17 +406,7 @@ impl Checker {
             Some(g) => g.max_active_arms,
         };
         let model = self.model(&path, &o.model, serving);
-        if let Some(context) = &o.context_factors {
-            if !context.value.is_empty() {
-                self.report(
-                    &format!("{path}.context_factors"),
-                    Some(&context.referenced),
-                    "context factors need a contextual model, which this version does not train"
-                        .into(),
-                    Some("remove context_factors and use model.kind: mab"),
-                );
-            }
-        }
+        let context_factors = self.context_factors(&path, o);
         if self.problems.len() > before {
             return None;
         }
@@ -430,6 +420,7 @@ impl Checker {
             attribution: attribution?,
             model: model?,
             generation,
+            context_factors,
         })
     }
 
@@ -667,17 +658,12 @@ impl Checker {
         let m = &raw.value;
         match m.kind.as_str() {
             "mab" => {}
-            "cmab" => self.report(
-                &format!("{path}.kind"),
-                Some(at),
-                "contextual bandits (cmab) are not trained by this version".into(),
-                Some("use kind: mab"),
-            ),
+            "cmab" => {}
             other => self.report(
                 &format!("{path}.kind"),
                 Some(at),
                 format!("unknown model `{other}`"),
-                Some("use mab"),
+                Some("use mab, or cmab with context_factors"),
             ),
         }
         let batch = self.span(
@@ -783,7 +769,57 @@ impl Checker {
             seed: m.seed,
             holdout,
             drop,
+            max_contexts: m.max_contexts.map_or(50, |n| n as usize),
         })
+    }
+
+    /// The context factors of a contextual model; empty for `kind: mab`.
+    fn context_factors(&mut self, path: &str, o: &RawOptimization) -> Vec<String> {
+        let at = &o.model.referenced;
+        let factors = o
+            .context_factors
+            .as_ref()
+            .map_or(Vec::new(), |c| c.value.clone());
+        let where_ = o.context_factors.as_ref().map_or(at, |c| &c.referenced);
+        match (o.model.value.kind.as_str(), factors.is_empty()) {
+            ("cmab", true) => self.report(
+                &format!("{path}.context_factors"),
+                Some(at),
+                "model.kind: cmab needs context_factors".into(),
+                Some("e.g. context_factors: [country, device], read from the exposures' context JSON"),
+            ),
+            ("mab", false) => self.report(
+                &format!("{path}.context_factors"),
+                Some(where_),
+                "context_factors need model.kind: cmab".into(),
+                Some("use kind: cmab, or remove context_factors"),
+            ),
+            _ => {}
+        }
+        let mut seen = BTreeSet::new();
+        for factor in &factors {
+            if factor.trim().is_empty() || !seen.insert(factor.as_str()) {
+                self.report(
+                    &format!("{path}.context_factors"),
+                    Some(where_),
+                    format!("`{factor}` is empty or listed twice"),
+                    None,
+                );
+            }
+        }
+        if o.model.value.max_contexts == Some(0) {
+            self.report(
+                &format!("{path}.model.max_contexts"),
+                Some(at),
+                "must be at least 1".into(),
+                Some("the most frequent contexts get their own allocation; the rest use `*`"),
+            );
+        }
+        if o.model.value.kind == "cmab" {
+            factors
+        } else {
+            Vec::new()
+        }
     }
 
     fn probability(&mut self, path: &str, at: &Location, value: f64) -> Option<Probability> {

@@ -115,6 +115,7 @@ pub struct RawModel {
     pub burn_in: Option<String>,
     pub min_units_per_arm: Option<u64>,
     pub floor: Option<f64>,
+    pub max_contexts: Option<u32>,
     pub holdout: Option<Spanned<RawHoldout>>,
     pub drop: Option<Spanned<RawDrop>>,
     pub decay_half_life: Option<String>,

@@ -375,16 +375,17 @@ impl StateStore {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT epoch_us(batch_start), arm_id, holdout, units, conversions, value_sum, value_sq_sum
+                "SELECT epoch_us(batch_start), arm_id, holdout, units, conversions, value_sum, value_sq_sum, context
                  FROM batch_stats
                  WHERE optimization = ? AND (? IS NULL OR batch_start < make_timestamp(?))
-                 ORDER BY batch_start, arm_id, holdout",
+                 ORDER BY batch_start, context, arm_id, holdout",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(params![optimization, before_us, before_us], |row| {
                 Ok(BatchRow {
                     batch_start_us: row.get(0)?,
+                    context: row.get(7)?,
                     arm_id: row.get::<_, i32>(1)? as u32,
                     holdout: row.get(2)?,
                     units: row.get(3)?,
@@ -618,7 +619,7 @@ impl StateStore {
                     .append_row(params![
                         r.optimization,
                         ts(b.batch_start_us),
-                        "*",
+                        b.context,
                         b.arm_id as i32,
                         b.holdout,
                         b.units,

@@ -202,6 +202,7 @@ impl DuckDb {
             .collect();
         let arms = serde_json::Value::Array(arms).to_string();
         let from_batch = plan.from_batch_us.unwrap_or(super::scan::BEGINNING_US);
+        let arm_span = 2 * (i64::from(plan.arms.iter().map(|(id, _)| *id).max().unwrap_or(0)) + 1);
         for index in 1..=statement.parameter_count() {
             let name = statement.parameter_name(index).map_err(query_error)?;
             let value = match name.as_str() {
@@ -212,6 +213,10 @@ impl DuckDb {
                 "from_batch_us" => Value::BigInt(from_batch),
                 "window_us" => Value::BigInt(plan.window_us()),
                 "batch_us" => Value::BigInt(plan.batch_us()),
+                "context_factors" => Value::Text(
+                    serde_json::Value::from(optimization.context_factors.clone()).to_string(),
+                ),
+                "arm_span" => Value::BigInt(arm_span),
                 "start" => Value::Timestamp(TimeUnit::Microsecond, plan.rewards_from_us()),
                 "end" => Value::Timestamp(TimeUnit::Microsecond, plan.as_of_us),
                 other => {
@@ -246,9 +251,13 @@ impl DuckDb {
             result.newest_exposure_us = result.newest_exposure_us.max(last);
             if counted {
                 let batch: i64 = row.get(2).map_err(query_error)?;
-                let arm_key: i32 = row.get(3).map_err(query_error)?;
+                let arm_key = row.get::<_, i32>(3).map_err(query_error)? as i64 % arm_span;
                 result.rows.push(BatchRow {
                     batch_start_us: batch * plan.batch_us(),
+                    context: row
+                        .get::<_, Option<String>>(11)
+                        .map_err(query_error)?
+                        .unwrap_or_else(|| "*".into()),
                     arm_id: (arm_key / 2) as u32,
                     holdout: arm_key % 2 == 1,
                     units: row.get(5).map_err(query_error)?,

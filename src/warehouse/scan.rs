@@ -59,10 +59,12 @@ pub fn floor_to(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
 }
 
-/// Aggregates of one (batch, arm) cell.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// Aggregates of one (batch, context, arm, holdout) cell.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BatchRow {
     pub batch_start_us: i64,
+    /// The context key (`country=US|device=mobile`), or `*` for a model without context factors.
+    pub context: String,
     pub arm_id: u32,
     /// Units of the holdout (served the baseline, never part of an arm's posterior).
     pub holdout: bool,

@@ -81,7 +81,8 @@ pub fn exposure_relation(
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
 /// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$from_batch_us`, `$window_us`,
 /// `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
-/// reward range, which the user's metric SQL may use too).
+/// reward range, which the user's metric SQL may use too); contextual models also `$context_factors`
+/// (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key).
 ///
 /// The heavy steps carry one small integer per exposure, `arm_key = 2 · arm_id + holdout`, where
 /// `holdout` is the exposure's holdout flag (false when the source has no holdout column).
@@ -89,7 +90,7 @@ pub fn exposure_relation(
 /// Numeric values are counted at a resolution of 1e-6 (summed exactly as integers of micro-units).
 ///
 /// Rows: `reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
-/// first_us, last_us`. `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without
+/// first_us, last_us, context` (the context key of counted rows; `*` without context factors). `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without
 /// it are units that are immature or lie before `$from_batch_us` (only their time range is used);
 /// other reasons count unmatched exposure rows.
 pub fn aggregation(
@@ -133,6 +134,48 @@ pub fn aggregation(
         ),
     };
     let metric_sql = &optimization.reward.sql;
+    // Contextual models: each distinct context JSON string gets its key (`factor=value` pairs in
+    // `context_factors` order, joined by `|`; a missing value is empty) and a small integer id once,
+    // and the id rides inside the arm key: `arm_key = 2·arm_id + holdout + $arm_span · context_id`.
+    let contextual = !optimization.context_factors.is_empty();
+    let (context_column, context_ctes, context_join, context_term, context_out) = if contextual {
+        (
+            format!(
+                ",\n        coalesce(CAST(e.{} AS VARCHAR), '') AS context",
+                quote_identifier(&c.context)
+            ),
+            r#"
+context_factors AS (
+    SELECT unnest(f) AS name, generate_subscripts(f, 1) AS position
+    FROM (SELECT from_json(CAST($context_factors AS VARCHAR), '["VARCHAR"]') AS f)
+),
+context_keys AS (
+    SELECT d.context,
+           string_agg(f.name || '=' || coalesce(
+               CASE WHEN json_valid(d.context) AND json_type(CAST(d.context AS JSON)) = 'OBJECT'
+                    THEN CAST(d.context AS JSON) ->> f.name END, ''), '|' ORDER BY f.position) AS key
+    FROM (SELECT DISTINCT context FROM source) AS d, context_factors AS f
+    GROUP BY d.context
+),
+contexts AS MATERIALIZED (
+    SELECT context, key, CAST(dense_rank() OVER (ORDER BY key) AS INTEGER) AS context_id FROM context_keys
+),"#
+            .to_string(),
+            "
+    LEFT JOIN contexts AS x ON s.context = x.context".to_string(),
+            " + CAST($arm_span AS INTEGER) * x.context_id".to_string(),
+            "(SELECT any_value(key) FROM contexts WHERE context_id = arm_key // CAST($arm_span AS INTEGER))"
+                .to_string(),
+        )
+    } else {
+        (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "'*'".to_string(),
+        )
+    };
     format!(
         r#"WITH
 arms AS (
@@ -144,7 +187,7 @@ source AS (
         CAST(e.{id} AS VARCHAR) AS anonymous_id,
         epoch_us(CAST(e.{ts} AS TIMESTAMP)) AS ts,
         CAST(e.{variant} AS VARCHAR) AS variant,
-        {holdout} AS holdout
+        {holdout} AS holdout{context_column}
     FROM {exposure_relation} AS e
     WHERE CAST(e.{opt} AS VARCHAR) = CAST($optimization AS VARCHAR)
       AND (e.{ts} >= make_timestamp(CAST($exposures_from_us AS BIGINT)) OR e.{ts} IS NULL)
@@ -160,16 +203,16 @@ variant_keys AS (
 ),
 variants AS MATERIALIZED (
     SELECT k.variant, a.arm_id FROM variant_keys AS k JOIN arms AS a ON a.canonical = k.canonical
-),
+),{context_ctes}
 tagged AS (
     SELECT s.anonymous_id, s.ts, s.ts // CAST($batch_us AS BIGINT) AS batch,
-           2 * v.arm_id + CAST(s.holdout AS INTEGER) AS arm_key,
+           2 * v.arm_id + CAST(s.holdout AS INTEGER){context_term} AS arm_key,
            CASE WHEN s.anonymous_id IS NULL THEN 1
                 WHEN s.ts IS NULL THEN 2
                 WHEN s.ts >= CAST($as_of_us AS BIGINT) THEN 3
                 WHEN v.arm_id IS NULL THEN 4
                 ELSE 0 END AS reason
-    FROM source AS s LEFT JOIN variants AS v ON s.variant = v.variant
+    FROM source AS s LEFT JOIN variants AS v ON s.variant = v.variant{context_join}
 ),
 exposed AS (
     SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged
@@ -207,20 +250,24 @@ valued AS (
                AND e.batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted
     FROM exposed AS e
     LEFT JOIN credited AS c ON e.reason = 0 AND c.anonymous_id = e.anonymous_id AND c.unit_ts = e.ts
+),
+aggregated AS (
+    SELECT reason,
+           counted,
+           CASE WHEN reason = 0 THEN batch END AS batch,
+           CASE WHEN reason = 0 THEN arm_key END AS arm_key,
+           count(*)::BIGINT AS exposures,
+           count(*)::BIGINT AS units,
+           (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
+           CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
+           CAST(sum(unit_value * unit_value) AS DOUBLE) / 1e12 AS value_sq_sum,
+           min(unit_ts) AS first_us,
+           max(unit_ts) AS last_us
+    FROM valued
+    GROUP BY ALL
 )
-SELECT reason,
-       counted,
-       CASE WHEN reason = 0 THEN batch END AS batch,
-       CASE WHEN reason = 0 THEN arm_key END AS arm_key,
-       count(*)::BIGINT AS exposures,
-       count(*)::BIGINT AS units,
-       (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
-       CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
-       CAST(sum(unit_value * unit_value) AS DOUBLE) / 1e12 AS value_sq_sum,
-       min(unit_ts) AS first_us,
-       max(unit_ts) AS last_us
-FROM valued
-GROUP BY ALL
+SELECT *, CASE WHEN reason = 0 AND counted THEN {context_out} END AS context
+FROM aggregated
 ORDER BY reason, counted, batch, arm_key
 "#
     )
