@@ -190,6 +190,7 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
             let best = report
                 .arms
                 .iter()
+                .filter(|a| a.context == "*")
                 .max_by(|a, b| a.p_best.unwrap_or(0.0).total_cmp(&b.p_best.unwrap_or(0.0)));
             best.map_or_else(String::new, |b| {
                 format!(
@@ -206,17 +207,33 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
             l.difference, l.difference_low, l.difference_high
         )
     });
+    let cells = report
+        .allocation
+        .iter()
+        .filter(|a| a.context != "*")
+        .map(|a| a.context.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let contexts = if cells > 0 {
+        format!(" in {cells} contexts and `*`")
+    } else {
+        String::new()
+    };
     let written = if dry_run {
         "dry run, nothing written".to_string()
     } else {
         format!("wrote {}", output_dir.join(&report.optimization).display())
     };
     format!(
-        "{}: run {} as of {}: {} arms, {} mature units, {} scan; {phase}{lift}; {written}",
+        "{}: run {} as of {}: {} arms{contexts}, {} mature units, {} scan; {phase}{lift}; {written}",
         report.optimization,
         report.run_id,
         report.as_of,
-        report.arms.len(),
+        report
+            .arms
+            .iter()
+            .filter(|a| a.context == "*" && a.role == "bandit")
+            .count(),
         report.scan.mature_units,
         report.scan.mode
     )

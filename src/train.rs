@@ -216,10 +216,10 @@ fn is_excluded(optimization: &Optimization, levels: &[String]) -> bool {
         && !optimization.variants.iter().any(|v| v.0 == levels)
 }
 
-/// Sums of the stored and scanned batches: per arm (raw for the report, decay-weighted for the
+/// Sums of one context (or of all, pooled): per arm (raw for the report, decay-weighted for the
 /// posterior), for the holdout, and per stratum of equal served holdout share for the lift.
 #[derive(Default)]
-struct Tally {
+struct Cell {
     raw: BTreeMap<u32, Sums>,
     decayed: BTreeMap<u32, Sums>,
     holdout_raw: Sums,
@@ -230,6 +230,12 @@ struct Tally {
     arm_strata: BTreeMap<(u32, Option<i64>), Sums>,
 }
 
+/// The stored and scanned batches, pooled and per context cell (cells only for contextual models).
+struct Tally {
+    pooled: Cell,
+    cells: BTreeMap<String, Cell>,
+}
+
 impl Tally {
     fn collect(
         batches: &[BatchRow],
@@ -238,7 +244,10 @@ impl Tally {
         half_life_us: Option<i64>,
         batch_us: i64,
     ) -> Tally {
-        let mut tally = Tally::default();
+        let mut tally = Tally {
+            pooled: Cell::default(),
+            cells: BTreeMap::new(),
+        };
         for b in batches {
             let sums = Sums {
                 units: b.units as f64,
@@ -247,31 +256,52 @@ impl Tally {
                 value_sq_sum: b.value_sq_sum,
             };
             let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
-            let stratum = served_during(served, b.batch_start_us, batch_us)
-                .map(|s| (s.weights.get(HOLDOUT_ID).copied().unwrap_or(0.0) * 1e6).round() as i64);
-            if b.holdout {
-                tally.holdout_raw.add(&sums, 1.0);
-                tally.holdout_decayed.add(&sums, weight);
+            let stratum = served_during(served, b.batch_start_us, batch_us).map(|s| {
+                let share = s
+                    .for_context("*")
+                    .and_then(|w| w.get(HOLDOUT_ID))
+                    .copied()
+                    .unwrap_or(0.0);
+                (share * 1e6).round() as i64
+            });
+            tally.pooled.add(b, &sums, weight, stratum);
+            if b.context != "*" {
                 tally
-                    .holdout_strata
-                    .entry(stratum)
+                    .cells
+                    .entry(b.context.clone())
                     .or_default()
-                    .add(&sums, 1.0);
-            } else {
-                tally.raw.entry(b.arm_id).or_default().add(&sums, 1.0);
-                tally
-                    .decayed
-                    .entry(b.arm_id)
-                    .or_default()
-                    .add(&sums, weight);
-                tally
-                    .arm_strata
-                    .entry((b.arm_id, stratum))
-                    .or_default()
-                    .add(&sums, 1.0);
+                    .add(b, &sums, weight, stratum);
             }
         }
         tally
+    }
+}
+
+impl Cell {
+    fn add(&mut self, b: &BatchRow, sums: &Sums, weight: f64, stratum: Option<i64>) {
+        if b.holdout {
+            self.holdout_raw.add(sums, 1.0);
+            self.holdout_decayed.add(sums, weight);
+            self.holdout_strata
+                .entry(stratum)
+                .or_default()
+                .add(sums, 1.0);
+        } else {
+            self.raw.entry(b.arm_id).or_default().add(sums, 1.0);
+            self.decayed.entry(b.arm_id).or_default().add(sums, weight);
+            self.arm_strata
+                .entry((b.arm_id, stratum))
+                .or_default()
+                .add(sums, 1.0);
+        }
+    }
+
+    fn bandit_units(&self) -> f64 {
+        self.raw.values().map(|s| s.units).sum()
+    }
+
+    fn decayed(&self, id: u32) -> Sums {
+        self.decayed.get(&id).copied().unwrap_or_default()
     }
 
     fn raw(&self, id: u32) -> Sums {
@@ -318,6 +348,9 @@ fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Optio
     }
 }
 
+/// Units of one batch by context, then by arm id (or `holdout`).
+type UnitsByContext<'a> = BTreeMap<&'a str, BTreeMap<String, f64>>;
+
 /// How many of the newest complete batches the sample-ratio test covers.
 const SRM_BATCHES: usize = 24;
 
@@ -330,7 +363,8 @@ fn sample_ratio(
     batch_us: i64,
     window_us: i64,
 ) -> (Option<model::Srm>, String) {
-    let mut per_batch: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+    // Units per (batch, context) and arm (or holdout): each context was served its own rows (or `*`).
+    let mut per_batch: BTreeMap<i64, UnitsByContext> = BTreeMap::new();
     for b in batches
         .iter()
         .filter(|b| b.batch_start_us + batch_us + window_us <= as_of_us)
@@ -343,10 +377,12 @@ fn sample_ratio(
         *per_batch
             .entry(b.batch_start_us)
             .or_default()
+            .entry(b.context.as_str())
+            .or_default()
             .entry(key)
             .or_default() += b.units as f64;
     }
-    let chosen: Vec<(i64, &BTreeMap<String, f64>, &Served)> = per_batch
+    let chosen: Vec<(i64, &UnitsByContext, &Served)> = per_batch
         .iter()
         .rev()
         .filter_map(|(start, counts)| {
@@ -362,15 +398,17 @@ fn sample_ratio(
     }
     let mut observed: BTreeMap<String, f64> = BTreeMap::new();
     let mut expected: BTreeMap<String, f64> = BTreeMap::new();
-    for (_, counts, allocation) in &chosen {
-        let total: f64 = counts.values().sum();
-        for (key, units) in *counts {
-            *observed.entry(key.clone()).or_default() += units;
-            expected.entry(key.clone()).or_default();
-        }
-        for (key, weight) in &allocation.weights {
-            *expected.entry(key.clone()).or_default() += total * weight;
-            observed.entry(key.clone()).or_default();
+    for (_, contexts, allocation) in &chosen {
+        for (context, counts) in *contexts {
+            let total: f64 = counts.values().sum();
+            for (key, units) in counts {
+                *observed.entry(key.clone()).or_default() += units;
+                expected.entry(key.clone()).or_default();
+            }
+            for (key, weight) in allocation.for_context(context).into_iter().flatten() {
+                *expected.entry(key.clone()).or_default() += total * weight;
+                observed.entry(key.clone()).or_default();
+            }
         }
     }
     let o: Vec<f64> = observed.values().copied().collect();
@@ -497,12 +535,13 @@ fn train_one(
     let served = store.served(name)?;
     let half_life = model_settings.decay_half_life.map(|h| h.micros());
     let tally = Tally::collect(&batches, &served, as_of_us, half_life, batch_us);
+    let pooled = &tally.pooled;
     let kind = optimization.reward.kind;
     let numeric_prior = model::NumericPrior::pooled(
         &roster
             .arms
             .iter()
-            .map(|a| tally.decayed.get(&a.id).copied().unwrap_or_default())
+            .map(|a| pooled.decayed.get(&a.id).copied().unwrap_or_default())
             .collect::<Vec<_>>(),
     );
     let fit = |sums: &Sums| match kind {
@@ -517,7 +556,7 @@ fn train_one(
         .map(|a| {
             (
                 a.id,
-                fit(&tally.decayed.get(&a.id).copied().unwrap_or_default()),
+                fit(&pooled.decayed.get(&a.id).copied().unwrap_or_default()),
             )
         })
         .collect();
@@ -535,7 +574,7 @@ fn train_one(
     let incubation_us = model_settings.drop.map_or(0, |d| d.incubation.micros());
     roster.mature(incubation_us, as_of_us);
 
-    let holdout_units = tally.holdout_raw.units as u64;
+    let holdout_units = pooled.holdout_raw.units as u64;
     let holdout_share = model_settings
         .holdout
         .map(|h| if live { h.share(holdout_units) } else { 0.0 });
@@ -562,7 +601,7 @@ fn train_one(
     if live {
         let mut changed = false;
         if let Some(rule) = model_settings.drop {
-            let states = comparison.states(&roster, &tally, baseline_id);
+            let states = comparison.states(&roster, pooled, baseline_id);
             let below = rule.below.get();
             let dropped: Vec<(u32, String)> = allocation::drops(&states, &settings, below)
                 .into_iter()
@@ -585,7 +624,7 @@ fn train_one(
                 &mut roster,
                 &Evidence {
                     fitted: &fitted,
-                    tally: &tally,
+                    tally: pooled,
                     comparison: &comparison,
                 },
                 as_of_us,
@@ -603,7 +642,7 @@ fn train_one(
             comparison = Serving::compare(&roster, &fitted, stream);
         }
     }
-    let states = comparison.states(&roster, &tally, baseline_id);
+    let states = comparison.states(&roster, pooled, baseline_id);
     let decision = allocation::decide(&states, &settings);
     let winner = match decision.phase {
         Phase::Completed { winner } => Some(match locked.filter(|w| w.arm_id == winner) {
@@ -623,7 +662,7 @@ fn train_one(
                     mean: posterior.mean(),
                     ci_low: interval.low,
                     ci_high: interval.high,
-                    units: tally.raw(winner).units as i64,
+                    units: pooled.raw(winner).units as i64,
                     decided_run: String::new(),
                     decided_as_of: rfc3339(as_of_us),
                 }
@@ -631,6 +670,93 @@ fn train_one(
         }),
         _ => None,
     };
+
+    // Contextual models: the most frequent cells get their own allocation, from posteriors shrunk
+    // toward each arm's pooled posterior; every other visitor is served the pooled `*` rows.
+    let holdout_fit = fit(&pooled.holdout_decayed);
+    let mut views = vec![View {
+        context: "*".into(),
+        cell: pooled,
+        fitted: fitted.clone(),
+        holdout_fit,
+        comparison,
+        decision,
+    }];
+    let mut cells: Vec<(&String, &Cell)> = tally.cells.iter().collect();
+    cells.sort_by(|a, b| {
+        b.1.bandit_units()
+            .total_cmp(&a.1.bandit_units())
+            .then(a.0.cmp(b.0))
+    });
+    if cells.len() > model_settings.max_contexts {
+        warnings.push(format!(
+            "{} of {} contexts have their own allocation (model.max_contexts); the others are served `*`",
+            model_settings.max_contexts,
+            cells.len()
+        ));
+    }
+    let strength = model::prior_strength(
+        &roster
+            .arms
+            .iter()
+            .map(|a| cells.iter().map(|(_, c)| c.decayed(a.id)).collect())
+            .collect::<Vec<_>>(),
+        kind == MetricKind::Bool,
+    )
+    .unwrap_or(f64::INFINITY);
+    let cell_settings = Settings {
+        locked_winner: views[0].decision.phase.winner().or(settings.locked_winner),
+        ..settings
+    };
+    for (context, cell) in cells.into_iter().take(model_settings.max_contexts) {
+        let shrink = |pooled_fit: &model::Fitted, pooled_units: f64, sums: &Sums| match kind {
+            MetricKind::Bool => model::fit_bool_cell(pooled_fit, strength, sums),
+            MetricKind::Numeric => {
+                model::fit_numeric_cell(&numeric_prior, pooled_fit, pooled_units, strength, sums)
+            }
+        };
+        let cell_fitted: BTreeMap<u32, model::Fitted> = fitted
+            .iter()
+            .map(|(id, f)| {
+                (
+                    *id,
+                    shrink(f, pooled.decayed(*id).units, &cell.decayed(*id)),
+                )
+            })
+            .collect();
+        let comparison = Serving::compare(
+            &roster,
+            &cell_fitted,
+            stream_seed(seed, &format!("{name}|{context}")),
+        );
+        let decision = allocation::decide(
+            &comparison.states(&roster, cell, baseline_id),
+            &cell_settings,
+        );
+        views.push(View {
+            context: context.clone(),
+            cell,
+            holdout_fit: shrink(
+                &views[0].holdout_fit,
+                pooled.holdout_decayed.units,
+                &cell.holdout_decayed,
+            ),
+            fitted: cell_fitted,
+            comparison,
+            decision,
+        });
+    }
+    if let Some(context) = views.iter().skip(1).find(|v| {
+        matches!(
+            v.comparison.comparison.method,
+            model::Method::MonteCarlo { .. }
+        )
+    }) {
+        warnings.push(format!(
+            "P(best) of context {} (and maybe others) by Monte Carlo: quadrature did not converge",
+            context.context
+        ));
+    }
 
     let seq = store.next_seq(name)?;
     let run_id = format!("{}-{seq:04}", options.as_of.format("%Y%m%dT%H%M%SZ"));
@@ -672,7 +798,7 @@ fn train_one(
             "{holdout_units} mature units are flagged holdout in the exposures, but no holdout is configured; they are left out of every arm's posterior"
         ));
     }
-    if let model::Method::MonteCarlo { draws, seed } = comparison.comparison.method {
+    if let model::Method::MonteCarlo { draws, seed } = views[0].comparison.comparison.method {
         warnings.push(format!(
             "P(best) by Monte Carlo ({draws} draws, seed {seed}): quadrature did not converge"
         ));
@@ -702,7 +828,7 @@ fn train_one(
     let bool_reward = kind == MetricKind::Bool;
     let (lift, lift_note) = match model_settings.holdout {
         None => (None, Some("no holdout is configured".to_string())),
-        Some(_) => match model::lift(&tally.strata(None), bool_reward) {
+        Some(_) => match model::lift(&pooled.strata(None), bool_reward) {
             Ok(lift) => (Some(lift), None),
             Err(why) => (None, Some(why)),
         },
@@ -710,94 +836,101 @@ fn train_one(
 
     let mut allocation_rows = Vec::new();
     let mut arm_reports = Vec::new();
-    let weight_of: BTreeMap<u32, f64> = states
-        .iter()
-        .zip(&decision.weights)
-        .map(|(s, w)| (s.id, *w))
-        .collect();
-    let mut rows: Vec<Row> = roster
-        .arms
-        .iter()
-        .map(|arm| Row {
-            arm_id: arm.id.to_string(),
-            role: "bandit",
-            variant: arm.variant.clone(),
-            status: arm.status.as_str().to_string(),
-            counts: tally.raw(arm.id),
-            fitted: fitted[&arm.id],
-            weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
-        })
-        .collect();
-    if let Some(share) = holdout_share {
-        let baseline = optimization
-            .variants
-            .first()
-            .map(|v| optimization.variant_json(v))
-            .unwrap_or_default();
-        rows.push(Row {
-            arm_id: HOLDOUT_ID.into(),
-            role: "holdout",
-            variant: baseline,
-            status: "active".into(),
-            counts: tally.holdout_raw,
-            fitted: fit(&tally.holdout_decayed),
-            weight: share,
-        });
-    }
-    for row in rows {
-        let Row {
-            arm_id,
-            role,
-            variant,
-            status,
-            counts,
-            fitted,
-            weight,
-        } = row;
-        let bandit_id: Option<u32> = arm_id.parse().ok();
-        allocation_rows.push(AllocationRow {
-            optimization: name.clone(),
-            run_id: run_id.clone(),
-            trained_at: trained_at.clone(),
-            context: "*".into(),
-            arm_id: arm_id.clone(),
-            role: role.into(),
-            variant: variant.clone(),
-            weight,
-            status: status.clone(),
-        });
-        let rate = (counts.units > 0.0).then(|| match kind {
-            MetricKind::Bool => counts.conversions / counts.units,
-            MetricKind::Numeric => counts.value_sum / counts.units,
-        });
-        let arm_lift = match (bandit_id, model_settings.holdout) {
-            (Some(id), Some(_)) => model::lift(&tally.strata(Some(id)), bool_reward).ok(),
-            _ => None,
-        };
-        let interval = fitted.posterior.interval(0.95);
-        let in_bandit = bandit_id.and_then(|id| comparison.index(id));
-        arm_reports.push(ArmReport {
-            context: "*".into(),
-            arm_id: arm_id.clone(),
-            role: role.into(),
-            variant,
-            status,
-            units: counts.units as i64,
-            conversions: counts.conversions as i64,
-            rate,
-            alpha: fitted.alpha,
-            beta: fitted.beta,
-            mean: fitted.posterior.mean(),
-            ci_low: interval.low,
-            ci_high: interval.high,
-            p_best: in_bandit.map(|i| comparison.comparison.p_best[i]),
-            expected_loss: in_bandit.map(|i| comparison.comparison.expected_loss[i]),
-            weight_prev: bandit_id.and(previous.get(&arm_id).copied()),
-            weight_new: bandit_id.map(|_| weight),
-            lift_vs_holdout: arm_lift.and_then(|l| l.relative),
-            lift_ci_low: arm_lift.and_then(|l| l.relative_low),
-            lift_ci_high: arm_lift.and_then(|l| l.relative_high),
-        });
+    let baseline_json = optimization
+        .variants
+        .first()
+        .map(|v| optimization.variant_json(v))
+        .unwrap_or_default();
+    for view in &views {
+        let states = view.comparison.states(&roster, view.cell, baseline_id);
+        let weight_of: BTreeMap<u32, f64> = states
+            .iter()
+            .zip(&view.decision.weights)
+            .map(|(s, w)| (s.id, *w))
+            .collect();
+        let mut rows: Vec<Row> = roster
+            .arms
+            .iter()
+            .map(|arm| Row {
+                arm_id: arm.id.to_string(),
+                role: "bandit",
+                variant: arm.variant.clone(),
+                status: arm.status.as_str().to_string(),
+                counts: view.cell.raw(arm.id),
+                fitted: view.fitted[&arm.id],
+                weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
+            })
+            .collect();
+        if holdout_share.is_some() {
+            rows.push(Row {
+                arm_id: HOLDOUT_ID.into(),
+                role: "holdout",
+                variant: baseline_json.clone(),
+                status: "active".into(),
+                counts: view.cell.holdout_raw,
+                fitted: view.holdout_fit,
+                weight: view.decision.holdout,
+            });
+        }
+        for row in rows {
+            let Row {
+                arm_id,
+                role,
+                variant,
+                status,
+                counts,
+                fitted,
+                weight,
+            } = row;
+            let bandit_id: Option<u32> = arm_id.parse().ok();
+            allocation_rows.push(AllocationRow {
+                optimization: name.clone(),
+                run_id: run_id.clone(),
+                trained_at: trained_at.clone(),
+                context: view.context.clone(),
+                arm_id: arm_id.clone(),
+                role: role.into(),
+                variant: variant.clone(),
+                weight,
+                status: status.clone(),
+            });
+            let rate = (counts.units > 0.0).then(|| match kind {
+                MetricKind::Bool => counts.conversions / counts.units,
+                MetricKind::Numeric => counts.value_sum / counts.units,
+            });
+            let arm_lift = match (bandit_id, model_settings.holdout) {
+                (Some(id), Some(_)) => model::lift(&view.cell.strata(Some(id)), bool_reward).ok(),
+                _ => None,
+            };
+            let interval = fitted.posterior.interval(0.95);
+            let in_bandit = bandit_id.and_then(|id| view.comparison.index(id));
+            arm_reports.push(ArmReport {
+                context: view.context.clone(),
+                arm_id: arm_id.clone(),
+                role: role.into(),
+                variant,
+                status,
+                units: counts.units as i64,
+                conversions: counts.conversions as i64,
+                rate,
+                alpha: fitted.alpha,
+                beta: fitted.beta,
+                mean: fitted.posterior.mean(),
+                ci_low: interval.low,
+                ci_high: interval.high,
+                p_best: in_bandit.map(|i| view.comparison.comparison.p_best[i]),
+                expected_loss: in_bandit.map(|i| view.comparison.comparison.expected_loss[i]),
+                weight_prev: bandit_id.and(
+                    previous
+                        .get(&(view.context.clone(), arm_id.clone()))
+                        .copied(),
+                ),
+                weight_new: bandit_id.map(|_| weight),
+                lift_vs_holdout: arm_lift.and_then(|l| l.relative),
+                lift_ci_low: arm_lift.and_then(|l| l.relative_low),
+                lift_ci_high: arm_lift.and_then(|l| l.relative_high),
+            });
+        }
     }
     let report = RunReport {
         optimization: name.clone(),
@@ -805,8 +938,8 @@ fn train_one(
         as_of: rfc3339(as_of_us),
         trained_at,
         seed,
-        phase: decision.phase,
-        p_best_method: comparison.comparison.method,
+        phase: views[0].decision.phase.clone(),
+        p_best_method: views[0].comparison.comparison.method,
         scan: ScanSummary {
             mode: if from_batch_us.is_some() {
                 "incremental"
@@ -870,6 +1003,16 @@ fn train_one(
     Ok(report)
 }
 
+/// One context's allocation: `*` (pooled) or a context cell.
+struct View<'a> {
+    context: String,
+    cell: &'a Cell,
+    fitted: BTreeMap<u32, model::Fitted>,
+    holdout_fit: model::Fitted,
+    comparison: Serving,
+    decision: allocation::Decision,
+}
+
 /// One row of the allocation and the report, before rendering.
 struct Row {
     arm_id: String,
@@ -906,12 +1049,12 @@ impl Serving {
     }
 
     /// What the allocation rule knows about each serving arm.
-    fn states(&self, roster: &Roster, tally: &Tally, baseline: Option<u32>) -> Vec<ArmState> {
+    fn states(&self, roster: &Roster, cell: &Cell, baseline: Option<u32>) -> Vec<ArmState> {
         roster
             .serving()
             .map(|arm| ArmState {
                 id: arm.id,
-                units: tally.raw(arm.id).units as u64,
+                units: cell.raw(arm.id).units as u64,
                 p_best: self.p_best(arm.id).unwrap_or(0.0),
                 initial: arm.initial,
                 droppable: arm.status == ArmStatus::Active && Some(arm.id) != baseline,
@@ -923,7 +1066,7 @@ impl Serving {
 /// What generation may rank new arms by.
 struct Evidence<'a> {
     fitted: &'a BTreeMap<u32, model::Fitted>,
-    tally: &'a Tally,
+    tally: &'a Cell,
     comparison: &'a Serving,
 }
 

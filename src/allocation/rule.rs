@@ -41,6 +41,16 @@ pub enum Phase {
     Bandit,
 }
 
+impl Phase {
+    /// The winner of a completed optimization.
+    pub fn winner(&self) -> Option<u32> {
+        match self {
+            Phase::Completed { winner } => Some(*winner),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Decision {
     /// One weight per input arm, in input order, already scaled by `1 - holdout`.

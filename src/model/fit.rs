@@ -58,10 +58,12 @@ pub fn fit_numeric(arms: &[Sums]) -> Vec<Fitted> {
     arms.iter().map(|arm| prior.fit(arm)).collect()
 }
 
-/// The Normal–Inverse-Gamma prior of numeric rewards (κ0 = α0 = 1).
+/// The Normal–Inverse-Gamma prior of numeric rewards (α0 = 1).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NumericPrior {
     pub mu0: f64,
+    /// 1 for an arm's prior; the empirical-Bayes strength for a context cell's.
+    pub kappa0: f64,
     pub beta0: f64,
 }
 
@@ -89,11 +91,15 @@ impl NumericPrior {
         } else {
             1.0
         };
-        NumericPrior { mu0, beta0 }
+        NumericPrior {
+            mu0,
+            kappa0: 1.0,
+            beta0,
+        }
     }
 
     pub fn fit(&self, arm: &Sums) -> Fitted {
-        let (kappa0, alpha0, mu0, beta0) = (1.0, 1.0, self.mu0, self.beta0);
+        let (kappa0, alpha0, mu0, beta0) = (self.kappa0, 1.0, self.mu0, self.beta0);
         let n = arm.units;
         let (mean, squares) = if n > 0.0 {
             let mean = arm.value_sum / n;

@@ -193,11 +193,18 @@ pub struct StoredEvent {
     pub reason: String,
 }
 
-/// The weights one successful run published, by arm id (`holdout` for the holdout row).
+/// The weights one successful run published, by context and arm id (`holdout` for the holdout row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Served {
     pub as_of_us: i64,
-    pub weights: BTreeMap<String, f64>,
+    pub weights: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+impl Served {
+    /// The weights a visitor of `context` was served: its own rows, else `*`.
+    pub fn for_context(&self, context: &str) -> Option<&BTreeMap<String, f64>> {
+        self.weights.get(context).or_else(|| self.weights.get("*"))
+    }
 }
 
 /// Everything a successful run writes.
@@ -398,19 +405,22 @@ impl StateStore {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
-    /// The weights of the latest allocation, by arm id.
-    pub fn last_weights(&self, optimization: &str) -> Result<BTreeMap<String, f64>, StateError> {
+    /// The weights of the latest allocation, by context and arm id.
+    pub fn last_weights(
+        &self,
+        optimization: &str,
+    ) -> Result<BTreeMap<(String, String), f64>, StateError> {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT arm_id, weight FROM allocations
+                "SELECT context, arm_id, weight FROM allocations
                  WHERE optimization = ?
                    AND run_id = (SELECT run_id FROM runs WHERE optimization = ? AND outcome = 'ok' ORDER BY seq DESC LIMIT 1)",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(params![optimization, optimization], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
@@ -421,10 +431,10 @@ impl StateStore {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT epoch_us(r.as_of), a.arm_id, a.weight
+                "SELECT epoch_us(r.as_of), a.context, a.arm_id, a.weight, r.seq
                  FROM runs AS r JOIN allocations AS a ON a.optimization = r.optimization AND a.run_id = r.run_id
-                 WHERE r.optimization = ? AND r.outcome = 'ok' AND a.context = '*'
-                 ORDER BY r.as_of, r.seq, a.arm_id",
+                 WHERE r.optimization = ? AND r.outcome = 'ok'
+                 ORDER BY r.as_of, r.seq, a.context, a.arm_id",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
@@ -432,21 +442,32 @@ impl StateStore {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
-                    row.get::<_, f64>(2)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, f64>(3)?,
+                    row.get::<_, i64>(4)?,
                 ))
             })
             .map_err(|e| self.error(e))?;
         let mut served: Vec<Served> = Vec::new();
+        let mut last_seq = None;
         for row in rows {
-            let (as_of_us, arm_id, weight) = row.map_err(|e| self.error(e))?;
-            match served.last_mut() {
-                Some(last) if last.as_of_us == as_of_us => {
-                    last.weights.insert(arm_id, weight);
+            let (as_of_us, context, arm_id, weight, seq) = row.map_err(|e| self.error(e))?;
+            if last_seq != Some(seq) {
+                // A rerun at the same as_of replaces what the earlier run published.
+                if served.last().is_some_and(|last| last.as_of_us == as_of_us) {
+                    served.pop();
                 }
-                _ => served.push(Served {
+                served.push(Served {
                     as_of_us,
-                    weights: BTreeMap::from([(arm_id, weight)]),
-                }),
+                    weights: BTreeMap::new(),
+                });
+                last_seq = Some(seq);
+            }
+            if let Some(last) = served.last_mut() {
+                last.weights
+                    .entry(context)
+                    .or_default()
+                    .insert(arm_id, weight);
             }
         }
         Ok(served)
