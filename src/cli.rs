@@ -38,6 +38,9 @@ pub enum Command {
     /// Show the allocation history of an optimization: every stored run's weights and P(best).
     #[command(after_help = crate::exit::TABLE)]
     History(ReportArgs),
+    /// The reference serving decision for one visitor, from the current allocation.csv (DESIGN §5).
+    #[command(after_help = crate::exit::TABLE)]
+    Assign(AssignArgs),
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
     #[command(after_help = crate::exit::TABLE)]
     Generate(GenerateArgs),
@@ -135,6 +138,33 @@ pub struct ReportArgs {
     /// How long to wait for a training run holding the state store.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub lock_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The definitions file [default: optimizations.yaml].
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The optimization to serve.
+    #[arg(long = "optimization", short = 'o', value_name = "NAME")]
+    pub optimization: String,
+    /// The visitor's anonymous id.
+    #[arg(long, value_name = "VISITOR")]
+    pub unit: String,
+    /// A context value of the visitor, as factor=value (repeatable).
+    #[arg(long, value_name = "FACTOR=VALUE")]
+    pub context: Vec<String>,
+    /// When the visitor is served, RFC 3339 [default: now]; picks the batch.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: AssignFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AssignFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

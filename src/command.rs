@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 
 use crate::cli::{
-    Cli, Command, GenerateArgs, ReportArgs, ReportFormat, TrainArgs, ValidateArgs, ValidateFormat,
+    AssignArgs, AssignFormat, Cli, Command, GenerateArgs, ReportArgs, ReportFormat, TrainArgs,
+    ValidateArgs, ValidateFormat,
 };
 use crate::config::{self, Span};
 use crate::exit::{ExitStatus, Failure};
@@ -38,9 +39,12 @@ where
         Command::Validate(args) if args.format == ValidateFormat::Json => Format::Json,
         Command::Report(args) if args.format == ReportFormat::Json => Format::Json,
         Command::History(args) if args.format == ReportFormat::Json => Format::Json,
-        Command::Validate(_) | Command::Report(_) | Command::History(_) | Command::Generate(_) => {
-            Format::Text
-        }
+        Command::Assign(args) if args.format == AssignFormat::Json => Format::Json,
+        Command::Validate(_)
+        | Command::Report(_)
+        | Command::History(_)
+        | Command::Assign(_)
+        | Command::Generate(_) => Format::Text,
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
     let result = match cli.command {
@@ -48,6 +52,7 @@ where
         Command::Validate(args) => validate_command(args, &printer),
         Command::Report(args) => report_command(args, &printer),
         Command::History(args) => history_command(args, &printer),
+        Command::Assign(args) => assign_command(args, &printer),
         Command::Generate(args) => generate_command(args, &printer),
     };
     match result {
@@ -392,6 +397,103 @@ fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Fa
             printer.result(&crate::report::history_csv(&rows));
         }
     }
+    Ok(ExitStatus::Success)
+}
+
+fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    use crate::allocation::{assign, context_key, ServingRow};
+    let config = load_config(args.config, printer)?;
+    let optimization = config
+        .select(std::slice::from_ref(&args.optimization))
+        .map_err(usage)?[0];
+    let at = args
+        .at
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    let factors = &optimization.context_factors;
+    let mut pairs = Vec::new();
+    for given in &args.context {
+        let Some((factor, value)) = given.split_once('=') else {
+            return Err(usage(format!(
+                "--context `{given}` is not FACTOR=VALUE\n  hint: e.g. --context country=US"
+            )));
+        };
+        if !factors.iter().any(|f| f == factor) {
+            return Err(usage(format!(
+                "`{factor}` is not a context factor of `{}`\n  hint: its context factors: {}",
+                optimization.name,
+                if factors.is_empty() {
+                    "none (a mab model)".to_string()
+                } else {
+                    factors.join(", ")
+                }
+            )));
+        }
+        pairs.push((factor.to_string(), value.to_string()));
+    }
+    let path = config
+        .output_dir
+        .join(&optimization.name)
+        .join("allocation.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Failure::new(
+            ExitStatus::Data,
+            anyhow!(
+                "cannot read {}: {e}\n  hint: run levered train first",
+                path.display()
+            ),
+        )
+    })?;
+    let rows: Vec<ServingRow> = crate::report::parse_csv(&text)
+        .into_iter()
+        .map(|row| {
+            let get = |k: &str| row.get(k).cloned().unwrap_or_default();
+            Ok(ServingRow {
+                context: get("context"),
+                arm_id: get("arm_id"),
+                role: get("role"),
+                variant: get("variant"),
+                weight: get("weight").parse().map_err(|_| {
+                    Failure::new(
+                        ExitStatus::Data,
+                        anyhow!("{}: a weight is not a number: {row:?}", path.display()),
+                    )
+                })?,
+            })
+        })
+        .collect::<Result<_, Failure>>()?;
+    let batch = (optimization.model.batch.micros() / 1_000_000).max(1);
+    let batch_start = at.timestamp().div_euclid(batch) * batch;
+    let key = context_key(factors, &pairs);
+    let served =
+        assign(&rows, &optimization.name, &args.unit, &key, batch_start).ok_or_else(|| {
+            Failure::new(
+                ExitStatus::Data,
+                anyhow!("{} has no row for context `{key}` nor `*`", path.display()),
+            )
+        })?;
+    let mut json = serde_json::json!({"optimization": optimization.name, "unit": args.unit});
+    if let (Some(object), serde_json::Value::Object(fields)) = (
+        json.as_object_mut(),
+        serde_json::to_value(&served).unwrap_or_default(),
+    ) {
+        object.extend(fields);
+    }
+    printer.json(&json);
+    printer.result(&format!(
+        "{} {} (weight {}, context {}, batch from {})\n",
+        if served.holdout {
+            "holdout".to_string()
+        } else {
+            format!("arm {}", served.arm_id)
+        },
+        served.variant,
+        crate::report::sig17(served.weight),
+        served.context,
+        crate::train::rfc3339(served.batch_start * 1_000_000)
+    ));
     Ok(ExitStatus::Success)
 }
 

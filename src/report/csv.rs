@@ -115,6 +115,37 @@ pub fn history(rows: &[HistoryRow]) -> String {
     out
 }
 
+/// Reads a CSV file written by levered (a header, one record per line, fields quoted when needed)
+/// into rows of column name → value.
+pub fn parse(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = text.lines().filter(|l| !l.is_empty());
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let header = split(header);
+    lines
+        .map(|line| header.iter().cloned().zip(split(line)).collect())
+        .collect()
+}
+
+fn split(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("one field at least").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => fields.last_mut().expect("one field at least").push(c),
+        }
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

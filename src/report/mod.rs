@@ -7,8 +7,8 @@ mod model;
 mod table;
 
 pub use csv::{
-    allocation as allocation_csv, history as history_csv, report as report_csv, sig17,
-    ALLOCATION_HEADER, REPORT_HEADER,
+    allocation as allocation_csv, history as history_csv, parse as parse_csv, report as report_csv,
+    sig17, ALLOCATION_HEADER, REPORT_HEADER,
 };
 pub use files::{prune_runs, Staged};
 pub use html::page as html_page;

@@ -3,12 +3,14 @@
 
 mod allocation_properties;
 mod cli;
+mod contextual;
 mod dynamics;
 mod example;
 mod incremental;
 mod oracles;
 mod reference;
 mod report;
+mod serving;
 mod sql_semantics;
 mod support;
 mod validate;

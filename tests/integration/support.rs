@@ -70,30 +70,7 @@ pub fn repo() -> &'static Path {
 /// Reads a CSV with a header into rows of name → value.
 pub fn read_csv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header: Vec<String> = split_csv(lines.next().unwrap());
-    lines
-        .map(|line| header.iter().cloned().zip(split_csv(line)).collect())
-        .collect()
-}
-
-/// Splits one CSV line, honouring double quotes.
-pub fn split_csv(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                fields.last_mut().unwrap().push('"');
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(String::new()),
-            (c, _) => fields.last_mut().unwrap().push(c),
-        }
-    }
-    fields
+    levered::report::parse_csv(&text)
 }
 
 /// Runs the aggregation of optimization `name` of a definitions file, arms numbered in level order.

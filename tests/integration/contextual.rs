@@ -1,0 +1,173 @@
+//! Contextual bandits: per-context posteriors shrunk toward each arm's pooled posterior.
+
+use std::collections::BTreeMap;
+
+use crate::support::{read_csv, Project};
+
+/// `(context JSON, arm headline, units, conversions)`; exposures in the first hour of 2026-03-01,
+/// each converter signs up a minute later.
+fn warehouse(project: &Project, cells: &[(&str, &str, i64, i64)]) {
+    let mut sql = String::from(
+        "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
+                                 variant VARCHAR, context VARCHAR);
+         CREATE TABLE signups (anonymous_id VARCHAR, created_at TIMESTAMP);\n",
+    );
+    for (i, (context, headline, units, conversions)) in cells.iter().enumerate() {
+        sql.push_str(&format!(
+            "INSERT INTO exposures SELECT 'c{i}-' || n, TIMESTAMP '2026-03-01' + INTERVAL (n % 3000) SECOND,
+                    'hero', '{{\"headline\":\"{headline}\"}}', '{context}' FROM range({units}) AS t(n);
+             INSERT INTO signups SELECT 'c{i}-' || n, TIMESTAMP '2026-03-01' + INTERVAL (n % 3000 + 60) SECOND
+                    FROM range({conversions}) AS t(n);\n"
+        ));
+    }
+    project.warehouse(&sql);
+}
+
+fn definitions(max_contexts: u32) -> String {
+    format!(
+        r#"
+warehouse: {{path: warehouse.duckdb}}
+metrics:
+  signup: {{type: bool, sql: "SELECT anonymous_id, created_at AS timestamp FROM signups"}}
+optimizations:
+  hero:
+    status: live
+    design_factors: {{headline: [A, B]}}
+    context_factors: [country, device]
+    reward: signup
+    exposures: {{table: exposures}}
+    attribution: {{conversion_window: 1h}}
+    model: {{kind: cmab, burn_in: 0h, min_units_per_arm: 30, floor: 0.01, seed: 5, max_contexts: {max_contexts}}}
+"#
+    )
+}
+
+const US: &str = r#"{"device":"mobile","country":"US"}"#;
+const DE: &str = r#"{"country":"DE","device":"desktop"}"#;
+const FR: &str = r#"{"country":"FR","device":"mobile"}"#;
+
+fn trained(max_contexts: u32) -> (Project, Vec<BTreeMap<String, String>>) {
+    let project = Project::new();
+    warehouse(
+        &project,
+        &[
+            (US, "A", 4000, 400),
+            (US, "B", 4000, 800),
+            (DE, "A", 4000, 800),
+            (DE, "B", 4000, 400),
+            (FR, "A", 40, 2),
+            (FR, "B", 40, 10),
+        ],
+    );
+    project.write("levered.yaml", &definitions(max_contexts));
+    let out = project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-01T03:00:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = read_csv(&project.path("out/hero/report.csv"));
+    (project, report)
+}
+
+fn row<'a>(
+    report: &'a [BTreeMap<String, String>],
+    context: &str,
+    arm: &str,
+) -> &'a BTreeMap<String, String> {
+    report
+        .iter()
+        .find(|r| r["context"] == context && r["arm_id"] == arm)
+        .unwrap_or_else(|| panic!("no row {context} {arm}"))
+}
+
+fn number(row: &BTreeMap<String, String>, column: &str) -> f64 {
+    row[column]
+        .parse()
+        .unwrap_or_else(|_| panic!("{column} in {row:?}"))
+}
+
+#[test]
+fn a_large_context_with_a_different_best_arm_gets_its_own_best_arm() {
+    let (_project, report) = trained(50);
+    let us = "country=US|device=mobile";
+    let de = "country=DE|device=desktop";
+    assert!(
+        number(row(&report, us, "2"), "p_best") > 0.999,
+        "B wins in the US"
+    );
+    assert!(
+        number(row(&report, de, "1"), "p_best") > 0.999,
+        "A wins in DE"
+    );
+    assert!(number(row(&report, us, "2"), "weight_new") > 0.9);
+    assert!(number(row(&report, de, "1"), "weight_new") > 0.9);
+    // Pooled, the arms are close (1,202 vs 1,210 of 8,040): the `*` rows hedge.
+    let pooled = number(row(&report, "*", "1"), "weight_new");
+    assert!(pooled > 0.2 && pooled < 0.8, "{pooled}");
+}
+
+#[test]
+fn a_small_context_is_shrunk_toward_the_pooled_arm() {
+    let (_project, report) = trained(50);
+    let fr = "country=FR|device=mobile";
+    for (arm, raw) in [("1", 2.0 / 40.0), ("2", 10.0 / 40.0)] {
+        let cell = number(row(&report, fr, arm), "mean");
+        let pooled = number(row(&report, "*", arm), "mean");
+        let (low, high) = if raw < pooled {
+            (raw, pooled)
+        } else {
+            (pooled, raw)
+        };
+        assert!(
+            low < cell && cell < high,
+            "arm {arm}: the cell mean {cell} lies between its raw rate {raw} and the pooled {pooled}"
+        );
+        assert_eq!(number(row(&report, fr, arm), "units"), 40.0);
+    }
+}
+
+#[test]
+fn the_context_cap_sends_the_rarest_contexts_to_the_pooled_rows() {
+    let (project, report) = trained(2);
+    let contexts: std::collections::BTreeSet<&str> =
+        report.iter().map(|r| r["context"].as_str()).collect();
+    assert_eq!(
+        contexts.into_iter().collect::<Vec<_>>(),
+        ["*", "country=DE|device=desktop", "country=US|device=mobile"]
+    );
+    let allocation = read_csv(&project.path("out/hero/allocation.csv"));
+    for context in ["*", "country=DE|device=desktop", "country=US|device=mobile"] {
+        let total: f64 = allocation
+            .iter()
+            .filter(|r| r["context"] == context)
+            .map(|r| r["weight"].parse::<f64>().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-12, "{context}: {total}");
+    }
+    // A visitor from France (or anywhere unseen) is served the pooled rows.
+    let out = project.levered(&[
+        "assign",
+        "--config",
+        "levered.yaml",
+        "--optimization",
+        "hero",
+        "--unit",
+        "visitor-1",
+        "--context",
+        "country=FR",
+        "--context",
+        "device=mobile",
+        "--at",
+        "2026-03-01T04:10:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let assignment: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(assignment["context"], "*");
+    assert_eq!(assignment["batch_start"], 1772337600);
+}
