@@ -238,6 +238,13 @@ pub fn engine_checks(
                     (c.optimization_id.as_str(), &text, "the optimization id"),
                     (c.variant.as_str(), &text, "the variant JSON"),
                 ];
+                if !optimization.context_factors.is_empty() {
+                    required.push((
+                        c.context.as_str(),
+                        &text,
+                        "the context JSON of a contextual model",
+                    ));
+                }
                 if optimization.model.holdout.is_some() {
                     required.push((
                         c.holdout.as_str(),
