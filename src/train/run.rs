@@ -1,5 +1,5 @@
-//! `levered train`: for each selected optimization, scan the warehouse for what changed, update the
-//! stored aggregates, fit the posteriors, decide the allocation and write everything at once.
+//! One training run of each selected optimization, in order: lock, scan, lifecycle, posteriors,
+//! allocation per context, diagnostics, and one atomic write.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,17 +9,20 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::allocation::{self, ArmState, ArmStatus, Origin, Phase, Roster, RosterArm, Settings};
-use crate::config::{Config, Generation, MetricKind, Optimization, Status, Strategy};
+use crate::allocation::{self, ArmState, ArmStatus, Phase, Roster, Settings};
+use crate::config::{Config, MetricKind, Optimization, Status};
 use crate::exit::{ExitStatus, Failure};
-use crate::generator;
 use crate::model::{self, Sums};
 use crate::output::Printer;
 use crate::report::{
     self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Staged, Winner,
 };
-use crate::state::{self, LastRun, RunWrite, Served, StateStore, StoredArm};
+use crate::state::{self, LastRun, RunWrite, StateStore, StoredArm};
 use crate::warehouse::{self, floor_to, BatchRow, DuckDb, ScanPlan};
+
+use super::generation::{generate, Evidence};
+use super::roster::{is_excluded, roster_arm, stored_arm};
+use super::tally::{sample_ratio, Cell, Tally, HOLDOUT_ID};
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -153,279 +156,6 @@ fn stream_seed(seed: u64, optimization: &str) -> u64 {
             .try_into()
             .expect("a SHA-256 digest has 32 bytes"),
     )
-}
-
-/// The levels of a stored variant JSON object, in factor order; a factor it lacks gets a
-/// placeholder no level equals, so that an arm of an older factor set matches nothing.
-fn levels_of(json: &str, factors: &[String]) -> Vec<String> {
-    let object = match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    factors
-        .iter()
-        .map(|f| match object.get(f) {
-            Some(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
-            None => "\u{0}absent".into(),
-        })
-        .collect()
-}
-
-fn roster_arm(stored: &StoredArm, factors: &[String]) -> RosterArm {
-    RosterArm {
-        id: stored.arm_id,
-        levels: levels_of(&stored.variant, factors),
-        variant: stored.variant.clone(),
-        status: ArmStatus::parse(&stored.status).unwrap_or(ArmStatus::Active),
-        since_us: stored.since_us,
-        reason: stored.reason.clone(),
-        started_us: stored.started_us.or(Some(stored.since_us)),
-        initial: stored.initial,
-        origin: if stored.origin == "generated" {
-            Origin::Generated
-        } else {
-            Origin::Definition
-        },
-    }
-}
-
-fn stored_arm(arm: &RosterArm) -> StoredArm {
-    StoredArm {
-        arm_id: arm.id,
-        variant: arm.variant.clone(),
-        status: arm.status.as_str().into(),
-        since_us: arm.since_us,
-        reason: arm.reason.clone(),
-        started_us: arm.started_us,
-        initial: arm.initial,
-        origin: match arm.origin {
-            Origin::Definition => "definition",
-            Origin::Generated => "generated",
-        }
-        .into(),
-    }
-}
-
-/// Whether levels of the defined factors form a combination the definition excludes.
-fn is_excluded(optimization: &Optimization, levels: &[String]) -> bool {
-    levels.len() == optimization.factors.len()
-        && levels
-            .iter()
-            .zip(&optimization.factors)
-            .all(|(level, factor)| factor.levels.contains(level))
-        && !optimization.variants.iter().any(|v| v.0 == levels)
-}
-
-/// Sums of one context (or of all, pooled): per arm (raw for the report, decay-weighted for the
-/// posterior), for the holdout, and per stratum of equal served holdout share for the lift.
-#[derive(Default)]
-struct Cell {
-    raw: BTreeMap<u32, Sums>,
-    decayed: BTreeMap<u32, Sums>,
-    holdout_raw: Sums,
-    holdout_decayed: Sums,
-    /// Holdout sums per stratum (the served holdout share in millionths; `None`: not known).
-    holdout_strata: BTreeMap<Option<i64>, Sums>,
-    /// Arm sums per (arm, stratum).
-    arm_strata: BTreeMap<(u32, Option<i64>), Sums>,
-}
-
-/// The stored and scanned batches, pooled and per context cell (cells only for contextual models).
-struct Tally {
-    pooled: Cell,
-    cells: BTreeMap<String, Cell>,
-}
-
-impl Tally {
-    fn collect(
-        batches: &[BatchRow],
-        served: &[Served],
-        as_of_us: i64,
-        half_life_us: Option<i64>,
-        batch_us: i64,
-    ) -> Tally {
-        let mut tally = Tally {
-            pooled: Cell::default(),
-            cells: BTreeMap::new(),
-        };
-        for b in batches {
-            let sums = Sums {
-                units: b.units as f64,
-                conversions: b.conversions as f64,
-                value_sum: b.value_sum,
-                value_sq_sum: b.value_sq_sum,
-            };
-            let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
-            let stratum = served_during(served, b.batch_start_us, batch_us).map(|s| {
-                let share = s
-                    .for_context("*")
-                    .and_then(|w| w.get(HOLDOUT_ID))
-                    .copied()
-                    .unwrap_or(0.0);
-                (share * 1e6).round() as i64
-            });
-            tally.pooled.add(b, &sums, weight, stratum);
-            if b.context != "*" {
-                tally
-                    .cells
-                    .entry(b.context.clone())
-                    .or_default()
-                    .add(b, &sums, weight, stratum);
-            }
-        }
-        tally
-    }
-}
-
-impl Cell {
-    fn add(&mut self, b: &BatchRow, sums: &Sums, weight: f64, stratum: Option<i64>) {
-        if b.holdout {
-            self.holdout_raw.add(sums, 1.0);
-            self.holdout_decayed.add(sums, weight);
-            self.holdout_strata
-                .entry(stratum)
-                .or_default()
-                .add(sums, 1.0);
-        } else {
-            self.raw.entry(b.arm_id).or_default().add(sums, 1.0);
-            self.decayed.entry(b.arm_id).or_default().add(sums, weight);
-            self.arm_strata
-                .entry((b.arm_id, stratum))
-                .or_default()
-                .add(sums, 1.0);
-        }
-    }
-
-    fn bandit_units(&self) -> f64 {
-        self.raw.values().map(|s| s.units).sum()
-    }
-
-    fn decayed(&self, id: u32) -> Sums {
-        self.decayed.get(&id).copied().unwrap_or_default()
-    }
-
-    fn raw(&self, id: u32) -> Sums {
-        self.raw.get(&id).copied().unwrap_or_default()
-    }
-
-    /// The strata of `arms` (all bandit arms when `None`) against the holdout.
-    fn strata(&self, arm: Option<u32>) -> Vec<model::Stratum> {
-        let mut strata: BTreeMap<Option<i64>, model::Stratum> = self
-            .holdout_strata
-            .iter()
-            .map(|(key, sums)| {
-                (
-                    *key,
-                    model::Stratum {
-                        treated: Sums::default(),
-                        holdout: *sums,
-                    },
-                )
-            })
-            .collect();
-        for ((id, key), sums) in &self.arm_strata {
-            if arm.is_none_or(|a| a == *id) {
-                strata.entry(*key).or_default().treated.add(sums, 1.0);
-            }
-        }
-        strata.into_values().collect()
-    }
-}
-
-/// The arm id of the holdout row in allocations and reports.
-const HOLDOUT_ID: &str = "holdout";
-
-/// The allocation that served the whole batch starting at `batch_start_us`: the newest one published
-/// at or before it, when no other was published during the batch.
-fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Option<&Served> {
-    let next = served.partition_point(|s| s.as_of_us <= batch_start_us);
-    if next == 0 {
-        return None;
-    }
-    match served.get(next) {
-        Some(later) if later.as_of_us < batch_start_us + batch_us => None,
-        _ => Some(&served[next - 1]),
-    }
-}
-
-/// Units of one batch by context, then by arm id (or `holdout`).
-type UnitsByContext<'a> = BTreeMap<&'a str, BTreeMap<String, f64>>;
-
-/// How many of the newest complete batches the sample-ratio test covers.
-const SRM_BATCHES: usize = 24;
-
-/// The sample-ratio-mismatch test over the newest complete batches (every unit mature) that one
-/// allocation served throughout: units per arm and holdout against the weights served then.
-fn sample_ratio(
-    batches: &[BatchRow],
-    served: &[Served],
-    as_of_us: i64,
-    batch_us: i64,
-    window_us: i64,
-) -> (Option<model::Srm>, String) {
-    // Units per (batch, context) and arm (or holdout): each context was served its own rows (or `*`).
-    let mut per_batch: BTreeMap<i64, UnitsByContext> = BTreeMap::new();
-    for b in batches
-        .iter()
-        .filter(|b| b.batch_start_us + batch_us + window_us <= as_of_us)
-    {
-        let key = if b.holdout {
-            HOLDOUT_ID.to_string()
-        } else {
-            b.arm_id.to_string()
-        };
-        *per_batch
-            .entry(b.batch_start_us)
-            .or_default()
-            .entry(b.context.as_str())
-            .or_default()
-            .entry(key)
-            .or_default() += b.units as f64;
-    }
-    let chosen: Vec<(i64, &UnitsByContext, &Served)> = per_batch
-        .iter()
-        .rev()
-        .filter_map(|(start, counts)| {
-            served_during(served, *start, batch_us).map(|s| (*start, counts, s))
-        })
-        .take(SRM_BATCHES)
-        .collect();
-    if chosen.is_empty() {
-        return (
-            None,
-            "no complete batch was served by a recorded allocation yet".into(),
-        );
-    }
-    let mut observed: BTreeMap<String, f64> = BTreeMap::new();
-    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
-    for (_, contexts, allocation) in &chosen {
-        for (context, counts) in *contexts {
-            let total: f64 = counts.values().sum();
-            for (key, units) in counts {
-                *observed.entry(key.clone()).or_default() += units;
-                expected.entry(key.clone()).or_default();
-            }
-            for (key, weight) in allocation.for_context(context).into_iter().flatten() {
-                *expected.entry(key.clone()).or_default() += total * weight;
-                observed.entry(key.clone()).or_default();
-            }
-        }
-    }
-    let o: Vec<f64> = observed.values().copied().collect();
-    let e: Vec<f64> = expected.values().copied().collect();
-    let first = chosen.last().map_or(0, |c| c.0);
-    let last = chosen.first().map_or(0, |c| c.0);
-    let covered = format!(
-        "{} batches from {} to {}, {} units",
-        chosen.len(),
-        rfc3339(first),
-        rfc3339(last),
-        o.iter().sum::<f64>()
-    );
-    match model::srm(&o, &e) {
-        Ok(test) => (Some(test), covered),
-        Err(why) => (None, format!("not tested over {covered}: {why}")),
-    }
 }
 
 fn train_one(
@@ -682,70 +412,24 @@ fn train_one(
         comparison,
         decision,
     }];
-    let mut cells: Vec<(&String, &Cell)> = tally.cells.iter().collect();
-    cells.sort_by(|a, b| {
-        b.1.bandit_units()
-            .total_cmp(&a.1.bandit_units())
-            .then(a.0.cmp(b.0))
-    });
-    if cells.len() > model_settings.max_contexts {
-        warnings.push(format!(
-            "{} of {} contexts have their own allocation (model.max_contexts); the others are served `*`",
-            model_settings.max_contexts,
-            cells.len()
-        ));
-    }
-    let strength = model::prior_strength(
-        &roster
-            .arms
-            .iter()
-            .map(|a| cells.iter().map(|(_, c)| c.decayed(a.id)).collect())
-            .collect::<Vec<_>>(),
-        kind == MetricKind::Bool,
-    )
-    .unwrap_or(f64::INFINITY);
+    let frame = Frame {
+        optimization,
+        roster: &roster,
+        numeric_prior,
+        baseline: baseline_id,
+        seed,
+    };
     let cell_settings = Settings {
         locked_winner: views[0].decision.phase.winner().or(settings.locked_winner),
         ..settings
     };
-    for (context, cell) in cells.into_iter().take(model_settings.max_contexts) {
-        let shrink = |pooled_fit: &model::Fitted, pooled_units: f64, sums: &Sums| match kind {
-            MetricKind::Bool => model::fit_bool_cell(pooled_fit, strength, sums),
-            MetricKind::Numeric => {
-                model::fit_numeric_cell(&numeric_prior, pooled_fit, pooled_units, strength, sums)
-            }
-        };
-        let cell_fitted: BTreeMap<u32, model::Fitted> = fitted
-            .iter()
-            .map(|(id, f)| {
-                (
-                    *id,
-                    shrink(f, pooled.decayed(*id).units, &cell.decayed(*id)),
-                )
-            })
-            .collect();
-        let comparison = Serving::compare(
-            &roster,
-            &cell_fitted,
-            stream_seed(seed, &format!("{name}|{context}")),
-        );
-        let decision = allocation::decide(
-            &comparison.states(&roster, cell, baseline_id),
-            &cell_settings,
-        );
-        views.push(View {
-            context: context.clone(),
-            cell,
-            holdout_fit: shrink(
-                &views[0].holdout_fit,
-                pooled.holdout_decayed.units,
-                &cell.holdout_decayed,
-            ),
-            fitted: cell_fitted,
-            comparison,
-            decision,
-        });
-    }
+    views.extend(context_views(
+        &frame,
+        &tally,
+        &views[0],
+        &cell_settings,
+        &mut warnings,
+    ));
     if let Some(context) = views.iter().skip(1).find(|v| {
         matches!(
             v.comparison.comparison.method,
@@ -834,104 +518,13 @@ fn train_one(
         },
     };
 
-    let mut allocation_rows = Vec::new();
-    let mut arm_reports = Vec::new();
-    let baseline_json = optimization
-        .variants
-        .first()
-        .map(|v| optimization.variant_json(v))
-        .unwrap_or_default();
-    for view in &views {
-        let states = view.comparison.states(&roster, view.cell, baseline_id);
-        let weight_of: BTreeMap<u32, f64> = states
-            .iter()
-            .zip(&view.decision.weights)
-            .map(|(s, w)| (s.id, *w))
-            .collect();
-        let mut rows: Vec<Row> = roster
-            .arms
-            .iter()
-            .map(|arm| Row {
-                arm_id: arm.id.to_string(),
-                role: "bandit",
-                variant: arm.variant.clone(),
-                status: arm.status.as_str().to_string(),
-                counts: view.cell.raw(arm.id),
-                fitted: view.fitted[&arm.id],
-                weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
-            })
-            .collect();
-        if holdout_share.is_some() {
-            rows.push(Row {
-                arm_id: HOLDOUT_ID.into(),
-                role: "holdout",
-                variant: baseline_json.clone(),
-                status: "active".into(),
-                counts: view.cell.holdout_raw,
-                fitted: view.holdout_fit,
-                weight: view.decision.holdout,
-            });
-        }
-        for row in rows {
-            let Row {
-                arm_id,
-                role,
-                variant,
-                status,
-                counts,
-                fitted,
-                weight,
-            } = row;
-            let bandit_id: Option<u32> = arm_id.parse().ok();
-            allocation_rows.push(AllocationRow {
-                optimization: name.clone(),
-                run_id: run_id.clone(),
-                trained_at: trained_at.clone(),
-                context: view.context.clone(),
-                arm_id: arm_id.clone(),
-                role: role.into(),
-                variant: variant.clone(),
-                weight,
-                status: status.clone(),
-            });
-            let rate = (counts.units > 0.0).then(|| match kind {
-                MetricKind::Bool => counts.conversions / counts.units,
-                MetricKind::Numeric => counts.value_sum / counts.units,
-            });
-            let arm_lift = match (bandit_id, model_settings.holdout) {
-                (Some(id), Some(_)) => model::lift(&view.cell.strata(Some(id)), bool_reward).ok(),
-                _ => None,
-            };
-            let interval = fitted.posterior.interval(0.95);
-            let in_bandit = bandit_id.and_then(|id| view.comparison.index(id));
-            arm_reports.push(ArmReport {
-                context: view.context.clone(),
-                arm_id: arm_id.clone(),
-                role: role.into(),
-                variant,
-                status,
-                units: counts.units as i64,
-                conversions: counts.conversions as i64,
-                rate,
-                alpha: fitted.alpha,
-                beta: fitted.beta,
-                mean: fitted.posterior.mean(),
-                ci_low: interval.low,
-                ci_high: interval.high,
-                p_best: in_bandit.map(|i| view.comparison.comparison.p_best[i]),
-                expected_loss: in_bandit.map(|i| view.comparison.comparison.expected_loss[i]),
-                weight_prev: bandit_id.and(
-                    previous
-                        .get(&(view.context.clone(), arm_id.clone()))
-                        .copied(),
-                ),
-                weight_new: bandit_id.map(|_| weight),
-                lift_vs_holdout: arm_lift.and_then(|l| l.relative),
-                lift_ci_low: arm_lift.and_then(|l| l.relative_low),
-                lift_ci_high: arm_lift.and_then(|l| l.relative_high),
-            });
-        }
-    }
+    let (allocation_rows, arm_reports) = rows(
+        &frame,
+        &views,
+        holdout_share,
+        &previous,
+        (&run_id, &trained_at),
+    );
     let report = RunReport {
         optimization: name.clone(),
         run_id: run_id.clone(),
@@ -1003,6 +596,221 @@ fn train_one(
     Ok(report)
 }
 
+/// What every context of one run shares.
+struct Frame<'a> {
+    optimization: &'a Optimization,
+    roster: &'a Roster,
+    numeric_prior: model::NumericPrior,
+    baseline: Option<u32>,
+    seed: u64,
+}
+
+/// The allocations of the most frequent context cells (contextual models): posteriors shrunk toward
+/// each arm's pooled posterior with the empirical-Bayes strength estimated across the cells.
+fn context_views<'a>(
+    frame: &Frame<'_>,
+    tally: &'a Tally,
+    pooled_view: &View<'_>,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Vec<View<'a>> {
+    let mut views = Vec::new();
+    let mut cells: Vec<(&String, &Cell)> = tally.cells.iter().collect();
+    cells.sort_by(|a, b| {
+        b.1.bandit_units()
+            .total_cmp(&a.1.bandit_units())
+            .then(a.0.cmp(b.0))
+    });
+    if cells.len() > frame.optimization.model.max_contexts {
+        warnings.push(format!(
+            "{} of {} contexts have their own allocation (model.max_contexts); the others are served `*`",
+            frame.optimization.model.max_contexts,
+            cells.len()
+        ));
+    }
+    let strength = model::prior_strength(
+        &frame
+            .roster
+            .arms
+            .iter()
+            .map(|a| cells.iter().map(|(_, c)| c.decayed(a.id)).collect())
+            .collect::<Vec<_>>(),
+        frame.optimization.reward.kind == MetricKind::Bool,
+    )
+    .unwrap_or(f64::INFINITY);
+    for (context, cell) in cells
+        .into_iter()
+        .take(frame.optimization.model.max_contexts)
+    {
+        let shrink = |pooled_fit: &model::Fitted, pooled_units: f64, sums: &Sums| match frame
+            .optimization
+            .reward
+            .kind
+        {
+            MetricKind::Bool => model::fit_bool_cell(pooled_fit, strength, sums),
+            MetricKind::Numeric => model::fit_numeric_cell(
+                &frame.numeric_prior,
+                pooled_fit,
+                pooled_units,
+                strength,
+                sums,
+            ),
+        };
+        let cell_fitted: BTreeMap<u32, model::Fitted> = pooled_view
+            .fitted
+            .iter()
+            .map(|(id, f)| {
+                (
+                    *id,
+                    shrink(f, tally.pooled.decayed(*id).units, &cell.decayed(*id)),
+                )
+            })
+            .collect();
+        let comparison = Serving::compare(
+            frame.roster,
+            &cell_fitted,
+            stream_seed(
+                frame.seed,
+                &format!("{}|{context}", frame.optimization.name),
+            ),
+        );
+        let decision = allocation::decide(
+            &comparison.states(frame.roster, cell, frame.baseline),
+            settings,
+        );
+        views.push(View {
+            context: context.clone(),
+            cell,
+            holdout_fit: shrink(
+                &pooled_view.holdout_fit,
+                tally.pooled.holdout_decayed.units,
+                &cell.holdout_decayed,
+            ),
+            fitted: cell_fitted,
+            comparison,
+            decision,
+        });
+    }
+    views
+}
+
+/// The allocation and report rows of every context: each arm (whatever its status) and the holdout.
+fn rows(
+    frame: &Frame<'_>,
+    views: &[View<'_>],
+    holdout_share: Option<f64>,
+    previous: &BTreeMap<(String, String), f64>,
+    (run_id, trained_at): (&str, &str),
+) -> (Vec<AllocationRow>, Vec<ArmReport>) {
+    let mut allocation_rows = Vec::new();
+    let mut arm_reports = Vec::new();
+    let baseline_json = frame
+        .optimization
+        .variants
+        .first()
+        .map(|v| frame.optimization.variant_json(v))
+        .unwrap_or_default();
+    for view in views {
+        let states = view
+            .comparison
+            .states(frame.roster, view.cell, frame.baseline);
+        let weight_of: BTreeMap<u32, f64> = states
+            .iter()
+            .zip(&view.decision.weights)
+            .map(|(s, w)| (s.id, *w))
+            .collect();
+        let mut rows: Vec<Row> = frame
+            .roster
+            .arms
+            .iter()
+            .map(|arm| Row {
+                arm_id: arm.id.to_string(),
+                role: "bandit",
+                variant: arm.variant.clone(),
+                status: arm.status.as_str().to_string(),
+                counts: view.cell.raw(arm.id),
+                fitted: view.fitted[&arm.id],
+                weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
+            })
+            .collect();
+        if holdout_share.is_some() {
+            rows.push(Row {
+                arm_id: HOLDOUT_ID.into(),
+                role: "holdout",
+                variant: baseline_json.clone(),
+                status: "active".into(),
+                counts: view.cell.holdout_raw,
+                fitted: view.holdout_fit,
+                weight: view.decision.holdout,
+            });
+        }
+        for row in rows {
+            let Row {
+                arm_id,
+                role,
+                variant,
+                status,
+                counts,
+                fitted,
+                weight,
+            } = row;
+            let bandit_id: Option<u32> = arm_id.parse().ok();
+            allocation_rows.push(AllocationRow {
+                optimization: frame.optimization.name.clone(),
+                run_id: run_id.to_string(),
+                trained_at: trained_at.to_string(),
+                context: view.context.clone(),
+                arm_id: arm_id.clone(),
+                role: role.into(),
+                variant: variant.clone(),
+                weight,
+                status: status.clone(),
+            });
+            let rate = (counts.units > 0.0).then(|| match frame.optimization.reward.kind {
+                MetricKind::Bool => counts.conversions / counts.units,
+                MetricKind::Numeric => counts.value_sum / counts.units,
+            });
+            let arm_lift = match (bandit_id, frame.optimization.model.holdout) {
+                (Some(id), Some(_)) => model::lift(
+                    &view.cell.strata(Some(id)),
+                    frame.optimization.reward.kind == MetricKind::Bool,
+                )
+                .ok(),
+                _ => None,
+            };
+            let interval = fitted.posterior.interval(0.95);
+            let in_bandit = bandit_id.and_then(|id| view.comparison.index(id));
+            arm_reports.push(ArmReport {
+                context: view.context.clone(),
+                arm_id: arm_id.clone(),
+                role: role.into(),
+                variant,
+                status,
+                units: counts.units as i64,
+                conversions: counts.conversions as i64,
+                rate,
+                alpha: fitted.alpha,
+                beta: fitted.beta,
+                mean: fitted.posterior.mean(),
+                ci_low: interval.low,
+                ci_high: interval.high,
+                p_best: in_bandit.map(|i| view.comparison.comparison.p_best[i]),
+                expected_loss: in_bandit.map(|i| view.comparison.comparison.expected_loss[i]),
+                weight_prev: bandit_id.and(
+                    previous
+                        .get(&(view.context.clone(), arm_id.clone()))
+                        .copied(),
+                ),
+                weight_new: bandit_id.map(|_| weight),
+                lift_vs_holdout: arm_lift.and_then(|l| l.relative),
+                lift_ci_low: arm_lift.and_then(|l| l.relative_low),
+                lift_ci_high: arm_lift.and_then(|l| l.relative_high),
+            });
+        }
+    }
+    (allocation_rows, arm_reports)
+}
+
 /// One context's allocation: `*` (pooled) or a context cell.
 struct View<'a> {
     context: String,
@@ -1025,7 +833,7 @@ struct Row {
 }
 
 /// P(best) and expected loss among the serving arms.
-struct Serving {
+pub(super) struct Serving {
     ids: Vec<u32>,
     comparison: model::Comparison,
 }
@@ -1044,7 +852,7 @@ impl Serving {
         self.ids.iter().position(|i| *i == id)
     }
 
-    fn p_best(&self, id: u32) -> Option<f64> {
+    pub(super) fn p_best(&self, id: u32) -> Option<f64> {
         self.index(id).map(|i| self.comparison.p_best[i])
     }
 
@@ -1061,169 +869,6 @@ impl Serving {
             })
             .collect()
     }
-}
-
-/// What generation may rank new arms by.
-struct Evidence<'a> {
-    fitted: &'a BTreeMap<u32, model::Fitted>,
-    tally: &'a Cell,
-    comparison: &'a Serving,
-}
-
-/// Fills the free places under `generation.max_active_arms`: from the proposed arms (ranked by the
-/// additive per-factor model for `factorial`, in level order for `command`), then, for `command`,
-/// with the variants the command proposes. A failing command is a warning.
-fn generate(
-    optimization: &Optimization,
-    generation: &Generation,
-    roster: &mut Roster,
-    evidence: &Evidence<'_>,
-    now_us: i64,
-    warnings: &mut Vec<String>,
-) {
-    let cap = generation.max_active_arms;
-    if roster.serving_count() >= cap {
-        return;
-    }
-    let proposed: Vec<&RosterArm> = roster
-        .arms
-        .iter()
-        .filter(|a| a.status == ArmStatus::Proposed)
-        .collect();
-    match &generation.strategy {
-        Strategy::Factorial => {
-            let observed: Vec<model::Observed> = roster
-                .arms
-                .iter()
-                .filter(|a| evidence.tally.raw(a.id).units > 0.0)
-                .map(|a| {
-                    let posterior = evidence.fitted[&a.id].posterior;
-                    model::Observed {
-                        levels: a.levels.clone(),
-                        mean: posterior.mean(),
-                        spread: posterior.spread(),
-                    }
-                })
-                .collect();
-            let baseline = optimization
-                .variants
-                .first()
-                .map(|v| v.0.clone())
-                .unwrap_or_default();
-            let candidates: Vec<Vec<String>> = proposed.iter().map(|a| a.levels.clone()).collect();
-            let predicted = model::predict_additive(&observed, &candidates, &baseline);
-            let mut ranked: Vec<(u32, f64)> = proposed
-                .iter()
-                .zip(predicted)
-                .map(|(a, p)| (a.id, p))
-                .collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let order: Vec<u32> = ranked.iter().map(|r| r.0).collect();
-            roster.start_proposed(
-                &order,
-                cap,
-                "a place was free: ranked first among the proposed arms by the additive per-factor model",
-                now_us,
-            );
-        }
-        Strategy::Command { argv, timeout, dir } => {
-            let order: Vec<u32> = proposed.iter().map(|a| a.id).collect();
-            roster.start_proposed(&order, cap, "a place was free", now_us);
-            let wanted = cap.saturating_sub(roster.serving_count());
-            if wanted == 0 {
-                return;
-            }
-            let input = history_json(optimization, roster, evidence, wanted, now_us);
-            let timeout = Duration::from_micros(timeout.micros() as u64);
-            let factor_names: Vec<String> = optimization
-                .factors
-                .iter()
-                .map(|f| f.name.clone())
-                .collect();
-            let answer = generator::run(argv, dir, &input, timeout)
-                .and_then(|out| generator::parse(&out, &factor_names));
-            let (variants, refused) = match answer {
-                Ok(answer) => answer,
-                Err(why) => {
-                    warnings.push(format!(
-                        "generation command: {why}; no new arm this run (the places stay free)"
-                    ));
-                    return;
-                }
-            };
-            let mut refused = refused;
-            let mut added = 0;
-            for levels in variants {
-                if added == wanted {
-                    refused.push(format!("more than the {wanted} variants asked for"));
-                    break;
-                }
-                if is_excluded(optimization, &levels) {
-                    refused.push(format!("{levels:?} is an excluded combination"));
-                    continue;
-                }
-                let json = optimization.variant_json(&crate::config::Variant(levels.clone()));
-                match roster.add_generated(
-                    levels.clone(),
-                    json,
-                    "proposed by the generation command",
-                    now_us,
-                ) {
-                    Some(_) => added += 1,
-                    None => refused.push(format!(
-                        "{levels:?} is already an arm (ids are never reused)"
-                    )),
-                }
-            }
-            if !refused.is_empty() {
-                warnings.push(format!(
-                    "generation command: refused {}",
-                    refused.join("; ")
-                ));
-            }
-        }
-    }
-}
-
-/// The input of a generation command (protocol version 1, docs/generation.md).
-fn history_json(
-    optimization: &Optimization,
-    roster: &Roster,
-    evidence: &Evidence<'_>,
-    wanted: usize,
-    now_us: i64,
-) -> String {
-    let arms: Vec<serde_json::Value> = roster
-        .arms
-        .iter()
-        .map(|a| {
-            let sums = evidence.tally.raw(a.id);
-            let posterior = evidence.fitted[&a.id].posterior;
-            let interval = posterior.interval(0.95);
-            serde_json::json!({
-                "arm_id": a.id,
-                "variant": serde_json::from_str::<serde_json::Value>(&a.variant).unwrap_or_default(),
-                "status": a.status.as_str(),
-                "units": sums.units,
-                "conversions": sums.conversions,
-                "value_sum": sums.value_sum,
-                "mean": posterior.mean(),
-                "ci_low": interval.low,
-                "ci_high": interval.high,
-                "p_best": evidence.comparison.p_best(a.id),
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "protocol": 1,
-        "optimization": optimization.name,
-        "as_of": rfc3339(now_us),
-        "wanted": wanted,
-        "metric": {"name": optimization.reward.name, "type": optimization.reward.kind},
-        "factors": optimization.factors.iter().map(|f| serde_json::json!({"name": f.name, "levels": f.levels})).collect::<Vec<_>>(),
-        "arms": arms,
-    })
-    .to_string()
 }
 
 fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Option<i64> {

@@ -1,0 +1,10 @@
+//! `levered train`: for each selected optimization, scan the warehouse for what changed, update the
+//! stored aggregates, fit the posteriors, decide the allocation and write everything at once.
+
+mod generation;
+mod roster;
+mod run;
+mod tally;
+
+use run::Serving;
+pub use run::{rfc3339, train, Outcome, TrainOptions};

@@ -1,0 +1,66 @@
+//! The arm roster as the state store keeps it, and the definition's view of variants.
+
+use crate::allocation::{ArmStatus, Origin, RosterArm};
+use crate::config::Optimization;
+use crate::state::StoredArm;
+
+/// The levels of a stored variant JSON object, in factor order; a factor it lacks gets a
+/// placeholder no level equals, so that an arm of an older factor set matches nothing.
+pub(super) fn levels_of(json: &str, factors: &[String]) -> Vec<String> {
+    let object = match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    factors
+        .iter()
+        .map(|f| match object.get(f) {
+            Some(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            None => "\u{0}absent".into(),
+        })
+        .collect()
+}
+
+pub(super) fn roster_arm(stored: &StoredArm, factors: &[String]) -> RosterArm {
+    RosterArm {
+        id: stored.arm_id,
+        levels: levels_of(&stored.variant, factors),
+        variant: stored.variant.clone(),
+        status: ArmStatus::parse(&stored.status).unwrap_or(ArmStatus::Active),
+        since_us: stored.since_us,
+        reason: stored.reason.clone(),
+        started_us: stored.started_us.or(Some(stored.since_us)),
+        initial: stored.initial,
+        origin: if stored.origin == "generated" {
+            Origin::Generated
+        } else {
+            Origin::Definition
+        },
+    }
+}
+
+pub(super) fn stored_arm(arm: &RosterArm) -> StoredArm {
+    StoredArm {
+        arm_id: arm.id,
+        variant: arm.variant.clone(),
+        status: arm.status.as_str().into(),
+        since_us: arm.since_us,
+        reason: arm.reason.clone(),
+        started_us: arm.started_us,
+        initial: arm.initial,
+        origin: match arm.origin {
+            Origin::Definition => "definition",
+            Origin::Generated => "generated",
+        }
+        .into(),
+    }
+}
+
+/// Whether levels of the defined factors form a combination the definition excludes.
+pub(super) fn is_excluded(optimization: &Optimization, levels: &[String]) -> bool {
+    levels.len() == optimization.factors.len()
+        && levels
+            .iter()
+            .zip(&optimization.factors)
+            .all(|(level, factor)| factor.levels.contains(level))
+        && !optimization.variants.iter().any(|v| v.0 == levels)
+}

@@ -1,0 +1,222 @@
+//! The stored and scanned batch aggregates, summed per arm, holdout, context and stratum; and the
+//! sample-ratio-mismatch test over the newest complete batches.
+
+use std::collections::BTreeMap;
+
+use crate::model::{self, Sums};
+use crate::state::Served;
+use crate::warehouse::BatchRow;
+
+use super::rfc3339;
+
+/// Sums of one context (or of all, pooled): per arm (raw for the report, decay-weighted for the
+/// posterior), for the holdout, and per stratum of equal served holdout share for the lift.
+#[derive(Default)]
+pub(super) struct Cell {
+    pub(super) raw: BTreeMap<u32, Sums>,
+    pub(super) decayed: BTreeMap<u32, Sums>,
+    pub(super) holdout_raw: Sums,
+    pub(super) holdout_decayed: Sums,
+    /// Holdout sums per stratum (the served holdout share in millionths; `None`: not known).
+    pub(super) holdout_strata: BTreeMap<Option<i64>, Sums>,
+    /// Arm sums per (arm, stratum).
+    pub(super) arm_strata: BTreeMap<(u32, Option<i64>), Sums>,
+}
+
+/// The stored and scanned batches, pooled and per context cell (cells only for contextual models).
+pub(super) struct Tally {
+    pub(super) pooled: Cell,
+    pub(super) cells: BTreeMap<String, Cell>,
+}
+
+impl Tally {
+    pub(super) fn collect(
+        batches: &[BatchRow],
+        served: &[Served],
+        as_of_us: i64,
+        half_life_us: Option<i64>,
+        batch_us: i64,
+    ) -> Tally {
+        let mut tally = Tally {
+            pooled: Cell::default(),
+            cells: BTreeMap::new(),
+        };
+        for b in batches {
+            let sums = Sums {
+                units: b.units as f64,
+                conversions: b.conversions as f64,
+                value_sum: b.value_sum,
+                value_sq_sum: b.value_sq_sum,
+            };
+            let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
+            let stratum = served_during(served, b.batch_start_us, batch_us).map(|s| {
+                let share = s
+                    .for_context("*")
+                    .and_then(|w| w.get(HOLDOUT_ID))
+                    .copied()
+                    .unwrap_or(0.0);
+                (share * 1e6).round() as i64
+            });
+            tally.pooled.add(b, &sums, weight, stratum);
+            if b.context != "*" {
+                tally
+                    .cells
+                    .entry(b.context.clone())
+                    .or_default()
+                    .add(b, &sums, weight, stratum);
+            }
+        }
+        tally
+    }
+}
+
+impl Cell {
+    fn add(&mut self, b: &BatchRow, sums: &Sums, weight: f64, stratum: Option<i64>) {
+        if b.holdout {
+            self.holdout_raw.add(sums, 1.0);
+            self.holdout_decayed.add(sums, weight);
+            self.holdout_strata
+                .entry(stratum)
+                .or_default()
+                .add(sums, 1.0);
+        } else {
+            self.raw.entry(b.arm_id).or_default().add(sums, 1.0);
+            self.decayed.entry(b.arm_id).or_default().add(sums, weight);
+            self.arm_strata
+                .entry((b.arm_id, stratum))
+                .or_default()
+                .add(sums, 1.0);
+        }
+    }
+
+    pub(super) fn bandit_units(&self) -> f64 {
+        self.raw.values().map(|s| s.units).sum()
+    }
+
+    pub(super) fn decayed(&self, id: u32) -> Sums {
+        self.decayed.get(&id).copied().unwrap_or_default()
+    }
+
+    pub(super) fn raw(&self, id: u32) -> Sums {
+        self.raw.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The strata of `arms` (all bandit arms when `None`) against the holdout.
+    pub(super) fn strata(&self, arm: Option<u32>) -> Vec<model::Stratum> {
+        let mut strata: BTreeMap<Option<i64>, model::Stratum> = self
+            .holdout_strata
+            .iter()
+            .map(|(key, sums)| {
+                (
+                    *key,
+                    model::Stratum {
+                        treated: Sums::default(),
+                        holdout: *sums,
+                    },
+                )
+            })
+            .collect();
+        for ((id, key), sums) in &self.arm_strata {
+            if arm.is_none_or(|a| a == *id) {
+                strata.entry(*key).or_default().treated.add(sums, 1.0);
+            }
+        }
+        strata.into_values().collect()
+    }
+}
+
+/// The arm id of the holdout row in allocations and reports.
+pub(super) const HOLDOUT_ID: &str = "holdout";
+
+/// The allocation that served the whole batch starting at `batch_start_us`: the newest one published
+/// at or before it, when no other was published during the batch.
+fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Option<&Served> {
+    let next = served.partition_point(|s| s.as_of_us <= batch_start_us);
+    if next == 0 {
+        return None;
+    }
+    match served.get(next) {
+        Some(later) if later.as_of_us < batch_start_us + batch_us => None,
+        _ => Some(&served[next - 1]),
+    }
+}
+
+/// Units of one batch by context, then by arm id (or `holdout`).
+type UnitsByContext<'a> = BTreeMap<&'a str, BTreeMap<String, f64>>;
+
+/// How many of the newest complete batches the sample-ratio test covers.
+const SRM_BATCHES: usize = 24;
+
+/// The sample-ratio-mismatch test over the newest complete batches (every unit mature) that one
+/// allocation served throughout: units per arm and holdout against the weights served then.
+pub(super) fn sample_ratio(
+    batches: &[BatchRow],
+    served: &[Served],
+    as_of_us: i64,
+    batch_us: i64,
+    window_us: i64,
+) -> (Option<model::Srm>, String) {
+    // Units per (batch, context) and arm (or holdout): each context was served its own rows (or `*`).
+    let mut per_batch: BTreeMap<i64, UnitsByContext> = BTreeMap::new();
+    for b in batches
+        .iter()
+        .filter(|b| b.batch_start_us + batch_us + window_us <= as_of_us)
+    {
+        let key = if b.holdout {
+            HOLDOUT_ID.to_string()
+        } else {
+            b.arm_id.to_string()
+        };
+        *per_batch
+            .entry(b.batch_start_us)
+            .or_default()
+            .entry(b.context.as_str())
+            .or_default()
+            .entry(key)
+            .or_default() += b.units as f64;
+    }
+    let chosen: Vec<(i64, &UnitsByContext, &Served)> = per_batch
+        .iter()
+        .rev()
+        .filter_map(|(start, counts)| {
+            served_during(served, *start, batch_us).map(|s| (*start, counts, s))
+        })
+        .take(SRM_BATCHES)
+        .collect();
+    if chosen.is_empty() {
+        return (
+            None,
+            "no complete batch was served by a recorded allocation yet".into(),
+        );
+    }
+    let mut observed: BTreeMap<String, f64> = BTreeMap::new();
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    for (_, contexts, allocation) in &chosen {
+        for (context, counts) in *contexts {
+            let total: f64 = counts.values().sum();
+            for (key, units) in counts {
+                *observed.entry(key.clone()).or_default() += units;
+                expected.entry(key.clone()).or_default();
+            }
+            for (key, weight) in allocation.for_context(context).into_iter().flatten() {
+                *expected.entry(key.clone()).or_default() += total * weight;
+                observed.entry(key.clone()).or_default();
+            }
+        }
+    }
+    let o: Vec<f64> = observed.values().copied().collect();
+    let e: Vec<f64> = expected.values().copied().collect();
+    let first = chosen.last().map_or(0, |c| c.0);
+    let last = chosen.first().map_or(0, |c| c.0);
+    let covered = format!(
+        "{} batches from {} to {}, {} units",
+        chosen.len(),
+        rfc3339(first),
+        rfc3339(last),
+        o.iter().sum::<f64>()
+    );
+    match model::srm(&o, &e) {
+        Ok(test) => (Some(test), covered),
+        Err(why) => (None, format!("not tested over {covered}: {why}")),
+    }
+}
