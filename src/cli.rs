@@ -41,6 +41,9 @@ pub enum Command {
     /// The reference serving decision for one visitor, from the current allocation.csv (DESIGN §5).
     #[command(after_help = crate::exit::TABLE)]
     Assign(AssignArgs),
+    /// Simulate the real pipeline against a synthetic warehouse: regret, traffic on the best arm, lift.
+    #[command(after_help = crate::exit::TABLE)]
+    Simulate(SimulateArgs),
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
     #[command(after_help = crate::exit::TABLE)]
     Generate(GenerateArgs),
@@ -165,6 +168,26 @@ pub struct AssignArgs {
 pub enum AssignFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario file (see examples/scenarios/).
+    pub scenario: PathBuf,
+    /// The folder for hourly.csv and summary.csv [default: simulation/<scenario name>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write a self-contained HTML page with the regret chart.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Repetitions and policies run in parallel [default: the number of cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Override the scenario's number of repetitions.
+    #[arg(long)]
+    pub repetitions: Option<u32>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: AssignFormat,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 
 use crate::cli::{
-    AssignArgs, AssignFormat, Cli, Command, GenerateArgs, ReportArgs, ReportFormat, TrainArgs,
-    ValidateArgs, ValidateFormat,
+    AssignArgs, AssignFormat, Cli, Command, GenerateArgs, ReportArgs, ReportFormat, SimulateArgs,
+    TrainArgs, ValidateArgs, ValidateFormat,
 };
 use crate::config::{self, Span};
 use crate::exit::{ExitStatus, Failure};
@@ -40,10 +40,12 @@ where
         Command::Report(args) if args.format == ReportFormat::Json => Format::Json,
         Command::History(args) if args.format == ReportFormat::Json => Format::Json,
         Command::Assign(args) if args.format == AssignFormat::Json => Format::Json,
+        Command::Simulate(args) if args.format == AssignFormat::Json => Format::Json,
         Command::Validate(_)
         | Command::Report(_)
         | Command::History(_)
         | Command::Assign(_)
+        | Command::Simulate(_)
         | Command::Generate(_) => Format::Text,
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
@@ -53,6 +55,7 @@ where
         Command::Report(args) => report_command(args, &printer),
         Command::History(args) => history_command(args, &printer),
         Command::Assign(args) => assign_command(args, &printer),
+        Command::Simulate(args) => simulate_command(args, &printer),
         Command::Generate(args) => generate_command(args, &printer),
     };
     match result {
@@ -493,6 +496,31 @@ fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Fai
         crate::report::sig17(served.weight),
         served.context,
         crate::train::rfc3339(served.batch_start * 1_000_000)
+    ));
+    Ok(ExitStatus::Success)
+}
+
+fn simulate_command(args: SimulateArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let mut scenario = crate::simulate::Scenario::load(&args.scenario)
+        .map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
+    if let Some(n) = args.repetitions {
+        scenario.repetitions = n.max(1);
+    }
+    let out = args
+        .out
+        .unwrap_or_else(|| Path::new("simulation").join(&scenario.name));
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let summaries = crate::simulate::simulate(&scenario, &out, args.html.as_deref(), jobs, printer)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    printer.result(&crate::simulate::table(&scenario.name, &summaries));
+    printer.json(&serde_json::to_value(&summaries).unwrap_or_default());
+    printer.summary(&format!(
+        "{}: wrote {} and {}",
+        scenario.name,
+        out.join("hourly.csv").display(),
+        out.join("summary.csv").display()
     ));
     Ok(ExitStatus::Success)
 }

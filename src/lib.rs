@@ -11,6 +11,7 @@ mod generator;
 pub mod model;
 pub mod output;
 pub mod report;
+pub mod simulate;
 pub mod state;
 pub mod synth;
 pub mod train;

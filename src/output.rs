@@ -70,6 +70,20 @@ impl Printer {
         eprintln!("error: {error:#}");
     }
 
+    /// A progress bar on stderr; hidden off a terminal or with `-q`.
+    pub fn progress(&self, length: u64, message: String) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(length);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(message);
+        bar
+    }
+
     /// A spinner on stderr while a query runs; hidden off a terminal or with `-q`.
     pub fn spinner(&self, message: String) -> ProgressBar {
         if !self.progress {

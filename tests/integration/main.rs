@@ -11,6 +11,7 @@ mod oracles;
 mod reference;
 mod report;
 mod serving;
+mod simulate;
 mod sql_semantics;
 mod support;
 mod validate;

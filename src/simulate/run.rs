@@ -1,0 +1,289 @@
+//! One simulated deployment: each hour, visitors are served by the serving contract from the
+//! current allocation, their exposures and (delayed) conversions land in a DuckDB warehouse, and the
+//! real `levered train` runs on it, so that the simulation exercises the product, not a model of it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono::TimeDelta;
+use duckdb::types::{TimeUnit, Value};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::allocation::{assign, context_key, ServingRow};
+use crate::config;
+use crate::output::{Format, Printer};
+use crate::report::RunReport;
+use crate::train::{train, Outcome, TrainOptions};
+
+use super::scenario::{Policy, Scenario};
+
+const OPTIMIZATION: &str = "sim";
+
+/// What one repetition of one policy measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub policy: Policy,
+    pub repetition: u32,
+    /// Cumulative expected regret at the end of each hour, against the best arm per context.
+    pub regret: Vec<f64>,
+    /// Share of each hour's visitors served the best arm of their context.
+    pub best_share: Vec<f64>,
+    /// The last allocation's pooled bandit weights, by variant JSON.
+    pub final_weights: BTreeMap<String, f64>,
+    /// The last run's lift of the bandit over the holdout (difference of rates) and its truth.
+    pub lift: Option<(f64, f64)>,
+}
+
+fn timestamp(us: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, us)
+}
+
+fn rows(report: &RunReport) -> Vec<ServingRow> {
+    report
+        .allocation
+        .iter()
+        .map(|a| ServingRow {
+            context: a.context.clone(),
+            arm_id: a.arm_id.clone(),
+            role: a.role.clone(),
+            variant: a.variant.clone(),
+            weight: a.weight,
+        })
+        .collect()
+}
+
+/// A served unit, for the true lift.
+struct Served {
+    exposure_us: i64,
+    stratum: i64,
+    holdout: bool,
+    expected: f64,
+}
+
+/// Runs `policy` for repetition `repetition` in the (empty) folder `dir`.
+pub fn run(
+    scenario: &Scenario,
+    policy: Policy,
+    repetition: u32,
+    dir: &Path,
+) -> anyhow::Result<Trace> {
+    let file = dir.join("levered.yaml");
+    let text = scenario.definitions(policy);
+    std::fs::write(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;
+    let config =
+        config::parse(&file, &text).map_err(|e| anyhow!("the scenario's optimization: {e}"))?;
+    let optimization = config.optimizations[OPTIMIZATION].clone();
+    let warehouse = dir.join("warehouse.duckdb");
+    duckdb::Connection::open(&warehouse)?.execute_batch(
+        "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
+                                 variant VARCHAR, context VARCHAR, holdout BOOLEAN);
+         CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);",
+    )?;
+    let factors: Vec<String> = optimization
+        .factors
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let variants: Vec<BTreeMap<String, String>> = optimization
+        .variants
+        .iter()
+        .map(|v| factors.iter().cloned().zip(v.0.iter().cloned()).collect())
+        .collect();
+    let printer = Printer::new(true, true, Format::Text);
+    let train_at = |as_of: chrono::DateTime<chrono::Utc>| -> anyhow::Result<RunReport> {
+        let options = TrainOptions {
+            optimizations: Vec::new(),
+            all: true,
+            as_of,
+            trained_at: as_of,
+            seed: Some(
+                scenario
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(u64::from(repetition)),
+            ),
+            dry_run: false,
+            full: false,
+            lock_timeout: Duration::from_secs(60),
+        };
+        match train(&config, &options, &printer)
+            .map_err(|f| f.error)?
+            .pop()
+        {
+            Some(Outcome::Trained(report)) => Ok(*report),
+            Some(Outcome::Failed { error, .. }) => Err(error),
+            other => Err(anyhow!("the simulated run did not train: {other:?}")),
+        }
+    };
+    let uniform: Vec<ServingRow> = optimization
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ServingRow {
+            context: "*".into(),
+            arm_id: (i + 1).to_string(),
+            role: "bandit".into(),
+            variant: optimization.variant_json(v),
+            weight: 1.0 / optimization.variants.len() as f64,
+        })
+        .collect();
+    let mut allocation = match policy {
+        Policy::Uniform => uniform,
+        _ => rows(&train_at(scenario.start)?),
+    };
+    // The same visitors, contexts and random draws for every policy of a repetition.
+    let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ (u64::from(repetition) << 32));
+    let total_share: f64 = scenario.contexts.iter().map(|c| c.share).sum();
+    let start_us = scenario.start.timestamp_micros();
+    let hour_us = 3_600_000_000i64;
+    let window_us = optimization.attribution.window.micros();
+    let n = scenario.visitors_per_hour.max(1);
+    let (mut regret, mut cumulative, mut best_share) = (Vec::new(), 0.0, Vec::new());
+    let mut served_units = Vec::new();
+    let mut last_report = None;
+    for hour in 0..scenario.hours {
+        let hour_start = start_us + i64::from(hour) * hour_us;
+        let batch_start = hour_start.div_euclid(1_000_000);
+        let holdout_share = allocation
+            .iter()
+            .find(|r| r.context == "*" && r.role == "holdout")
+            .map_or(0.0, |r| r.weight);
+        let connection = duckdb::Connection::open(&warehouse)?;
+        let mut exposures = connection.appender("exposures")?;
+        let mut conversions = Vec::new();
+        let mut best = 0usize;
+        for i in 0..n {
+            let t = hour_start + (i64::from(i) * hour_us) / i64::from(n);
+            let pick: f64 = rng.random::<f64>() * total_share;
+            let (u, delay, noise): (f64, f64, f64) = (rng.random(), rng.random(), rng.random());
+            let mut acc = 0.0;
+            let context = scenario
+                .contexts
+                .iter()
+                .find(|c| {
+                    acc += c.share;
+                    pick < acc
+                })
+                .or(scenario.contexts.last())
+                .map(|c| c.values.clone())
+                .unwrap_or_default();
+            let unit = format!("r{repetition}-{hour}-{i}");
+            let pairs: Vec<(String, String)> = context.clone().into_iter().collect();
+            let key = context_key(&optimization.context_factors, &pairs);
+            let served = assign(&allocation, OPTIMIZATION, &unit, &key, batch_start)
+                .ok_or_else(|| anyhow!("the allocation has no row to serve"))?;
+            let variant: BTreeMap<String, String> = served
+                .variant
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let at = t - start_us;
+            let truth = scenario
+                .truth(&variant, &context, at)
+                .ok_or_else(|| anyhow!("the scenario gives no true rate for {variant:?}"))?;
+            let best_value = variants
+                .iter()
+                .filter_map(|v| scenario.truth(v, &context, at))
+                .map(|t| t.expected())
+                .fold(f64::MIN, f64::max);
+            cumulative += best_value - truth.expected();
+            best += usize::from(truth.expected() >= best_value - 1e-12);
+            served_units.push(Served {
+                exposure_us: t,
+                stratum: (holdout_share * 1e6).round() as i64,
+                holdout: served.holdout,
+                expected: truth.expected(),
+            });
+            exposures.append_row(duckdb::params![
+                unit,
+                timestamp(t),
+                OPTIMIZATION,
+                served.variant.to_string(),
+                serde_json::to_string(&context)?,
+                served.holdout
+            ])?;
+            if u < truth.rate {
+                let value = if scenario.numeric {
+                    let normal = Normal::new(truth.value_mean, truth.value_sd.max(1e-12))
+                        .map_err(|e| anyhow!("value distribution: {e}"))?;
+                    normal.inverse_cdf(noise).max(0.0)
+                } else {
+                    1.0
+                };
+                let delay_us = (delay * scenario.delay_max_us.min(window_us) as f64) as i64;
+                conversions.push((unit, t + delay_us, value));
+            }
+        }
+        exposures.flush()?;
+        drop(exposures);
+        let mut rewards = connection.appender("rewards")?;
+        for (unit, at, value) in conversions {
+            rewards.append_row(duckdb::params![unit, timestamp(at), value])?;
+        }
+        rewards.flush()?;
+        drop(rewards);
+        drop(connection);
+        regret.push(cumulative);
+        best_share.push(best as f64 / f64::from(n));
+        if policy != Policy::Uniform {
+            let report = train_at(scenario.start + TimeDelta::hours(i64::from(hour) + 1))?;
+            allocation = rows(&report);
+            last_report = Some(report);
+        }
+    }
+    let end_us = start_us + i64::from(scenario.hours) * hour_us;
+    let lift = last_report
+        .as_ref()
+        .and_then(|r| r.diagnostics.lift)
+        .map(|estimate| {
+            (
+                estimate.difference,
+                true_lift(&served_units, end_us, window_us),
+            )
+        });
+    let final_weights = allocation
+        .iter()
+        .filter(|r| r.context == "*" && r.role == "bandit")
+        .map(|r| (r.variant.clone(), r.weight))
+        .collect();
+    Ok(Trace {
+        policy,
+        repetition,
+        regret,
+        best_share,
+        final_weights,
+        lift,
+    })
+}
+
+/// The lift the stratified estimator targets, from true expected rewards: per stratum (served holdout
+/// share), treated minus holdout mean, weighted by the stratum's mature units.
+fn true_lift(units: &[Served], end_us: i64, window_us: i64) -> f64 {
+    let mut strata: BTreeMap<i64, [(f64, f64); 2]> = BTreeMap::new();
+    for u in units.iter().filter(|u| u.exposure_us + window_us <= end_us) {
+        let side = &mut strata.entry(u.stratum).or_default()[usize::from(u.holdout)];
+        side.0 += 1.0;
+        side.1 += u.expected;
+    }
+    let both: Vec<&[(f64, f64); 2]> = strata
+        .values()
+        .filter(|s| s[0].0 > 0.0 && s[1].0 > 0.0)
+        .collect();
+    let total: f64 = both.iter().map(|s| s[0].0 + s[1].0).sum();
+    both.iter()
+        .map(|s| (s[0].0 + s[1].0) / total * (s[0].1 / s[0].0 - s[1].1 / s[1].0))
+        .sum()
+}

@@ -1,0 +1,329 @@
+//! A simulation scenario: an optimization definition, the true behaviour of visitors, traffic,
+//! delays, drift, a horizon and repetitions. Raw YAML → checked `Scenario` in one place.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::config::Span;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    seed: Option<u64>,
+    start: Option<String>,
+    horizon: String,
+    repetitions: Option<u32>,
+    visitors_per_hour: u32,
+    policies: Option<Vec<String>>,
+    delay: Option<RawDelay>,
+    metric: Option<String>,
+    optimization: serde_json::Value,
+    arms: Vec<RawArm>,
+    #[serde(default)]
+    contexts: Vec<RawContext>,
+    #[serde(default)]
+    drift: Vec<RawDrift>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelay {
+    max: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArm {
+    variant: BTreeMap<String, String>,
+    rate: f64,
+    value: Option<RawValue>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValue {
+    mean: f64,
+    sd: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContext {
+    context: BTreeMap<String, String>,
+    share: f64,
+    #[serde(default)]
+    arms: Vec<RawArm>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrift {
+    at: String,
+    arms: Vec<RawArm>,
+    #[serde(default)]
+    context: Option<BTreeMap<String, String>>,
+}
+
+/// Which policy serves the simulated visitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The scenario's optimization, as defined.
+    Bandit,
+    /// The same bandit without holdout, drop rule and generation.
+    Plain,
+    /// An equal split that never learns (an A/B test).
+    Uniform,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Bandit => "bandit",
+            Policy::Plain => "plain",
+            Policy::Uniform => "uniform",
+        }
+    }
+}
+
+/// The true reward of one arm: conversion probability and, for numeric metrics, the value of a
+/// conversion (Normal, truncated at 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Truth {
+    pub rate: f64,
+    pub value_mean: f64,
+    pub value_sd: f64,
+}
+
+impl Truth {
+    /// The expected reward of one unit.
+    pub fn expected(&self) -> f64 {
+        self.rate * self.value_mean
+    }
+}
+
+/// A change of the truth at a time after the start.
+#[derive(Debug, Clone)]
+pub struct Drift {
+    pub at_us: i64,
+    /// `None`: every context.
+    pub context: Option<BTreeMap<String, String>>,
+    pub arms: Vec<(BTreeMap<String, String>, Truth)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VisitorContext {
+    pub values: BTreeMap<String, String>,
+    pub share: f64,
+    pub arms: Vec<(BTreeMap<String, String>, Truth)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub seed: u64,
+    pub start: DateTime<Utc>,
+    pub hours: u32,
+    pub repetitions: u32,
+    pub visitors_per_hour: u32,
+    pub policies: Vec<Policy>,
+    pub delay_max_us: i64,
+    pub numeric: bool,
+    /// The `optimizations.<name>` mapping of a definitions file, without status/reward/exposures.
+    pub optimization: serde_json::Value,
+    pub arms: Vec<(BTreeMap<String, String>, Truth)>,
+    pub contexts: Vec<VisitorContext>,
+    pub drift: Vec<Drift>,
+}
+
+fn truth(arm: &RawArm, numeric: bool, what: &str) -> anyhow::Result<Truth> {
+    if !(0.0..=1.0).contains(&arm.rate) {
+        bail!("{what}: rate {} is not in [0, 1]", arm.rate);
+    }
+    let value = match (numeric, arm.value) {
+        (true, Some(v)) if v.sd >= 0.0 => v,
+        (true, _) => bail!("{what}: a numeric metric needs value: {{mean, sd}} with sd ≥ 0"),
+        (false, None) => RawValue { mean: 1.0, sd: 0.0 },
+        (false, Some(_)) => bail!("{what}: `value` belongs to metric: numeric"),
+    };
+    Ok(Truth {
+        rate: arm.rate,
+        value_mean: value.mean,
+        value_sd: value.sd,
+    })
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the scenario {}", path.display()))?;
+        let raw: RawScenario =
+            serde_saphyr::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Scenario::check(raw).with_context(|| format!("scenario {}", path.display()))
+    }
+
+    fn check(raw: RawScenario) -> anyhow::Result<Scenario> {
+        let numeric = match raw.metric.as_deref().unwrap_or("bool") {
+            "bool" => false,
+            "numeric" => true,
+            other => bail!("metric `{other}`: use bool or numeric"),
+        };
+        let horizon = Span::parse(&raw.horizon).map_err(|e| anyhow!("horizon: {e}"))?;
+        let hours = u32::try_from(horizon.micros() / 3_600_000_000).unwrap_or(0);
+        if hours == 0 || horizon.micros() % 3_600_000_000 != 0 {
+            bail!("horizon: a whole number of hours, at least 1h");
+        }
+        let start = match &raw.start {
+            Some(text) => text
+                .parse()
+                .map_err(|e| anyhow!("start `{text}`: {e} (RFC 3339)"))?,
+            None => "2026-03-01T00:00:00Z"
+                .parse()
+                .expect("a valid default start"),
+        };
+        let delay_max_us = match &raw.delay {
+            Some(d) => Span::parse(&d.max)
+                .map_err(|e| anyhow!("delay.max: {e}"))?
+                .micros(),
+            None => 3_600_000_000,
+        };
+        let policies = match &raw.policies {
+            None => vec![Policy::Bandit, Policy::Plain, Policy::Uniform],
+            Some(names) => names
+                .iter()
+                .map(|n| match n.as_str() {
+                    "bandit" => Ok(Policy::Bandit),
+                    "plain" => Ok(Policy::Plain),
+                    "uniform" => Ok(Policy::Uniform),
+                    other => Err(anyhow!("policy `{other}`: use bandit, plain or uniform")),
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let arms = raw
+            .arms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Ok((a.variant.clone(), truth(a, numeric, &format!("arms[{i}]"))?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if arms.len() < 2 {
+            bail!("arms: give the true rate of every arm (at least 2)");
+        }
+        let contexts = raw
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if c.share <= 0.0 {
+                    bail!("contexts[{i}].share must be positive");
+                }
+                Ok(VisitorContext {
+                    values: c.context.clone(),
+                    share: c.share,
+                    arms: c
+                        .arms
+                        .iter()
+                        .map(|a| {
+                            Ok((
+                                a.variant.clone(),
+                                truth(a, numeric, &format!("contexts[{i}]"))?,
+                            ))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let drift = raw
+            .drift
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let at = Span::parse(&d.at).map_err(|e| anyhow!("drift[{i}].at: {e}"))?;
+                Ok(Drift {
+                    at_us: at.micros(),
+                    context: d.context.clone(),
+                    arms: d
+                        .arms
+                        .iter()
+                        .map(|a| {
+                            Ok((
+                                a.variant.clone(),
+                                truth(a, numeric, &format!("drift[{i}]"))?,
+                            ))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !raw.optimization.is_object() {
+            bail!("optimization: a mapping, as under `optimizations.<name>` in a definitions file");
+        }
+        Ok(Scenario {
+            name: raw.name,
+            seed: raw.seed.unwrap_or(1),
+            start,
+            hours,
+            repetitions: raw.repetitions.unwrap_or(5).max(1),
+            visitors_per_hour: raw.visitors_per_hour,
+            policies,
+            delay_max_us,
+            numeric,
+            optimization: raw.optimization,
+            arms,
+            contexts,
+            drift,
+        })
+    }
+
+    /// The truth of `variant` for a visitor in `context` at `t_us` after the start.
+    pub fn truth(
+        &self,
+        variant: &BTreeMap<String, String>,
+        context: &BTreeMap<String, String>,
+        t_us: i64,
+    ) -> Option<Truth> {
+        let mut found = self.arms.iter().find(|(v, _)| v == variant).map(|a| a.1);
+        if let Some(c) = self.contexts.iter().find(|c| &c.values == context) {
+            if let Some((_, t)) = c.arms.iter().find(|(v, _)| v == variant) {
+                found = Some(*t);
+            }
+        }
+        for d in self.drift.iter().filter(|d| d.at_us <= t_us) {
+            if d.context.as_ref().is_none_or(|c| c == context) {
+                if let Some((_, t)) = d.arms.iter().find(|(v, _)| v == variant) {
+                    found = Some(*t);
+                }
+            }
+        }
+        found
+    }
+
+    /// The definitions file the real pipeline trains on, for `policy`.
+    pub fn definitions(&self, policy: Policy) -> String {
+        let mut optimization = self.optimization.clone();
+        if let Some(o) = optimization.as_object_mut() {
+            o.insert("status".into(), "live".into());
+            o.insert("reward".into(), "reward".into());
+            o.insert(
+                "exposures".into(),
+                serde_json::json!({"table": "exposures"}),
+            );
+            if policy == Policy::Plain {
+                o.remove("generation");
+                if let Some(model) = o.get_mut("model").and_then(|m| m.as_object_mut()) {
+                    model.remove("holdout");
+                    model.remove("drop");
+                }
+            }
+        }
+        let kind = if self.numeric { "numeric" } else { "bool" };
+        let value = if self.numeric { ", value" } else { "" };
+        format!(
+            "warehouse: {{path: warehouse.duckdb}}\nstate: state.duckdb\noutput_dir: out\nmetrics:\n  reward:\n    type: {kind}\n    sql: \"SELECT anonymous_id, timestamp{value} FROM rewards WHERE timestamp >= $start AND timestamp < $end\"\noptimizations:\n  sim: {optimization}\n"
+        )
+    }
+}

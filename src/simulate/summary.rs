@@ -1,0 +1,278 @@
+//! Traces of every repetition → means and spreads per policy: CSV files, a table and an SVG chart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::run::Trace;
+use super::scenario::Policy;
+
+/// One policy over all repetitions.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PolicySummary {
+    pub policy: Policy,
+    pub repetitions: usize,
+    /// Mean and standard deviation over repetitions of the final cumulative regret.
+    pub regret_mean: f64,
+    pub regret_sd: f64,
+    /// Slopes of the mean cumulative regret over the second half of the horizon: against ln(hours)
+    /// (settles for a logarithmic regret) and per hour (stays positive for a linear one).
+    pub regret_per_ln_hour: f64,
+    pub regret_per_hour: f64,
+    /// Share of the last 24 hours' visitors served their context's best arm (mean over repetitions).
+    pub best_share_last_day: f64,
+    /// Mean final pooled weight per variant.
+    pub final_weights: BTreeMap<String, f64>,
+    /// Lift over the holdout: mean estimate, mean truth, mean error and its standard error.
+    pub lift_estimate: Option<f64>,
+    pub lift_true: Option<f64>,
+    pub lift_error: Option<f64>,
+    pub lift_error_se: Option<f64>,
+}
+
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = if values.len() > 1 {
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
+}
+
+/// Least-squares slope of `ys` against `xs`.
+fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let (mx, _) = mean_sd(xs);
+    let (my, _) = mean_sd(ys);
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
+/// Mean and standard deviation per hour of a per-hour series, over the traces.
+fn per_hour(traces: &[&Trace], series: impl Fn(&Trace) -> &Vec<f64>) -> Vec<(f64, f64)> {
+    let hours = traces.first().map_or(0, |t| series(t).len());
+    (0..hours)
+        .map(|h| mean_sd(&traces.iter().map(|t| series(t)[h]).collect::<Vec<_>>()))
+        .collect()
+}
+
+pub fn summarize(traces: &[Trace]) -> Vec<PolicySummary> {
+    let mut by_policy: BTreeMap<Policy, Vec<&Trace>> = BTreeMap::new();
+    for t in traces {
+        by_policy.entry(t.policy).or_default().push(t);
+    }
+    by_policy
+        .into_iter()
+        .map(|(policy, traces)| {
+            let finals: Vec<f64> = traces
+                .iter()
+                .map(|t| *t.regret.last().unwrap_or(&0.0))
+                .collect();
+            let (regret_mean, regret_sd) = mean_sd(&finals);
+            let curve: Vec<f64> = per_hour(&traces, |t| &t.regret)
+                .iter()
+                .map(|m| m.0)
+                .collect();
+            let half = curve.len() / 2;
+            let hours: Vec<f64> = (half..curve.len()).map(|h| (h + 1) as f64).collect();
+            let ln: Vec<f64> = hours.iter().map(|h| h.ln()).collect();
+            let tail = &curve[half..];
+            let day = curve.len().min(24);
+            let best_share_last_day = mean_sd(
+                &traces
+                    .iter()
+                    .map(|t| {
+                        t.best_share[t.best_share.len() - day..].iter().sum::<f64>() / day as f64
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .0;
+            let mut final_weights: BTreeMap<String, f64> = BTreeMap::new();
+            for t in &traces {
+                for (variant, w) in &t.final_weights {
+                    *final_weights.entry(variant.clone()).or_default() += w / traces.len() as f64;
+                }
+            }
+            let lifts: Vec<(f64, f64)> = traces.iter().filter_map(|t| t.lift).collect();
+            let (lift_estimate, lift_true, lift_error, lift_error_se) = if lifts.is_empty() {
+                (None, None, None, None)
+            } else {
+                let errors: Vec<f64> = lifts.iter().map(|(e, t)| e - t).collect();
+                let (error, sd) = mean_sd(&errors);
+                (
+                    Some(mean_sd(&lifts.iter().map(|l| l.0).collect::<Vec<_>>()).0),
+                    Some(mean_sd(&lifts.iter().map(|l| l.1).collect::<Vec<_>>()).0),
+                    Some(error),
+                    Some(sd / (errors.len() as f64).sqrt()),
+                )
+            };
+            PolicySummary {
+                policy,
+                repetitions: traces.len(),
+                regret_mean,
+                regret_sd,
+                regret_per_ln_hour: slope(&ln, tail),
+                regret_per_hour: slope(&hours, tail),
+                best_share_last_day,
+                final_weights,
+                lift_estimate,
+                lift_true,
+                lift_error,
+                lift_error_se,
+            }
+        })
+        .collect()
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or_else(String::new, crate::report::sig17)
+}
+
+/// `hourly.csv`: per policy and hour, the mean and standard deviation over repetitions.
+pub fn hourly_csv(traces: &[Trace]) -> String {
+    let mut by_policy: BTreeMap<Policy, Vec<&Trace>> = BTreeMap::new();
+    for t in traces {
+        by_policy.entry(t.policy).or_default().push(t);
+    }
+    let mut out = String::from("policy,hour,regret_mean,regret_sd,best_share_mean,best_share_sd\n");
+    for (policy, traces) in by_policy {
+        let regret = per_hour(&traces, |t| &t.regret);
+        let best = per_hour(&traces, |t| &t.best_share);
+        for (h, (r, b)) in regret.iter().zip(&best).enumerate() {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                policy.name(),
+                h + 1,
+                crate::report::sig17(r.0),
+                crate::report::sig17(r.1),
+                crate::report::sig17(b.0),
+                crate::report::sig17(b.1)
+            );
+        }
+    }
+    out
+}
+
+/// `summary.csv`: one line per policy.
+pub fn summary_csv(summaries: &[PolicySummary]) -> String {
+    let mut out = String::from(
+        "policy,repetitions,regret_mean,regret_sd,regret_per_ln_hour,regret_per_hour,best_share_last_day,lift_estimate,lift_true,lift_error,lift_error_se,final_weights\n",
+    );
+    for s in summaries {
+        let weights = serde_json::to_string(&s.final_weights).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+            s.policy.name(),
+            s.repetitions,
+            crate::report::sig17(s.regret_mean),
+            crate::report::sig17(s.regret_sd),
+            crate::report::sig17(s.regret_per_ln_hour),
+            crate::report::sig17(s.regret_per_hour),
+            crate::report::sig17(s.best_share_last_day),
+            opt(s.lift_estimate),
+            opt(s.lift_true),
+            opt(s.lift_error),
+            opt(s.lift_error_se),
+            weights.replace('"', "\"\"")
+        );
+    }
+    out
+}
+
+/// An aligned table for the terminal.
+pub fn table(name: &str, summaries: &[PolicySummary]) -> String {
+    let mut out = format!(
+        "{name}\n{:<8} {:>5} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
+        "policy", "reps", "regret", "± sd", "per ln h", "per hour", "best share"
+    );
+    for s in summaries {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>5} {:>14.3} {:>10.3} {:>10.3} {:>10.4} {:>12.4}",
+            s.policy.name(),
+            s.repetitions,
+            s.regret_mean,
+            s.regret_sd,
+            s.regret_per_ln_hour,
+            s.regret_per_hour,
+            s.best_share_last_day
+        );
+        if let (Some(e), Some(t), Some(err), Some(se)) =
+            (s.lift_estimate, s.lift_true, s.lift_error, s.lift_error_se)
+        {
+            let _ = writeln!(
+                out,
+                "         lift vs holdout: estimate {e:.5}, truth {t:.5}, error {err:+.5} ± {se:.5} (se)"
+            );
+        }
+    }
+    out
+}
+
+/// A self-contained HTML page with the mean cumulative regret of each policy over time.
+pub fn html(name: &str, traces: &[Trace], summaries: &[PolicySummary]) -> String {
+    let mut by_policy: BTreeMap<Policy, Vec<&Trace>> = BTreeMap::new();
+    for t in traces {
+        by_policy.entry(t.policy).or_default().push(t);
+    }
+    let curves: Vec<(Policy, Vec<f64>)> = by_policy
+        .into_iter()
+        .map(|(p, t)| (p, per_hour(&t, |t| &t.regret).iter().map(|m| m.0).collect()))
+        .collect();
+    let hours = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(1) as f64;
+    let top = curves
+        .iter()
+        .flat_map(|c| c.1.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-12);
+    let (w, h, pad) = (720.0, 360.0, 50.0);
+    let colors = ["#1f77b4", "#d62728", "#2ca02c"];
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="cumulative regret">"#
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{pad}" y1="{y}" x2="{x}" y2="{y}" stroke="#888"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{y}" stroke="#888"/><text x="{pad}" y="{t}" font-size="12">{top:.1}</text><text x="{x}" y="{b}" font-size="12" text-anchor="end">{hours} h</text>"##,
+        y = h - pad,
+        x = w - pad,
+        t = pad - 6.0,
+        b = h - pad + 16.0
+    );
+    let mut legend = String::new();
+    for (i, (policy, curve)) in curves.iter().enumerate() {
+        let points: Vec<String> = curve
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                format!(
+                    "{:.1},{:.1}",
+                    pad + (k + 1) as f64 / hours * (w - 2.0 * pad),
+                    h - pad - r / top * (h - 2.0 * pad)
+                )
+            })
+            .collect();
+        let color = colors[i % colors.len()];
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+        let _ = write!(
+            legend,
+            r#"<span style="color:{color}">■ {}</span> "#,
+            policy.name()
+        );
+    }
+    svg.push_str("</svg>");
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>levered simulate · {name}</title></head>\n<body style=\"font: 14px system-ui, sans-serif; max-width: 760px; margin: 2em auto\">\n<h1>{name}</h1>\n<h2>Mean cumulative regret over repetitions</h2>\n{svg}\n<p>{legend}</p>\n<pre>{}</pre>\n</body></html>\n",
+        table(name, summaries)
+    )
+}
