@@ -87,3 +87,22 @@ fn a_broken_scenario_is_a_definition_error() {
         run.stderr
     );
 }
+
+#[test]
+fn every_example_scenario_loads_and_its_optimization_is_valid() {
+    let folder = crate::support::repo().join("examples/scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let scenario = levered::simulate::Scenario::load(&path).unwrap();
+            for policy in &scenario.policies {
+                let text = scenario.definitions(*policy);
+                levered::config::parse(&folder.join("levered.yaml"), &text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "{seen} scenarios");
+}
