@@ -186,6 +186,10 @@ pub struct SimulateArgs {
     /// Override the scenario's number of repetitions.
     #[arg(long)]
     pub repetitions: Option<u32>,
+    /// Aggregate the simulated units in memory instead of writing a warehouse and running SQL (the
+    /// same training code otherwise, and the same results).
+    #[arg(long)]
+    pub fast: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: AssignFormat,
 }

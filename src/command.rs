@@ -512,8 +512,15 @@ fn simulate_command(args: SimulateArgs, printer: &Printer) -> Result<ExitStatus,
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let summaries = crate::simulate::simulate(&scenario, &out, args.html.as_deref(), jobs, printer)
-        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    let summaries = crate::simulate::simulate(
+        &scenario,
+        &out,
+        args.html.as_deref(),
+        jobs,
+        args.fast,
+        printer,
+    )
+    .map_err(|e| Failure::new(ExitStatus::Data, e))?;
     printer.result(&crate::simulate::table(&scenario.name, &summaries));
     printer.json(&serde_json::to_value(&summaries).unwrap_or_default());
     printer.summary(&format!(

@@ -13,12 +13,13 @@ use super::run::{run, Trace};
 use super::scenario::Scenario;
 use super::summary::{self, PolicySummary};
 
-/// Runs the scenario and writes `hourly.csv` and `summary.csv` (and the HTML page) into `out`.
+/// Runs the scenario (`fast`: through the in-memory engine) and writes `hourly.csv` and `summary.csv` (and the HTML page) into `out`.
 pub fn simulate(
     scenario: &Scenario,
     out: &Path,
     html: Option<&Path>,
     jobs: usize,
+    fast: bool,
     printer: &Printer,
 ) -> anyhow::Result<Vec<PolicySummary>> {
     let work: Vec<(u32, super::scenario::Policy)> = (0..scenario.repetitions)
@@ -36,7 +37,7 @@ pub fn simulate(
                 };
                 let result = tempfile::tempdir()
                     .context("cannot create a temporary folder")
-                    .and_then(|dir| run(scenario, policy, repetition, dir.path()))
+                    .and_then(|dir| run(scenario, policy, repetition, dir.path(), fast))
                     .with_context(|| format!("repetition {repetition}, policy {}", policy.name()));
                 results.lock().expect("no worker panicked").push(result);
                 bar.inc(1);

@@ -2,6 +2,7 @@
 //! current allocation, their exposures and (delayed) conversions land in a DuckDB warehouse, and the
 //! real `levered train` runs on it, so that the simulation exercises the product, not a model of it.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -17,8 +18,9 @@ use crate::allocation::{assign, context_key, ServingRow};
 use crate::config;
 use crate::output::{Format, Printer};
 use crate::report::RunReport;
-use crate::train::{train, Outcome, TrainOptions};
+use crate::train::{train, train_on, Outcome, TrainOptions};
 
+use super::memory::{Memory, Unit};
 use super::scenario::{Policy, Scenario};
 
 const OPTIMIZATION: &str = "sim";
@@ -64,12 +66,14 @@ struct Served {
     expected: f64,
 }
 
-/// Runs `policy` for repetition `repetition` in the (empty) folder `dir`.
+/// Runs `policy` for repetition `repetition` in the (empty) folder `dir`; with `fast`, the units go
+/// to an in-memory engine instead of a DuckDB warehouse and SQL.
 pub fn run(
     scenario: &Scenario,
     policy: Policy,
     repetition: u32,
     dir: &Path,
+    fast: bool,
 ) -> anyhow::Result<Trace> {
     let file = dir.join("levered.yaml");
     let text = scenario.definitions(policy);
@@ -78,11 +82,13 @@ pub fn run(
         config::parse(&file, &text).map_err(|e| anyhow!("the scenario's optimization: {e}"))?;
     let optimization = config.optimizations[OPTIMIZATION].clone();
     let warehouse = dir.join("warehouse.duckdb");
-    duckdb::Connection::open(&warehouse)?.execute_batch(
-        "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
-                                 variant VARCHAR, context VARCHAR, holdout BOOLEAN);
-         CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);",
-    )?;
+    if !fast {
+        duckdb::Connection::open(&warehouse)?.execute_batch(
+            "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
+                                     variant VARCHAR, context VARCHAR, holdout BOOLEAN);
+             CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);",
+        )?;
+    }
     let factors: Vec<String> = optimization
         .factors
         .iter()
@@ -94,6 +100,7 @@ pub fn run(
         .map(|v| factors.iter().cloned().zip(v.0.iter().cloned()).collect())
         .collect();
     let printer = Printer::new(true, true, Format::Text);
+    let memory = RefCell::new(Memory::default());
     let train_at = |as_of: chrono::DateTime<chrono::Utc>| -> anyhow::Result<RunReport> {
         let options = TrainOptions {
             optimizations: Vec::new(),
@@ -110,10 +117,12 @@ pub fn run(
             full: false,
             lock_timeout: Duration::from_secs(60),
         };
-        match train(&config, &options, &printer)
-            .map_err(|f| f.error)?
-            .pop()
-        {
+        let outcomes = if fast {
+            train_on(&config, &options, &printer, &*memory.borrow())
+        } else {
+            train(&config, &options, &printer)
+        };
+        match outcomes.map_err(|f| f.error)?.pop() {
             Some(Outcome::Trained(report)) => Ok(*report),
             Some(Outcome::Failed { error, .. }) => Err(error),
             other => Err(anyhow!("the simulated run did not train: {other:?}")),
@@ -152,9 +161,7 @@ pub fn run(
             .iter()
             .find(|r| r.context == "*" && r.role == "holdout")
             .map_or(0.0, |r| r.weight);
-        let connection = duckdb::Connection::open(&warehouse)?;
-        let mut exposures = connection.appender("exposures")?;
-        let mut conversions = Vec::new();
+        let (mut units, mut names) = (Vec::new(), Vec::new());
         let mut best = 0usize;
         for i in 0..n {
             let t = hour_start + (i64::from(i) * hour_us) / i64::from(n);
@@ -207,14 +214,7 @@ pub fn run(
                 holdout: served.holdout,
                 expected: truth.expected(),
             });
-            exposures.append_row(duckdb::params![
-                unit,
-                timestamp(t),
-                OPTIMIZATION,
-                served.variant.to_string(),
-                serde_json::to_string(&context)?,
-                served.holdout
-            ])?;
+            let mut reward = None;
             if u < truth.rate {
                 let value = if scenario.numeric {
                     let normal = Normal::new(truth.value_mean, truth.value_sd.max(1e-12))
@@ -224,18 +224,32 @@ pub fn run(
                     1.0
                 };
                 let delay_us = (delay * scenario.delay_max_us.min(window_us) as f64) as i64;
-                conversions.push((unit, t + delay_us, value));
+                reward = Some((t + delay_us, value));
             }
+            let levels = factors
+                .iter()
+                .map(|f| variant.get(f).cloned().unwrap_or_default())
+                .collect();
+            names.push((
+                unit,
+                served.variant.to_string(),
+                serde_json::to_string(&context)?,
+            ));
+            units.push(Unit {
+                exposure_us: t,
+                levels,
+                context: key,
+                holdout: served.holdout,
+                reward,
+            });
         }
-        exposures.flush()?;
-        drop(exposures);
-        let mut rewards = connection.appender("rewards")?;
-        for (unit, at, value) in conversions {
-            rewards.append_row(duckdb::params![unit, timestamp(at), value])?;
+        if fast {
+            memory.borrow_mut().units.append(&mut units);
+        } else {
+            append(&warehouse, &units, &names)?;
+            units.clear();
         }
-        rewards.flush()?;
-        drop(rewards);
-        drop(connection);
+        names.clear();
         regret.push(cumulative);
         best_share.push(best as f64 / f64::from(n));
         if policy != Policy::Uniform {
@@ -267,6 +281,37 @@ pub fn run(
         final_weights,
         lift,
     })
+}
+
+/// Appends one hour's units to the warehouse: exposures, and rewards (future ones too: a run sees
+/// only rewards before its `as_of`). `names` holds each unit's id, variant JSON and context JSON.
+fn append(
+    warehouse: &Path,
+    units: &[Unit],
+    names: &[(String, String, String)],
+) -> anyhow::Result<()> {
+    let connection = duckdb::Connection::open(warehouse)?;
+    let mut exposures = connection.appender("exposures")?;
+    for (unit, (id, variant, context)) in units.iter().zip(names) {
+        exposures.append_row(duckdb::params![
+            id,
+            timestamp(unit.exposure_us),
+            OPTIMIZATION,
+            variant,
+            context,
+            unit.holdout
+        ])?;
+    }
+    exposures.flush()?;
+    drop(exposures);
+    let mut rewards = connection.appender("rewards")?;
+    for (unit, (id, _, _)) in units.iter().zip(names) {
+        if let Some((at, value)) = unit.reward {
+            rewards.append_row(duckdb::params![id, timestamp(at), value])?;
+        }
+    }
+    rewards.flush()?;
+    Ok(())
 }
 
 /// The lift the stratified estimator targets, from true expected rewards: per stratum (served holdout

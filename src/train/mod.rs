@@ -7,4 +7,4 @@ mod run;
 mod tally;
 
 use run::Serving;
-pub use run::{rfc3339, train, Outcome, TrainOptions};
+pub use run::{rfc3339, train, train_on, Outcome, TrainOptions};

@@ -18,7 +18,7 @@ use crate::report::{
     self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Staged, Winner,
 };
 use crate::state::{self, LastRun, RunWrite, StateStore, StoredArm};
-use crate::warehouse::{self, floor_to, BatchRow, DuckDb, ScanPlan};
+use crate::warehouse::{self, floor_to, BatchRow, DuckDb, Engine, ScanPlan};
 
 use super::generation::{generate, Evidence};
 use super::roster::{is_excluded, roster_arm, stored_arm};
@@ -53,11 +53,31 @@ pub enum Outcome {
     },
 }
 
-/// Trains the selected optimizations; one failing optimization does not stop the others.
+/// Trains the selected optimizations on the configured warehouse; one failing optimization does not
+/// stop the others.
 pub fn train(
     config: &Config,
     options: &TrainOptions,
     printer: &Printer,
+) -> Result<Vec<Outcome>, Failure> {
+    train_with(config, options, printer, None)
+}
+
+/// Trains on `engine` instead of the configured warehouse (the simulator's fast path).
+pub fn train_on(
+    config: &Config,
+    options: &TrainOptions,
+    printer: &Printer,
+    engine: &dyn Engine,
+) -> Result<Vec<Outcome>, Failure> {
+    train_with(config, options, printer, Some(engine))
+}
+
+fn train_with(
+    config: &Config,
+    options: &TrainOptions,
+    printer: &Printer,
+    given: Option<&dyn Engine>,
 ) -> Result<Vec<Outcome>, Failure> {
     let selected = select(config, options)?;
     // A dry run on a project without a store has nothing to lock and must not create anything.
@@ -84,8 +104,15 @@ pub fn train(
             });
             continue;
         }
-        let engine = engine
-            .get_or_insert_with(|| DuckDb::open(&config.warehouse).map_err(|e| e.to_string()));
+        let engine: Result<&dyn Engine, String> = match given {
+            Some(engine) => Ok(engine),
+            None => match engine
+                .get_or_insert_with(|| DuckDb::open(&config.warehouse).map_err(|e| e.to_string()))
+            {
+                Ok(engine) => Ok(engine),
+                Err(message) => Err(message.clone()),
+            },
+        };
         let outcome = match engine {
             Err(message) => Outcome::Failed {
                 optimization: optimization.name.clone(),
@@ -161,7 +188,7 @@ fn stream_seed(seed: u64, optimization: &str) -> u64 {
 fn train_one(
     config: &Config,
     optimization: &Optimization,
-    engine: &DuckDb,
+    engine: &dyn Engine,
     store: &mut StateStore,
     options: &TrainOptions,
     printer: &Printer,

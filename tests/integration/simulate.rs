@@ -26,8 +26,8 @@ fn a_simulation_is_deterministic_and_the_bandit_beats_the_split() {
     let project = Project::new();
     project.write("small.yaml", SCENARIO);
     let mut summaries = Vec::new();
-    for out in ["one", "two"] {
-        let run = project.levered(&[
+    for (out, fast) in [("one", false), ("two", false), ("fast", true)] {
+        let mut args = vec![
             "simulate",
             "small.yaml",
             "--out",
@@ -35,8 +35,12 @@ fn a_simulation_is_deterministic_and_the_bandit_beats_the_split() {
             "--jobs",
             "2",
             "--html",
-            &format!("{out}.html"),
-        ]);
+            "chart.html",
+        ];
+        if fast {
+            args.push("--fast");
+        }
+        let run = project.levered(&args);
         assert_eq!(run.code, 0, "{run:?}");
         summaries
             .push(std::fs::read_to_string(project.path(&format!("{out}/summary.csv"))).unwrap());
@@ -51,6 +55,14 @@ fn a_simulation_is_deterministic_and_the_bandit_beats_the_split() {
     assert_eq!(
         summaries[0], summaries[1],
         "the same seed gives the same simulation"
+    );
+    assert_eq!(
+        summaries[0], summaries[2],
+        "the fast path (no SQL) gives the same allocations, hence the same simulation"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path("one/hourly.csv")).unwrap(),
+        std::fs::read_to_string(project.path("fast/hourly.csv")).unwrap()
     );
     let rows = read_csv(&project.path("one/summary.csv"));
     let regret = |policy: &str| -> f64 {
@@ -70,7 +82,7 @@ fn a_simulation_is_deterministic_and_the_bandit_beats_the_split() {
         serde_json::from_str(&bandit["final_weights"]).unwrap();
     let best = weights.iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
     assert_eq!(best.0, r#"{"headline":"B"}"#, "{weights:?}");
-    assert!(std::fs::read_to_string(project.path("one.html"))
+    assert!(std::fs::read_to_string(project.path("chart.html"))
         .unwrap()
         .contains("<polyline"));
 }
