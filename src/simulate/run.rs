@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use chrono::TimeDelta;
 use duckdb::types::{TimeUnit, Value};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,6 +18,7 @@ use crate::config;
 use crate::output::{Format, Printer};
 use crate::report::RunReport;
 use crate::train::{train, train_on, Outcome, TrainOptions};
+use crate::warehouse::floor_to;
 
 use super::memory::{Memory, Unit};
 use super::scenario::{Policy, Scenario};
@@ -154,17 +154,45 @@ pub fn run(
     let (mut regret, mut cumulative, mut best_share) = (Vec::new(), 0.0, Vec::new());
     let mut served_units = Vec::new();
     let mut last_report = None;
+    let batch_us = optimization.model.batch.micros();
+    let mut next_train = start_us + batch_us;
+    let (mut units, mut names): (Vec<Unit>, Vec<(String, String, String)>) =
+        (Vec::new(), Vec::new());
+    // New units reach the engine at each batch boundary, before the run there.
+    let flush =
+        |units: &mut Vec<Unit>, names: &mut Vec<(String, String, String)>| -> anyhow::Result<()> {
+            if fast {
+                memory.borrow_mut().units.append(units);
+            } else {
+                append(&warehouse, units, names)?;
+                units.clear();
+            }
+            names.clear();
+            Ok(())
+        };
+    let as_time = |us: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap_or(scenario.start)
+    };
     for hour in 0..scenario.hours {
         let hour_start = start_us + i64::from(hour) * hour_us;
-        let batch_start = hour_start.div_euclid(1_000_000);
-        let holdout_share = allocation
-            .iter()
-            .find(|r| r.context == "*" && r.role == "holdout")
-            .map_or(0.0, |r| r.weight);
-        let (mut units, mut names) = (Vec::new(), Vec::new());
         let mut best = 0usize;
         for i in 0..n {
             let t = hour_start + (i64::from(i) * hour_us) / i64::from(n);
+            // Allocations change only between batches: train at every batch boundary passed.
+            while t >= next_train {
+                flush(&mut units, &mut names)?;
+                if policy != Policy::Uniform {
+                    let report = train_at(as_time(next_train))?;
+                    allocation = rows(&report);
+                    last_report = Some(report);
+                }
+                next_train += batch_us;
+            }
+            let batch_start = floor_to(t, batch_us).div_euclid(1_000_000);
+            let holdout_share = allocation
+                .iter()
+                .find(|r| r.context == "*" && r.role == "holdout")
+                .map_or(0.0, |r| r.weight);
             let pick: f64 = rng.random::<f64>() * total_share;
             let (u, delay, noise): (f64, f64, f64) = (rng.random(), rng.random(), rng.random());
             let mut acc = 0.0;
@@ -243,22 +271,19 @@ pub fn run(
                 reward,
             });
         }
-        if fast {
-            memory.borrow_mut().units.append(&mut units);
-        } else {
-            append(&warehouse, &units, &names)?;
-            units.clear();
-        }
-        names.clear();
         regret.push(cumulative);
         best_share.push(best as f64 / f64::from(n));
+    }
+    let end_us = start_us + i64::from(scenario.hours) * hour_us;
+    while next_train <= end_us {
+        flush(&mut units, &mut names)?;
         if policy != Policy::Uniform {
-            let report = train_at(scenario.start + TimeDelta::hours(i64::from(hour) + 1))?;
+            let report = train_at(as_time(next_train))?;
             allocation = rows(&report);
             last_report = Some(report);
         }
+        next_train += batch_us;
     }
-    let end_us = start_us + i64::from(scenario.hours) * hour_us;
     let lift = last_report
         .as_ref()
         .and_then(|r| r.diagnostics.lift)
