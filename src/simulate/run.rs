@@ -59,7 +59,7 @@ fn rows(report: &RunReport) -> Vec<ServingRow> {
 }
 
 /// A served unit, for the true lift.
-struct Served {
+struct ServedUnit {
     exposure_us: i64,
     stratum: i64,
     holdout: bool,
@@ -236,7 +236,7 @@ pub fn run(
                 .fold(f64::MIN, f64::max);
             cumulative += best_value - truth.expected();
             best += usize::from(truth.expected() >= best_value - 1e-12);
-            served_units.push(Served {
+            served_units.push(ServedUnit {
                 exposure_us: t,
                 stratum: (holdout_share * 1e6).round() as i64,
                 holdout: served.holdout,
@@ -341,7 +341,7 @@ fn append(
 
 /// The lift the stratified estimator targets, from true expected rewards: per stratum (served holdout
 /// share), treated minus holdout mean, weighted by the stratum's mature units.
-fn true_lift(units: &[Served], end_us: i64, window_us: i64) -> f64 {
+fn true_lift(units: &[ServedUnit], end_us: i64, window_us: i64) -> f64 {
     let mut strata: BTreeMap<i64, [(f64, f64); 2]> = BTreeMap::new();
     for u in units.iter().filter(|u| u.exposure_us + window_us <= end_us) {
         let side = &mut strata.entry(u.stratum).or_default()[usize::from(u.holdout)];

@@ -171,3 +171,33 @@ fn the_context_cap_sends_the_rarest_contexts_to_the_pooled_rows() {
     assert_eq!(assignment["context"], "*");
     assert_eq!(assignment["batch_start"], 1772337600);
 }
+
+#[test]
+fn a_context_without_data_is_served_the_pooled_allocation_and_a_known_one_its_own() {
+    let (project, _) = trained(50);
+    let assign = |context: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "assign",
+            "--config",
+            "levered.yaml",
+            "--optimization",
+            "hero",
+            "--unit",
+            "v7",
+        ];
+        for c in context {
+            args.extend(["--context", c]);
+        }
+        args.extend(["--format", "json"]);
+        let out = project.levered(&args);
+        assert_eq!(out.code, 0, "{out:?}");
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    assert_eq!(assign(&["country=JP", "device=tv"])["context"], "*");
+    assert_eq!(assign(&["country=JP"])["context"], "*");
+    assert_eq!(
+        assign(&["device=mobile", "country=US"])["context"],
+        "country=US|device=mobile",
+        "the key follows context_factors order, whatever the order given"
+    );
+}
