@@ -75,6 +75,11 @@ pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Resul
             Err(e) => return Err(format!("cannot wait for `{shown}`: {e}")),
         }
     };
+    // Whatever the command left running in its group would hold the pipes open: stop it too.
+    // SAFETY: kill(2) with a negative pid signals the group the child led; the group may be empty.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
     let out = stdout.join().unwrap_or_default();
     let err = stderr.join().unwrap_or_default();
     if !status.success() {

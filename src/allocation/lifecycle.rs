@@ -78,7 +78,7 @@ pub struct RosterArm {
     /// When the current status began (µs since the epoch).
     pub since_us: i64,
     pub reason: String,
-    /// When the arm first served; `None` while proposed.
+    /// When the arm's current serving spell began (incubation counts from it); `None` until then.
     pub started_us: Option<i64>,
     /// Served from the optimization's first run: burn-in waits for it.
     pub initial: bool,
@@ -114,7 +114,8 @@ impl Roster {
         arm.status = status;
         arm.since_us = now_us;
         arm.reason = reason.clone();
-        if status.serving() && arm.started_us.is_none() {
+        // Incubation counts from the start of the arm's current serving spell.
+        if status == ArmStatus::Incubating {
             arm.started_us = Some(now_us);
         }
         self.events.push(ArmEvent {
@@ -292,6 +293,17 @@ mod tests {
         assert!(roster.events.is_empty());
         roster.drop_arms(&[(2, "low".into())], 10);
         roster.start_proposed(&[3], 2, "replaces a dropped arm", 10);
+        // Proposed at 0, started at 10: its incubation counts from 10.
+        roster.mature(5, 12);
+        let three = roster.arms.iter().find(|a| a.id == 3).unwrap();
+        assert_eq!(
+            three.status,
+            ArmStatus::Incubating,
+            "incubation counts from the start"
+        );
+        roster.mature(5, 15);
+        let three = roster.arms.iter().find(|a| a.id == 3).unwrap();
+        assert_eq!(three.status, ArmStatus::Active);
         let id = roster.add_generated(levels(&["d"]), "{}".into(), "generated", 10);
         assert_eq!(id, Some(4));
         assert_eq!(

@@ -121,7 +121,7 @@ pub struct Srm {
 /// Tests observed counts against expected counts (`observed[i]` against `expected[i]`, where the
 /// expected counts sum to the observed total). `Err` says why the test does not apply: fewer than
 /// two categories, or an expected count under 5. A category expected at 0 that has units is a
-/// mismatch by itself (p = 0).
+/// mismatch by itself (p = 0, statistic the largest double).
 pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
     let mut statistic = 0.0;
     let mut categories = 0;
@@ -140,8 +140,9 @@ pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
         statistic += (o - e) * (o - e) / e;
     }
     if impossible {
+        // Infinite in theory; the largest double keeps the record valid JSON.
         return Ok(Srm {
-            statistic: f64::INFINITY,
+            statistic: f64::MAX,
             degrees_of_freedom: categories.max(1),
             p_value: 0.0,
             flagged: true,

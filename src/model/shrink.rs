@@ -52,11 +52,13 @@ pub fn prior_strength(arms: &[Vec<Sums>], bool_reward: bool) -> Option<f64> {
     })
 }
 
-/// A cell's posterior for a bool reward: Beta(m' p̄ + x, m' (1 − p̄) + n − x), where p̄ is the mean of
-/// the arm's pooled posterior Beta(α, β) and m' = min(m, α + β), so a cell's prior is never more
-/// certain than the pooled posterior itself (at m' = α + β it is exactly the pooled posterior).
+/// A cell's posterior for a bool reward, centred on the arm's pooled posterior without the cell's
+/// own data (leave-one-out, so a cell's units are not counted twice): with that posterior
+/// Beta(α′, β′) of mean p̄′ and m′ = min(m, α′ + β′),
+/// Beta(m′ p̄′ + x, m′ (1 − p̄′) + n − x). At full strength this is exactly the pooled posterior.
 pub fn fit_bool_cell(pooled: &Fitted, strength: f64, cell: &Sums) -> Fitted {
-    let (a, b) = (pooled.alpha, pooled.beta);
+    let a = (pooled.alpha - cell.conversions).max(f64::MIN_POSITIVE);
+    let b = (pooled.beta - (cell.units - cell.conversions).max(0.0)).max(f64::MIN_POSITIVE);
     let m = strength.min(a + b);
     let alpha = m * a / (a + b) + cell.conversions;
     let beta = m * b / (a + b) + (cell.units - cell.conversions).max(0.0);
@@ -68,18 +70,15 @@ pub fn fit_bool_cell(pooled: &Fitted, strength: f64, cell: &Sums) -> Fitted {
 }
 
 /// A cell's posterior for a numeric reward: the Normal–Inverse-Gamma update of a prior centred on
-/// the arm's pooled posterior mean, with κ0 = min(m, 1 + N_a) (`pooled_units` = N_a) and the pooled
-/// prior's β0.
-pub fn fit_numeric_cell(
-    prior: &NumericPrior,
-    pooled: &Fitted,
-    pooled_units: f64,
-    strength: f64,
-    cell: &Sums,
-) -> Fitted {
+/// the mean of the arm's pooled posterior without the cell's data (`pooled` = the arm's sums), with
+/// κ0 = min(m, 1 + N_a − n_c) and the pooled prior's β0.
+pub fn fit_numeric_cell(prior: &NumericPrior, pooled: &Sums, strength: f64, cell: &Sums) -> Fitted {
+    let mut rest = *pooled;
+    rest.add(cell, -1.0);
+    rest.units = rest.units.max(0.0);
     NumericPrior {
-        mu0: pooled.posterior.mean(),
-        kappa0: strength.min(1.0 + pooled_units).max(1e-9),
+        mu0: prior.fit(&rest).posterior.mean(),
+        kappa0: strength.min(1.0 + rest.units).max(1e-9),
         beta0: prior.beta0,
     }
     .fit(cell)
@@ -119,16 +118,18 @@ mod tests {
 
     #[test]
     fn a_cell_without_data_has_the_pooled_posterior_at_full_strength() {
-        let pooled = Fitted {
-            posterior: Posterior::Beta {
-                alpha: 31.0,
-                beta: 71.0,
-            },
-            alpha: 31.0,
-            beta: 71.0,
+        let beta = |alpha: f64, beta: f64| Fitted {
+            posterior: Posterior::Beta { alpha, beta },
+            alpha,
+            beta,
         };
+        let pooled = beta(91.0, 111.0);
         let fitted = fit_bool_cell(&pooled, f64::INFINITY, &Sums::default());
         assert_eq!(fitted.posterior, pooled.posterior);
+        // A cell with 60 of 100: at full strength its posterior is the pooled one, not 60 more.
+        let full = fit_bool_cell(&pooled, f64::INFINITY, &cell(100.0, 60.0));
+        assert_eq!(full.posterior, pooled.posterior);
+        // At strength 10 its prior is the rest of the arm, Beta(31, 71), scaled to 10 units.
         let shrunk = fit_bool_cell(&pooled, 10.0, &cell(100.0, 60.0));
         let expected_mean = (10.0 * 31.0 / 102.0 + 60.0) / (10.0 + 100.0);
         assert!((shrunk.posterior.mean() - expected_mean).abs() < 1e-15);

@@ -91,6 +91,9 @@ pub struct Diagnostics {
     pub srm_note: String,
     /// Arms this run started, dropped, retired or added.
     pub arm_changes: Vec<crate::allocation::ArmEvent>,
+    /// How many contexts got their own allocation, when `model.max_contexts` left some to `*`.
+    #[serde(default)]
+    pub context_note: Option<String>,
 }
 
 /// The arm a completed optimization locked in, and the evidence at the time.

@@ -92,6 +92,9 @@ pub fn diagnostics(d: &Diagnostics) -> String {
         }
         (None, _) => {}
     }
+    if let Some(note) = &d.context_note {
+        out.push_str(&format!("contexts: {note}\n"));
+    }
     match &d.srm {
         Some(s) => out.push_str(&format!(
             "sample ratio: chi-square {:.2}, df {}, p = {:.3e}{} ({})\n",

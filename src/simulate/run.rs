@@ -155,7 +155,7 @@ pub fn run(
     let mut served_units = Vec::new();
     let mut last_report = None;
     let batch_us = optimization.model.batch.micros();
-    let mut next_train = start_us + batch_us;
+    let mut next_train = floor_to(start_us, batch_us) + batch_us;
     let (mut units, mut names): (Vec<Unit>, Vec<(String, String, String)>) =
         (Vec::new(), Vec::new());
     // New units reach the engine at each batch boundary, before the run there.

@@ -8,6 +8,8 @@ use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use statrs::distribution::{Continuous, ContinuousCDF, Normal};
+
 use crate::config::Span;
 
 #[derive(Debug, Deserialize)]
@@ -101,9 +103,16 @@ pub struct Truth {
 }
 
 impl Truth {
-    /// The expected reward of one unit.
+    /// The expected reward of one unit: the rate times the mean of the value, a Normal(μ, σ)
+    /// truncated at 0 as drawn (E[max(0, X)] = μ Φ(μ/σ) + σ φ(μ/σ)).
     pub fn expected(&self) -> f64 {
-        self.rate * self.value_mean
+        let (mu, sigma) = (self.value_mean, self.value_sd);
+        if sigma <= 0.0 {
+            return self.rate * mu.max(0.0);
+        }
+        let z = mu / sigma;
+        let standard = Normal::standard();
+        self.rate * (mu * standard.cdf(z) + sigma * standard.pdf(z))
     }
 }
 

@@ -286,7 +286,26 @@ impl StateStore {
             let config = Config::default()
                 .access_mode(AccessMode::ReadOnly)
                 .map_err(|e| error(e.to_string()))?;
-            Connection::open_with_flags(path, config).map_err(|e| error(e.to_string()))?
+            let connection =
+                Connection::open_with_flags(path, config).map_err(|e| error(e.to_string()))?;
+            // A read-only store cannot be migrated: say so instead of failing on a missing column.
+            let current: i64 = connection
+                .query_row(
+                    "SELECT count(*) FROM duckdb_columns()
+                     WHERE (table_name = 'runs' AND column_name IN ('diagnostics', 'winner'))
+                        OR (table_name = 'arms' AND column_name IN ('started', 'initial', 'origin'))
+                        OR (table_name = 'arm_events' AND column_name = 'arm_id')",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(|e| error(e.to_string()))?;
+            if current < 6 {
+                return Err(error(
+                    "was written by an older levered and cannot be read without updating it\n  hint: run levered train once (without --dry-run); it updates the store"
+                        .into(),
+                ));
+            }
+            connection
         } else {
             let connection = Connection::open_in_memory().map_err(|e| error(e.to_string()))?;
             connection
@@ -427,23 +446,32 @@ impl StateStore {
     }
 
     /// The weights every successful run published for context `*`, by `as_of` (reruns: the later).
-    pub fn served(&self, optimization: &str) -> Result<Vec<Served>, StateError> {
+    ///
+    /// Every run is listed, but older than `recent_from_us` only with its pooled holdout weight (what
+    /// the lift strata need), so that an hourly run does not load the whole allocation history.
+    pub fn served(
+        &self,
+        optimization: &str,
+        recent_from_us: i64,
+    ) -> Result<Vec<Served>, StateError> {
         let mut statement = self
             .connection
             .prepare(
                 "SELECT epoch_us(r.as_of), a.context, a.arm_id, a.weight, r.seq
-                 FROM runs AS r JOIN allocations AS a ON a.optimization = r.optimization AND a.run_id = r.run_id
+                 FROM runs AS r LEFT JOIN allocations AS a
+                   ON a.optimization = r.optimization AND a.run_id = r.run_id
+                  AND (r.as_of >= make_timestamp(?) OR (a.context = '*' AND a.role = 'holdout'))
                  WHERE r.optimization = ? AND r.outcome = 'ok'
                  ORDER BY r.as_of, r.seq, a.context, a.arm_id",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map(params![optimization], |row| {
+            .query_map(params![recent_from_us, optimization], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, f64>(3)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, Option<f64>>(3)?,
                     row.get::<_, i64>(4)?,
                 ))
             })
@@ -463,7 +491,9 @@ impl StateStore {
                 });
                 last_seq = Some(seq);
             }
-            if let Some(last) = served.last_mut() {
+            if let (Some(last), Some(context), Some(arm_id), Some(weight)) =
+                (served.last_mut(), context, arm_id, weight)
+            {
                 last.weights
                     .entry(context)
                     .or_default()

@@ -28,7 +28,10 @@ pub(super) fn roster_arm(stored: &StoredArm, factors: &[String]) -> RosterArm {
         status: ArmStatus::parse(&stored.status).unwrap_or(ArmStatus::Active),
         since_us: stored.since_us,
         reason: stored.reason.clone(),
-        started_us: stored.started_us.or(Some(stored.since_us)),
+        // Stores from before the lifecycle have no start: a serving arm started at its `since`.
+        started_us: stored.started_us.or_else(|| {
+            matches!(stored.status.as_str(), "active" | "incubating").then_some(stored.since_us)
+        }),
         initial: stored.initial,
         origin: if stored.origin == "generated" {
             Origin::Generated

@@ -22,7 +22,7 @@ use crate::warehouse::{self, floor_to, BatchRow, DuckDb, Engine, ScanPlan};
 
 use super::generation::{generate, Evidence};
 use super::roster::{is_excluded, roster_arm, stored_arm};
-use super::tally::{sample_ratio, Cell, Tally, HOLDOUT_ID};
+use super::tally::{self, sample_ratio, Cell, Tally, HOLDOUT_ID};
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -289,7 +289,9 @@ fn train_one(
         scan.newest_exposure_us
     };
 
-    let served = store.served(name)?;
+    // The SRM test reads the full weights of the runs that served its newest complete batches.
+    let srm_from_us = as_of_us - window_us - (tally::SRM_BATCHES as i64 + 2) * batch_us;
+    let served = store.served(name, srm_from_us)?;
     let half_life = model_settings.decay_half_life.map(|h| h.micros());
     let tally = Tally::collect(&batches, &served, as_of_us, half_life, batch_us);
     let pooled = &tally.pooled;
@@ -329,6 +331,21 @@ fn train_one(
         .map(|a| a.id);
     let live = optimization.status == Status::Live;
     let incubation_us = model_settings.drop.map_or(0, |d| d.incubation.micros());
+    if optimization.generation.is_none() {
+        // Without generation there is no cap: arms that waited under an earlier one start.
+        let waiting: Vec<u32> = roster
+            .arms
+            .iter()
+            .filter(|a| a.status == ArmStatus::Proposed)
+            .map(|a| a.id)
+            .collect();
+        roster.start_proposed(
+            &waiting,
+            usize::MAX,
+            "generation.max_active_arms removed",
+            as_of_us,
+        );
+    }
     roster.mature(incubation_us, as_of_us);
 
     let holdout_units = pooled.holdout_raw.units as u64;
@@ -450,12 +467,13 @@ fn train_one(
         locked_winner: views[0].decision.phase.winner().or(settings.locked_winner),
         ..settings
     };
+    let mut context_note = None;
     views.extend(context_views(
         &frame,
         &tally,
         &views[0],
         &cell_settings,
-        &mut warnings,
+        &mut context_note,
     ));
     if let Some(context) = views.iter().skip(1).find(|v| {
         matches!(
@@ -586,6 +604,7 @@ fn train_one(
             srm,
             srm_note,
             arm_changes: roster.events.clone(),
+            context_note,
         },
         winner,
         warnings,
@@ -639,7 +658,7 @@ fn context_views<'a>(
     tally: &'a Tally,
     pooled_view: &View<'_>,
     settings: &Settings,
-    warnings: &mut Vec<String>,
+    note: &mut Option<String>,
 ) -> Vec<View<'a>> {
     let mut views = Vec::new();
     let mut cells: Vec<(&String, &Cell)> = tally.cells.iter().collect();
@@ -649,7 +668,7 @@ fn context_views<'a>(
             .then(a.0.cmp(b.0))
     });
     if cells.len() > frame.optimization.model.max_contexts {
-        warnings.push(format!(
+        *note = Some(format!(
             "{} of {} contexts have their own allocation (model.max_contexts); the others are served `*`",
             frame.optimization.model.max_contexts,
             cells.len()
@@ -669,19 +688,15 @@ fn context_views<'a>(
         .into_iter()
         .take(frame.optimization.model.max_contexts)
     {
-        let shrink = |pooled_fit: &model::Fitted, pooled_units: f64, sums: &Sums| match frame
+        let shrink = |pooled_fit: &model::Fitted, pooled: &Sums, sums: &Sums| match frame
             .optimization
             .reward
             .kind
         {
             MetricKind::Bool => model::fit_bool_cell(pooled_fit, strength, sums),
-            MetricKind::Numeric => model::fit_numeric_cell(
-                &frame.numeric_prior,
-                pooled_fit,
-                pooled_units,
-                strength,
-                sums,
-            ),
+            MetricKind::Numeric => {
+                model::fit_numeric_cell(&frame.numeric_prior, pooled, strength, sums)
+            }
         };
         let cell_fitted: BTreeMap<u32, model::Fitted> = pooled_view
             .fitted
@@ -689,7 +704,7 @@ fn context_views<'a>(
             .map(|(id, f)| {
                 (
                     *id,
-                    shrink(f, tally.pooled.decayed(*id).units, &cell.decayed(*id)),
+                    shrink(f, &tally.pooled.decayed(*id), &cell.decayed(*id)),
                 )
             })
             .collect();
@@ -710,7 +725,7 @@ fn context_views<'a>(
             cell,
             holdout_fit: shrink(
                 &pooled_view.holdout_fit,
-                tally.pooled.holdout_decayed.units,
+                &tally.pooled.holdout_decayed,
                 &cell.holdout_decayed,
             ),
             fitted: cell_fitted,
@@ -934,7 +949,7 @@ fn full_reason(
 }
 
 /// Identifies everything that determines the stored aggregates: the generated SQL (with the user's
-/// SQL inside), the arms and the lengths bound into it.
+/// SQL inside), the arms, the lengths and the context factors bound into it.
 fn sql_hash(
     optimization: &Optimization,
     tables: &BTreeMap<String, String>,
@@ -944,12 +959,13 @@ fn sql_hash(
     let sql = warehouse::aggregation(optimization, &source, true);
     let a = &optimization.attribution;
     sha256_hex(&format!(
-        "{sql}\n{:?}\n{}\n{}\n{}\n{}",
+        "{sql}\n{:?}\n{}\n{}\n{}\n{}\n{:?}",
         plan.arms,
         a.window.micros(),
         a.late_grace.micros(),
         optimization.model.batch.micros(),
-        optimization.name
+        optimization.name,
+        optimization.context_factors
     ))
 }
 

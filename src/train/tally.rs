@@ -145,7 +145,7 @@ fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Optio
 type UnitsByContext<'a> = BTreeMap<&'a str, BTreeMap<String, f64>>;
 
 /// How many of the newest complete batches the sample-ratio test covers.
-const SRM_BATCHES: usize = 24;
+pub(super) const SRM_BATCHES: usize = 24;
 
 /// The sample-ratio-mismatch test over the newest complete batches (every unit mature) that one
 /// allocation served throughout: units per arm and holdout against the weights served then.

@@ -251,7 +251,7 @@ impl DuckDb {
             result.newest_exposure_us = result.newest_exposure_us.max(last);
             if counted {
                 let batch: i64 = row.get(2).map_err(query_error)?;
-                let arm_key = row.get::<_, i32>(3).map_err(query_error)? as i64 % arm_span;
+                let arm_key = row.get::<_, i64>(3).map_err(query_error)? % arm_span;
                 result.rows.push(BatchRow {
                     batch_start_us: batch * plan.batch_us(),
                     context: row

@@ -152,7 +152,7 @@ context_factors AS (
 context_keys AS (
     SELECT d.context,
            string_agg(f.name || '=' || coalesce(
-               CASE WHEN json_valid(d.context) AND json_type(CAST(d.context AS JSON)) = 'OBJECT'
+               CASE WHEN CASE WHEN json_valid(d.context) THEN json_type(CAST(d.context AS JSON)) = 'OBJECT' ELSE false END
                     THEN CAST(d.context AS JSON) ->> f.name END, ''), '|' ORDER BY f.position) AS key
     FROM (SELECT DISTINCT context FROM source) AS d, context_factors AS f
     GROUP BY d.context
@@ -163,8 +163,8 @@ contexts AS MATERIALIZED (
             .to_string(),
             "
     LEFT JOIN contexts AS x ON s.context = x.context".to_string(),
-            " + CAST($arm_span AS INTEGER) * x.context_id".to_string(),
-            "(SELECT any_value(key) FROM contexts WHERE context_id = arm_key // CAST($arm_span AS INTEGER))"
+            " + CAST($arm_span AS BIGINT) * x.context_id".to_string(),
+            "(SELECT any_value(key) FROM contexts WHERE context_id = arm_key // CAST($arm_span AS BIGINT))"
                 .to_string(),
         )
     } else {

@@ -151,3 +151,37 @@ fn history_lists_every_run_and_arm() {
     let last: Vec<&str> = lines[18].split(',').collect();
     assert_eq!(last[0], latest[8]["run_id"]);
 }
+
+#[test]
+fn a_store_from_an_older_version_is_refused_read_only_with_a_hint() {
+    let project = crate::support::Project::new();
+    let example =
+        std::fs::read_to_string(crate::support::repo().join("optimizations.example.yaml"))
+            .unwrap()
+            .replace("path: fixtures/warehouse", "path: warehouse");
+    project.write("levered.yaml", &example);
+    std::fs::create_dir_all(project.path(".levered")).unwrap();
+    let store = duckdb::Connection::open(project.path(".levered/state.duckdb")).unwrap();
+    store
+        .execute_batch("CREATE TABLE runs (run_id VARCHAR, optimization VARCHAR, seq BIGINT)")
+        .unwrap();
+    drop(store);
+    let out = project.levered(&[
+        "report",
+        "--config",
+        "levered.yaml",
+        "--optimization",
+        "hero",
+    ]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("written by an older levered"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("run levered train once"),
+        "{}",
+        out.stderr
+    );
+}
