@@ -38,7 +38,7 @@ pub enum Command {
     /// Show the allocation history of an optimization: every stored run's weights and P(best).
     #[command(after_help = crate::exit::TABLE)]
     History(ReportArgs),
-    /// The reference serving decision for one visitor, from the current allocation.csv (DESIGN §5).
+    /// The reference serving decision for one visitor, from the current allocation.csv.
     #[command(after_help = crate::exit::TABLE)]
     Assign(AssignArgs),
     /// Simulate the real pipeline against a synthetic warehouse: regret, traffic on the best arm, lift.
