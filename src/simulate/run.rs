@@ -173,10 +173,12 @@ pub fn run(
     let as_time = |us: i64| {
         chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap_or(scenario.start)
     };
-    for hour in 0..scenario.hours {
+    // The hour after the horizon has no visitors: its start only closes the last batches.
+    for hour in 0..=scenario.hours {
         let hour_start = start_us + i64::from(hour) * hour_us;
+        let closing = hour == scenario.hours;
         let mut best = 0usize;
-        for i in 0..n {
+        for i in 0..if closing { 1 } else { n } {
             let t = hour_start + (i64::from(i) * hour_us) / i64::from(n);
             // Allocations change only between batches: train at every batch boundary passed.
             while t >= next_train {
@@ -187,6 +189,9 @@ pub fn run(
                     last_report = Some(report);
                 }
                 next_train += batch_us;
+            }
+            if closing {
+                break;
             }
             let batch_start = floor_to(t, batch_us).div_euclid(1_000_000);
             let holdout_share = allocation
@@ -271,19 +276,12 @@ pub fn run(
                 reward,
             });
         }
-        regret.push(cumulative);
-        best_share.push(best as f64 / f64::from(n));
+        if !closing {
+            regret.push(cumulative);
+            best_share.push(best as f64 / f64::from(n));
+        }
     }
     let end_us = start_us + i64::from(scenario.hours) * hour_us;
-    while next_train <= end_us {
-        flush(&mut units, &mut names)?;
-        if policy != Policy::Uniform {
-            let report = train_at(as_time(next_train))?;
-            allocation = rows(&report);
-            last_report = Some(report);
-        }
-        next_train += batch_us;
-    }
     let lift = last_report
         .as_ref()
         .and_then(|r| r.diagnostics.lift)
