@@ -119,7 +119,19 @@ fn train_with(
                 error: anyhow!("{message}"),
             },
             Ok(engine) => {
-                match train_one(config, optimization, engine, &mut store, options, printer) {
+                let seed = options
+                    .seed
+                    .or(optimization.model.seed)
+                    .unwrap_or_else(rand::random::<u64>);
+                match train_one(
+                    config,
+                    optimization,
+                    engine,
+                    &mut store,
+                    options,
+                    printer,
+                    seed,
+                ) {
                     Ok(report) => Outcome::Trained(Box::new(report)),
                     Err(error) => {
                         if !options.dry_run {
@@ -127,6 +139,7 @@ fn train_with(
                                 &mut store,
                                 &optimization.name,
                                 options,
+                                seed,
                                 &format!("{error:#}"),
                             );
                         }
@@ -192,15 +205,12 @@ fn train_one(
     store: &mut StateStore,
     options: &TrainOptions,
     printer: &Printer,
+    seed: u64,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let name = &optimization.name;
     let as_of_us = micros(options.as_of);
     let last = store.last_run(name)?;
-    let seed = options
-        .seed
-        .or(optimization.model.seed)
-        .unwrap_or_else(rand::random::<u64>);
     let factor_names: Vec<String> = optimization
         .factors
         .iter()
@@ -488,7 +498,7 @@ fn train_one(
     }
 
     let seq = store.next_seq(name)?;
-    let run_id = format!("{}-{seq:04}", options.as_of.format("%Y%m%dT%H%M%SZ"));
+    let run_id = run_id(options.as_of, seq);
     let winner = winner.map(|w| Winner {
         decided_run: if w.decided_run.is_empty() {
             run_id.clone()
@@ -982,23 +992,29 @@ fn stage_files(staged: &mut Staged, folder: &Path, report: &RunReport) -> anyhow
     Ok(())
 }
 
+/// A run's id: its `as_of` and its sequence number among the optimization's runs.
+fn run_id(as_of: DateTime<Utc>, seq: i64) -> String {
+    format!("{}-{seq:04}", as_of.format("%Y%m%dT%H%M%SZ"))
+}
+
 /// Records a failed run in the store, so that the history shows it; a store that cannot take the
 /// record is left as it is (the error is reported either way).
 fn record_failure(
     store: &mut StateStore,
     optimization: &str,
     options: &TrainOptions,
+    seed: u64,
     message: &str,
 ) {
     if let Ok(seq) = store.next_seq(optimization) {
-        let run_id = format!("{}-{seq:04}", options.as_of.format("%Y%m%dT%H%M%SZ"));
+        let run_id = run_id(options.as_of, seq);
         let _ = store.record_failure(&state::FailedRun {
             optimization,
             run_id: &run_id,
             seq,
             as_of_us: micros(options.as_of),
             trained_at_us: micros(options.trained_at),
-            seed: options.seed.unwrap_or(0),
+            seed,
             message,
         });
     }
