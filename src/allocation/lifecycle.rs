@@ -91,6 +91,9 @@ pub struct ArmEvent {
     pub arm_id: u32,
     pub status: ArmStatus,
     pub reason: String,
+    /// The change comes from an edit of the definition (a warning in the run record).
+    #[serde(default)]
+    pub definition_changed: bool,
 }
 
 /// The roster of one run and the changes made to it.
@@ -110,6 +113,17 @@ impl Roster {
     }
 
     fn set(&mut self, index: usize, status: ArmStatus, now_us: i64, reason: String) {
+        self.change(index, status, now_us, reason, false);
+    }
+
+    fn change(
+        &mut self,
+        index: usize,
+        status: ArmStatus,
+        now_us: i64,
+        reason: String,
+        definition_changed: bool,
+    ) {
         let arm = &mut self.arms[index];
         arm.status = status;
         arm.since_us = now_us;
@@ -122,6 +136,7 @@ impl Roster {
             arm_id: arm.id,
             status,
             reason,
+            definition_changed,
         });
     }
 
@@ -150,7 +165,7 @@ impl Roster {
                     } else {
                         ArmStatus::Proposed
                     };
-                    roster.set(i, status, now_us, "back in the definition".into());
+                    roster.change(i, status, now_us, "back in the definition".into(), true);
                 }
                 Some(_) => {}
                 None => {
@@ -176,7 +191,7 @@ impl Roster {
                             "waiting for a place under generation.max_active_arms",
                         ),
                     };
-                    roster.set(i, status, now_us, reason.into());
+                    roster.change(i, status, now_us, reason.into(), !first_run);
                 }
             }
         }
@@ -191,7 +206,7 @@ impl Roster {
                 } else {
                     "a level or factor of it left the definition"
                 };
-                roster.set(i, ArmStatus::Retired, now_us, reason.into());
+                roster.change(i, ArmStatus::Retired, now_us, reason.into(), true);
             }
         }
         roster

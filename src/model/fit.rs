@@ -49,16 +49,8 @@ pub fn fit_bool(prior_alpha: f64, prior_beta: f64, sums: &Sums) -> Fitted {
     }
 }
 
-/// Normal model with unknown variance for each arm, with the Normal–Inverse-Gamma prior
-/// μ0 = pooled mean over all arms' units, κ0 = 1, α0 = 1, β0 = pooled variance (1 when undefined).
-/// The arm's mean has a Student-t posterior with 2αn degrees of freedom, location μn and
-/// scale √(βn / (αn κn)).
-pub fn fit_numeric(arms: &[Sums]) -> Vec<Fitted> {
-    let prior = NumericPrior::pooled(arms);
-    arms.iter().map(|arm| prior.fit(arm)).collect()
-}
-
-/// The Normal–Inverse-Gamma prior of numeric rewards (α0 = 1).
+/// The Normal–Inverse-Gamma prior of numeric rewards (α0 = 1). An arm's mean then has a Student-t
+/// posterior with 2αn degrees of freedom, location μn and scale √(βn / (αn κn)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NumericPrior {
     pub mu0: f64,
@@ -142,7 +134,8 @@ mod tests {
             value_sum: 2.0,
             value_sq_sum: 4.0,
         };
-        let fitted = fit_numeric(&[a, b]);
+        let prior = NumericPrior::pooled(&[a, b]);
+        let fitted = [prior.fit(&a), prior.fit(&b)];
         // Arm a: κn = 3, μn = (2 + 4)/3 = 2, αn = 2, βn = 1 + ½·2 + 0 = 2, scale = √(2/(2·3)).
         assert_eq!(fitted[0].alpha, 2.0);
         assert_eq!(fitted[0].beta, 2.0);

@@ -310,7 +310,7 @@ fn train_one(
         &roster
             .arms
             .iter()
-            .map(|a| pooled.decayed.get(&a.id).copied().unwrap_or_default())
+            .map(|a| pooled.decayed(a.id))
             .collect::<Vec<_>>(),
     );
     let fit = |sums: &Sums| match kind {
@@ -322,12 +322,7 @@ fn train_one(
     let mut fitted: BTreeMap<u32, model::Fitted> = roster
         .arms
         .iter()
-        .map(|a| {
-            (
-                a.id,
-                fit(&pooled.decayed.get(&a.id).copied().unwrap_or_default()),
-            )
-        })
+        .map(|a| (a.id, fit(&pooled.decayed(a.id))))
         .collect();
     let baseline_id = roster
         .arms
@@ -543,14 +538,7 @@ fn train_one(
         ));
     }
     for event in &roster.events {
-        let edit = matches!(
-            event.reason.as_str(),
-            "added to the definition"
-                | "back in the definition"
-                | "its combination is now excluded"
-                | "a level or factor of it left the definition"
-        );
-        if edit {
+        if event.definition_changed {
             warnings.push(format!(
                 "arm {} is now {}: {} (the definition changed)",
                 event.arm_id, event.status, event.reason
