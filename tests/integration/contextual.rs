@@ -4,18 +4,18 @@ use std::collections::BTreeMap;
 
 use crate::support::{read_csv, Project};
 
-/// `(context JSON, arm headline, units, conversions)`; exposures in the first hour of 2026-03-01,
-/// each converter signs up a minute later.
-fn warehouse(project: &Project, cells: &[(&str, &str, i64, i64)]) {
+/// `(context JSON, arm headline, units, conversions, holdout)`; exposures in the first hour of
+/// 2026-03-01, each converter signs up a minute later.
+fn warehouse(project: &Project, cells: &[(&str, &str, i64, i64, bool)]) {
     let mut sql = String::from(
         "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
-                                 variant VARCHAR, context VARCHAR);
+                                 variant VARCHAR, context VARCHAR, holdout BOOLEAN);
          CREATE TABLE signups (anonymous_id VARCHAR, created_at TIMESTAMP);\n",
     );
-    for (i, (context, headline, units, conversions)) in cells.iter().enumerate() {
+    for (i, (context, headline, units, conversions, holdout)) in cells.iter().enumerate() {
         sql.push_str(&format!(
             "INSERT INTO exposures SELECT 'c{i}-' || n, TIMESTAMP '2026-03-01' + INTERVAL (n % 3000) SECOND,
-                    'hero', '{{\"headline\":\"{headline}\"}}', '{context}' FROM range({units}) AS t(n);
+                    'hero', '{{\"headline\":\"{headline}\"}}', '{context}', {holdout} FROM range({units}) AS t(n);
              INSERT INTO signups SELECT 'c{i}-' || n, TIMESTAMP '2026-03-01' + INTERVAL (n % 3000 + 60) SECOND
                     FROM range({conversions}) AS t(n);\n"
         ));
@@ -51,12 +51,12 @@ fn trained(max_contexts: u32) -> (Project, Vec<BTreeMap<String, String>>) {
     warehouse(
         &project,
         &[
-            (US, "A", 4000, 400),
-            (US, "B", 4000, 800),
-            (DE, "A", 4000, 800),
-            (DE, "B", 4000, 400),
-            (FR, "A", 40, 2),
-            (FR, "B", 40, 10),
+            (US, "A", 4000, 400, false),
+            (US, "B", 4000, 800, false),
+            (DE, "A", 4000, 800, false),
+            (DE, "B", 4000, 400, false),
+            (FR, "A", 40, 2, false),
+            (FR, "B", 40, 10, false),
         ],
     );
     project.write("levered.yaml", &definitions(max_contexts));
@@ -82,6 +82,31 @@ fn row<'a>(
         .iter()
         .find(|r| r["context"] == context && r["arm_id"] == arm)
         .unwrap_or_else(|| panic!("no row {context} {arm}"))
+}
+
+/// `levered assign` for visitor `v7` with `--context` values (and `--at TIME` passed through).
+fn assign(project: &Project, given: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "assign",
+        "--config",
+        "levered.yaml",
+        "--optimization",
+        "hero",
+        "--unit",
+        "v7",
+    ];
+    let mut rest = given.iter();
+    while let Some(g) = rest.next() {
+        if *g == "--at" {
+            args.extend(["--at", rest.next().expect("a time after --at")]);
+        } else {
+            args.extend(["--context", g]);
+        }
+    }
+    args.extend(["--format", "json"]);
+    let out = project.levered(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 fn number(row: &BTreeMap<String, String>, column: &str) -> f64 {
@@ -149,25 +174,15 @@ fn the_context_cap_sends_the_rarest_contexts_to_the_pooled_rows() {
         assert!((total - 1.0).abs() < 1e-12, "{context}: {total}");
     }
     // A visitor from France (or anywhere unseen) is served the pooled rows.
-    let out = project.levered(&[
-        "assign",
-        "--config",
-        "levered.yaml",
-        "--optimization",
-        "hero",
-        "--unit",
-        "visitor-1",
-        "--context",
-        "country=FR",
-        "--context",
-        "device=mobile",
-        "--at",
-        "2026-03-01T04:10:00Z",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let assignment: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let assignment = assign(
+        &project,
+        &[
+            "country=FR",
+            "device=mobile",
+            "--at",
+            "2026-03-01T04:10:00Z",
+        ],
+    );
     assert_eq!(assignment["context"], "*");
     assert_eq!(assignment["batch_start"], 1772337600);
 }
@@ -175,29 +190,74 @@ fn the_context_cap_sends_the_rarest_contexts_to_the_pooled_rows() {
 #[test]
 fn a_context_without_data_is_served_the_pooled_allocation_and_a_known_one_its_own() {
     let (project, _) = trained(50);
-    let assign = |context: &[&str]| -> serde_json::Value {
-        let mut args = vec![
-            "assign",
-            "--config",
-            "levered.yaml",
-            "--optimization",
-            "hero",
-            "--unit",
-            "v7",
-        ];
-        for c in context {
-            args.extend(["--context", c]);
-        }
-        args.extend(["--format", "json"]);
-        let out = project.levered(&args);
-        assert_eq!(out.code, 0, "{out:?}");
-        serde_json::from_str(&out.stdout).unwrap()
-    };
-    assert_eq!(assign(&["country=JP", "device=tv"])["context"], "*");
-    assert_eq!(assign(&["country=JP"])["context"], "*");
     assert_eq!(
-        assign(&["device=mobile", "country=US"])["context"],
+        assign(&project, &["country=JP", "device=tv"])["context"],
+        "*"
+    );
+    assert_eq!(assign(&project, &["country=JP"])["context"], "*");
+    assert_eq!(
+        assign(&project, &["device=mobile", "country=US"])["context"],
         "country=US|device=mobile",
         "the key follows context_factors order, whatever the order given"
     );
+}
+
+#[test]
+fn each_context_has_its_holdout_row_and_its_own_lift() {
+    let project = Project::new();
+    warehouse(
+        &project,
+        &[
+            (US, "A", 2000, 200, false),
+            (US, "B", 2000, 400, false),
+            (US, "A", 500, 50, true),
+            (DE, "A", 2000, 400, false),
+            (DE, "B", 2000, 200, false),
+            (DE, "A", 500, 100, true),
+        ],
+    );
+    project.write(
+        "levered.yaml",
+        &definitions(50).replace(
+            "max_contexts: 50}",
+            "max_contexts: 50, holdout: {share: 0.1}}",
+        ),
+    );
+    let out = project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-01T03:00:00Z",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = read_csv(&project.path("out/hero/report.csv"));
+    let us = "country=US|device=mobile";
+    let de = "country=DE|device=desktop";
+    for (context, units) in [(us, 500.0), (de, 500.0), ("*", 1000.0)] {
+        let holdout = row(&report, context, "holdout");
+        assert_eq!(holdout["role"], "holdout");
+        assert_eq!(number(holdout, "units"), units, "{context}");
+        assert_eq!(
+            holdout["weight_new"], "",
+            "weights are blank on the holdout's report row"
+        );
+        let served = read_csv(&project.path("out/hero/allocation.csv"))
+            .into_iter()
+            .find(|r| r["context"] == context && r["role"] == "holdout")
+            .expect("a holdout row per context in the allocation");
+        assert_eq!(served["weight"].parse::<f64>().unwrap(), 0.1, "{context}");
+    }
+    // One period, so the relative lift is the plain ratio of rates minus 1, per context:
+    // US: B converts 20% against the holdout's 10%; DE: 10% against 20%.
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(number(row(&report, us, "2"), "lift_vs_holdout"), 1.0));
+    assert!(close(
+        number(row(&report, de, "2"), "lift_vs_holdout"),
+        -0.5
+    ));
+    assert!(close(number(row(&report, us, "1"), "lift_vs_holdout"), 0.0));
+    let interval = row(&report, us, "2");
+    assert!(number(interval, "lift_ci_low") < 1.0 && 1.0 < number(interval, "lift_ci_high"));
 }

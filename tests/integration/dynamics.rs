@@ -6,14 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use levered::config;
-use levered::output::{Format, Printer};
 use levered::report::RunReport;
-use levered::train::{train, Outcome, TrainOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::support::{read_csv, Project};
+use crate::support::{read_csv, train_all, Project};
 
 const SCHEMA: &str = "
 CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
@@ -69,25 +66,20 @@ impl Loop {
     }
 
     fn train(&self, as_of: DateTime<Utc>) -> RunReport {
-        let config = config::load(&self.project.path("levered.yaml")).expect("valid definitions");
-        let options = TrainOptions {
-            optimizations: Vec::new(),
-            all: true,
+        let mut reports = train_all(&self.project.path("levered.yaml"), as_of, false);
+        reports.pop().expect("one optimization")
+    }
+
+    /// Trains through the command line, as cron does.
+    fn train_cli(&self, as_of: &str) -> crate::support::Output {
+        self.project.levered(&[
+            "train",
+            "--all",
+            "--config",
+            "levered.yaml",
+            "--as-of",
             as_of,
-            trained_at: as_of,
-            seed: None,
-            dry_run: false,
-            full: false,
-            lock_timeout: Duration::from_secs(5),
-        };
-        let printer = Printer::new(true, true, Format::Text);
-        match train(&config, &options, &printer)
-            .expect("the run starts")
-            .pop()
-        {
-            Some(Outcome::Trained(report)) => *report,
-            other => panic!("{other:?}"),
-        }
+        ])
     }
 
     /// The current allocation: (variant JSON, weight, holdout row).
@@ -443,14 +435,7 @@ fn drop_one_and_generate(command: &str) -> (Loop, crate::support::Output) {
         batch.extend(visits(r#"{"headline":"C","cta":"X"}"#, false, 400, 4));
         sim.write(start + TimeDelta::hours(hour), &batch);
     }
-    let out = sim.project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        "2026-03-01T05:00:00Z",
-    ]);
+    let out = sim.train_cli("2026-03-01T05:00:00Z");
     (sim, out)
 }
 
@@ -551,14 +536,7 @@ fn a_holdout_without_a_holdout_column_is_an_invalid_definition() {
         .execute_batch("ALTER TABLE exposures DROP COLUMN holdout")
         .unwrap();
     drop(connection);
-    let out = sim.project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        "2026-03-01T05:00:00Z",
-    ]);
+    let out = sim.train_cli("2026-03-01T05:00:00Z");
     assert_eq!(out.code, 3, "{out:?}");
     assert!(
         out.stderr

@@ -1,14 +1,9 @@
 //! Training hour by hour gives exactly what one `--full` run gives (DESIGN §4.3).
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeDelta, Utc};
-use levered::config;
-use levered::output::{Format, Printer};
 use levered::report::RunReport;
-use levered::train::{train, Outcome, TrainOptions};
 
-use crate::support::Project;
+use crate::support::{train_all, Project};
 
 fn definitions(state: &str, touch: &str) -> String {
     format!(
@@ -45,26 +40,7 @@ optimizations:
 }
 
 fn run(project: &Project, yaml_name: &str, as_of: DateTime<Utc>, full: bool) -> Vec<RunReport> {
-    let config = config::load(&project.path(yaml_name)).expect("valid definitions");
-    let options = TrainOptions {
-        optimizations: Vec::new(),
-        all: true,
-        as_of,
-        trained_at: as_of,
-        seed: None,
-        dry_run: false,
-        full,
-        lock_timeout: Duration::from_secs(5),
-    };
-    let printer = Printer::new(true, true, Format::Text);
-    train(&config, &options, &printer)
-        .expect("the run starts")
-        .into_iter()
-        .map(|outcome| match outcome {
-            Outcome::Trained(report) => *report,
-            other => panic!("{other:?}"),
-        })
-        .collect()
+    train_all(&project.path(yaml_name), as_of, full)
 }
 
 fn check(touch: &str) {

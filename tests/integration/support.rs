@@ -90,3 +90,32 @@ pub fn aggregate(
         from_batch_us: None,
     })
 }
+
+/// Trains every optimization of a definitions file in-process at `as_of`; every one must train.
+pub fn train_all(
+    file: &Path,
+    as_of: chrono::DateTime<chrono::Utc>,
+    full: bool,
+) -> Vec<levered::report::RunReport> {
+    use levered::train::{train, Outcome, TrainOptions};
+    let config = levered::config::load(file).expect("valid definitions");
+    let options = TrainOptions {
+        optimizations: Vec::new(),
+        all: true,
+        as_of,
+        trained_at: as_of,
+        seed: None,
+        dry_run: false,
+        full,
+        lock_timeout: std::time::Duration::from_secs(5),
+    };
+    let printer = levered::output::Printer::new(true, true, levered::output::Format::Text);
+    train(&config, &options, &printer)
+        .expect("the run starts")
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Trained(report) => *report,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
