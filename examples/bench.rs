@@ -114,8 +114,7 @@ fn phase(name: &str, dir: &Path) -> (i64, i64) {
     match name {
         "bare" => {
             let optimization = &config.optimizations["bench"];
-            let engine =
-                levered::warehouse::DuckDb::open(&config.warehouse).expect("the warehouse");
+            let engine = levered::warehouse::open(&config.warehouse).expect("the warehouse");
             let arms = optimization.numbered_variants();
             let plan = levered::warehouse::ScanPlan {
                 optimization,

@@ -263,11 +263,12 @@ fn validate_command(args: ValidateArgs, printer: &Printer) -> Result<ExitStatus,
             let mut validation = validate::static_checks(&config);
             let mut unreachable = None;
             if !args.offline {
-                match crate::warehouse::DuckDb::open(&config.warehouse) {
+                match crate::warehouse::open(&config.warehouse) {
                     Err(error) => unreachable = Some(error),
                     Ok(engine) => {
                         let sample = args.sample.then(|| as_of.timestamp_micros());
-                        let found = validate::engine_checks(&config, &engine, &selected, sample);
+                        let found =
+                            validate::engine_checks(&config, engine.as_ref(), &selected, sample);
                         validation.findings.extend(found.findings);
                         validation.samples = found.samples;
                     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, MetricKind, Optimization};
-use crate::warehouse::{floor_to, ColumnKind, DuckDb, ScanPlan, BEGINNING_US};
+use crate::warehouse::{floor_to, ColumnKind, ScanPlan, SqlEngine, BEGINNING_US};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,7 +183,7 @@ fn check_columns(
 /// last (exposures from one window plus one day before it).
 pub fn engine_checks(
     config: &Config,
-    engine: &DuckDb,
+    engine: &dyn SqlEngine,
     selected: &[&Optimization],
     sample_as_of: Option<i64>,
 ) -> Validation {

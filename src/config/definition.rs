@@ -70,6 +70,8 @@ pub enum WarehouseSource {
     DuckDbFile(PathBuf),
     /// A folder whose `x.parquet` files and `x/` folders of Parquet files are tables named `x`.
     ParquetFolder(PathBuf),
+    /// A Spark Connect endpoint (`sc://host:port`); tables are the cluster's.
+    Spark { remote: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

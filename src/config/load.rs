@@ -250,23 +250,25 @@ impl Checker {
         let at = &raw.referenced;
         self.locate("warehouse", at);
         let w = &raw.value;
-        if let Some(engine) = w.engine.as_deref().filter(|e| *e != "duckdb") {
-            let hint = (engine == "spark")
-                .then_some("this build of levered runs the embedded DuckDB engine only");
-            self.report(
-                "warehouse.engine",
-                Some(at),
-                format!("engine `{engine}` is not available"),
-                hint.or(Some("use engine: duckdb (the default)")),
-            );
-            return None;
-        }
-        if w.remote.is_some() {
+        let spark = match w.engine.as_deref().unwrap_or("duckdb") {
+            "duckdb" => false,
+            "spark" => true,
+            other => {
+                self.report(
+                    "warehouse.engine",
+                    Some(at),
+                    format!("unknown engine `{other}`"),
+                    Some("use engine: duckdb (the default, embedded) or engine: spark (Spark Connect)"),
+                );
+                return None;
+            }
+        };
+        if !spark && w.remote.is_some() {
             self.report(
                 "warehouse.remote",
                 Some(at),
-                "`remote` needs a remote engine; the duckdb engine reads `path`".into(),
-                Some("remove `remote`"),
+                "`remote` needs engine: spark; the duckdb engine reads `path`".into(),
+                Some("remove `remote`, or set engine: spark"),
             );
         }
         let stale_after = self.span(
@@ -282,6 +284,9 @@ impl Checker {
                 "must be at least 1".into(),
                 None,
             );
+        }
+        if spark {
+            return self.spark_warehouse(w, at, stale_after);
         }
         let Some(path) = w.path.as_deref() else {
             self.report(
@@ -306,6 +311,59 @@ impl Checker {
             tables: w.tables.clone(),
             memory_limit: w.memory_limit.clone(),
             threads: w.threads,
+            stale_after,
+        })
+    }
+
+    /// `engine: spark`: the Spark Connect address is `SPARK_REMOTE` when set (as in Spark's own
+    /// clients), else `remote`. The embedded engine's settings do not apply to a cluster.
+    fn spark_warehouse(
+        &mut self,
+        w: &RawWarehouse,
+        at: &Location,
+        stale_after: Span,
+    ) -> Option<Warehouse> {
+        for (key, given) in [
+            ("path", w.path.is_some()),
+            ("memory_limit", w.memory_limit.is_some()),
+            ("threads", w.threads.is_some()),
+        ] {
+            if given {
+                self.report(
+                    &format!("warehouse.{key}"),
+                    Some(at),
+                    format!("`{key}` belongs to the embedded duckdb engine, not to engine: spark"),
+                    Some("remove it; the Spark cluster's own settings apply"),
+                );
+            }
+        }
+        let remote = std::env::var("SPARK_REMOTE")
+            .ok()
+            .filter(|r| !r.is_empty())
+            .or_else(|| w.remote.clone());
+        let Some(remote) = remote else {
+            self.report(
+                "warehouse.remote",
+                Some(at),
+                "missing: engine: spark needs the Spark Connect address".into(),
+                Some("remote: \"sc://spark-host:15002\" (or set SPARK_REMOTE)"),
+            );
+            return None;
+        };
+        if !remote.starts_with("sc://") {
+            self.report(
+                "warehouse.remote",
+                Some(at),
+                format!("`{remote}` is not a Spark Connect address"),
+                Some("write it as sc://host:port, e.g. sc://spark-host:15002"),
+            );
+            return None;
+        }
+        Some(Warehouse {
+            source: WarehouseSource::Spark { remote },
+            tables: w.tables.clone(),
+            memory_limit: None,
+            threads: None,
             stale_after,
         })
     }

@@ -18,7 +18,7 @@ use crate::report::{
     self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Staged, Winner,
 };
 use crate::state::{self, LastRun, RunWrite, StateStore, StoredArm};
-use crate::warehouse::{self, floor_to, BatchRow, DuckDb, Engine, ScanPlan};
+use crate::warehouse::{self, floor_to, BatchRow, Engine, ScanPlan, SqlEngine};
 
 use super::generation::{generate, Evidence};
 use super::roster::{is_excluded, roster_arm, stored_arm};
@@ -92,7 +92,7 @@ fn train_with(
         StateStore::open
     };
     let mut store = open_store(&config.state).map_err(|e| Failure::new(ExitStatus::Data, e))?;
-    let mut engine: Option<Result<DuckDb, String>> = None;
+    let mut engine: Option<Result<Box<dyn SqlEngine>, String>> = None;
     let mut outcomes = Vec::new();
     for optimization in selected {
         if optimization.status == Status::Archived {
@@ -106,10 +106,10 @@ fn train_with(
         }
         let engine: Result<&dyn Engine, String> = match given {
             Some(engine) => Ok(engine),
-            None => match engine
-                .get_or_insert_with(|| DuckDb::open(&config.warehouse).map_err(|e| e.to_string()))
-            {
-                Ok(engine) => Ok(engine),
+            None => match engine.get_or_insert_with(|| {
+                warehouse::open(&config.warehouse).map_err(|e| e.to_string())
+            }) {
+                Ok(engine) => Ok(&**engine as &dyn Engine),
                 Err(message) => Err(message.clone()),
             },
         };

@@ -1,27 +1,117 @@
 //! The only code that talks to an engine: opening the warehouse and running the generated SQL.
+//! Two engines implement the seam: the embedded DuckDB (`duckdb.rs`, the default) and Apache Spark
+//! through Spark Connect (`spark.rs`, cargo feature `spark`). What the SQL says is decided once, in
+//! `sql.rs` (per [`Dialect`]), and what its rows mean once, in `query.rs`.
 
 mod duckdb;
+mod query;
 mod scan;
+#[cfg(feature = "spark")]
+mod spark;
 mod sql;
 
-pub use self::duckdb::{ColumnKind, DuckDb, WarehouseError};
+use crate::config::{Optimization, Warehouse, WarehouseSource};
+
+pub use self::duckdb::DuckDb;
+pub use query::{AggregateRow, Backend, Param, Params};
 pub use scan::{floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
-pub use sql::{aggregation, canonical_variant, Unmatched};
+#[cfg(feature = "spark")]
+pub use spark::Spark;
+pub use sql::{aggregation, aggregation_in, canonical_variant, Dialect, Unmatched};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("cannot open the warehouse {location}: {message}\n  hint: {hint}")]
+    Open {
+        /// The path or the endpoint.
+        location: String,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("optimization `{optimization}`: the aggregation over exposures and metric `{metric}` failed: {message}\n  hint: {hint}")]
+    Query {
+        optimization: String,
+        metric: String,
+        message: String,
+        hint: String,
+    },
+    /// The definition asks for something the data cannot give (an invalid definition, exit 3).
+    #[error("optimization `{optimization}` has a holdout, but its exposures have no `{column}` column\n  hint: add a BOOLEAN `{column}` column (true for visitors held out on the baseline), map it under exposures.columns.holdout, or remove model.holdout")]
+    MissingHoldout {
+        optimization: String,
+        column: String,
+    },
+}
+
+/// The kind of a column, as far as the warehouse contract cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum ColumnKind {
+    Text,
+    Timestamp,
+    Numeric,
+    Boolean,
+    Other(String),
+}
 
 /// What training needs from an engine: the aggregates of a scan plan (DESIGN §4.2), and a version
-/// for the run record. The embedded DuckDB is the engine of every warehouse; the simulator's fast
-/// path brings its own.
+/// for the run record. The warehouse's engines and the simulator's in-memory fast path implement it.
 pub trait Engine {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError>;
     fn version(&self) -> String;
 }
 
-impl Engine for DuckDb {
+/// An engine that runs SQL: what `validate` needs besides.
+pub trait SqlEngine: Engine {
+    /// The columns of a user relation (`exposures.table`/`exposures.sql` or a metric's SQL as a
+    /// subquery), bound by the engine without reading data; `$start`/`$end` are bound to the range.
+    fn columns(
+        &self,
+        relation: &str,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<(String, ColumnKind)>, String>;
+    /// The relation of an optimization's exposure source, as the aggregation reads it.
+    fn exposure_relation(&self, optimization: &Optimization) -> String;
+}
+
+impl<B: Backend> Engine for B {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError> {
-        DuckDb::aggregate(self, plan)
+        query::aggregate(self, plan)
     }
 
     fn version(&self) -> String {
-        DuckDb::version(self)
+        Backend::version(self)
+    }
+}
+
+impl<B: Backend> SqlEngine for B {
+    fn columns(
+        &self,
+        relation: &str,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<(String, ColumnKind)>, String> {
+        query::columns(self, relation, start_us, end_us)
+    }
+
+    fn exposure_relation(&self, optimization: &Optimization) -> String {
+        query::exposure_relation(self, optimization)
+    }
+}
+
+/// Opens the warehouse's engine: the embedded DuckDB for a path, Spark Connect for `engine: spark`.
+pub fn open(warehouse: &Warehouse) -> Result<Box<dyn SqlEngine>, WarehouseError> {
+    match &warehouse.source {
+        WarehouseSource::DuckDbFile(_) | WarehouseSource::ParquetFolder(_) => {
+            Ok(Box::new(DuckDb::open(warehouse)?))
+        }
+        #[cfg(feature = "spark")]
+        WarehouseSource::Spark { remote } => Ok(Box::new(Spark::open(remote, &warehouse.tables)?)),
+        #[cfg(not(feature = "spark"))]
+        WarehouseSource::Spark { remote } => Err(WarehouseError::Open {
+            location: remote.clone(),
+            message: "this build of levered has no Spark engine".into(),
+            hint: "build levered with `cargo build --release --features spark` (needs protoc)",
+        }),
     }
 }

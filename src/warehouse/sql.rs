@@ -42,16 +42,218 @@ impl Unmatched {
     }
 }
 
-/// Quotes an identifier, or a dotted path of identifiers (`lake.web.exposures`).
-pub fn quote_path(path: &str) -> String {
-    path.split('.')
-        .map(quote_identifier)
-        .collect::<Vec<_>>()
-        .join(".")
+/// The SQL dialect of an engine. Everything that differs between engines in the generated SQL is
+/// decided here: quoting, types, time arithmetic, JSON access and parameter markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    Spark,
 }
 
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+impl Dialect {
+    pub fn quote_identifier(self, name: &str) -> String {
+        match self {
+            Dialect::DuckDb => format!("\"{}\"", name.replace('"', "\"\"")),
+            Dialect::Spark => format!("`{}`", name.replace('`', "``")),
+        }
+    }
+
+    /// The relation a `warehouse.tables` target names: a dotted table path (`lake.web.exposures`), or
+    /// on Spark a path the cluster reads as Parquet (any target with a `/`).
+    pub fn relation(self, target: &str) -> String {
+        if self == Dialect::Spark && target.contains('/') {
+            return format!("parquet.{}", self.quote_identifier(target));
+        }
+        target
+            .split('.')
+            .map(|part| self.quote_identifier(part))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => "VARCHAR",
+            Dialect::Spark => "STRING",
+        }
+    }
+
+    /// Exact integers wide enough for sums of squared micro-units.
+    fn wide_integer(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => "HUGEINT",
+            Dialect::Spark => "DECIMAL(38,0)",
+        }
+    }
+
+    /// Microseconds since the epoch of a timestamp expression.
+    fn epoch_us(self, timestamp: &str) -> String {
+        match self {
+            Dialect::DuckDb => format!("epoch_us(CAST({timestamp} AS TIMESTAMP))"),
+            Dialect::Spark => format!("unix_micros(CAST({timestamp} AS TIMESTAMP))"),
+        }
+    }
+
+    /// The timestamp of a number of microseconds since the epoch.
+    fn timestamp_of_us(self, micros: &str) -> String {
+        match self {
+            Dialect::DuckDb => format!("make_timestamp({micros})"),
+            Dialect::Spark => format!("timestamp_micros({micros})"),
+        }
+    }
+
+    /// Integer division truncating toward zero.
+    fn divide(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => "//",
+            Dialect::Spark => "div",
+        }
+    }
+
+    /// A CTE that the engine should compute once (a few rows joined to every exposure).
+    fn once(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => " MATERIALIZED",
+            Dialect::Spark => "",
+        }
+    }
+
+    /// `$arms` (a JSON list of `{arm_id, canonical}`) as rows.
+    fn arms(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => {
+                r#"SELECT a.arm_id, a.canonical
+    FROM (SELECT unnest(from_json(CAST($arms AS VARCHAR), '[{"arm_id":"INTEGER","canonical":"VARCHAR"}]')) AS a)"#
+            }
+            Dialect::Spark => {
+                r#"SELECT arm_id, canonical
+    FROM (SELECT inline(from_json(CAST($arms AS STRING), 'array<struct<arm_id:int,canonical:string>>')))"#
+            }
+        }
+    }
+
+    /// Each distinct variant string that is a JSON object, with its canonical key (see
+    /// [`canonical_variant`]): pairs sorted by key; a JSON null is empty, other values their JSON text
+    /// (strings unquoted). An object with a repeated key matches no arm.
+    fn variant_keys(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => {
+                r#"SELECT d.variant,
+           string_agg(j.key || chr(31) || coalesce(json_extract_string(j.value, '$'), ''), chr(30) ORDER BY j.key) AS canonical
+    FROM (
+        SELECT DISTINCT variant FROM source
+        WHERE CASE WHEN json_valid(variant) THEN json_type(CAST(variant AS JSON)) = 'OBJECT' ELSE false END
+    ) AS d, json_each(CAST(d.variant AS JSON)) AS j
+    GROUP BY d.variant"#
+            }
+            Dialect::Spark => {
+                r#"SELECT variant,
+           array_join(transform(array_sort(map_entries(pairs)), p -> concat(p.key, chr(31), coalesce(p.value, ''))), chr(30)) AS canonical
+    FROM (
+        SELECT variant, json_object_keys(variant) AS keys, from_json(variant, 'map<string,string>') AS pairs
+        FROM (SELECT DISTINCT variant FROM source)
+    )
+    WHERE keys IS NOT NULL AND size(keys) = size(pairs)"#
+            }
+        }
+    }
+
+    /// Each distinct context string with its key: `factor=value` pairs in `$context_factors` order,
+    /// joined by `|`; a missing value (or a context that is not a JSON object) is empty.
+    fn context_keys(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => {
+                r#"context_factors AS (
+    SELECT unnest(f) AS name, generate_subscripts(f, 1) AS position
+    FROM (SELECT from_json(CAST($context_factors AS VARCHAR), '["VARCHAR"]') AS f)
+),
+context_keys AS (
+    SELECT d.context,
+           string_agg(f.name || '=' || coalesce(
+               CASE WHEN CASE WHEN json_valid(d.context) THEN json_type(CAST(d.context AS JSON)) = 'OBJECT' ELSE false END
+                    THEN CAST(d.context AS JSON) ->> f.name END, ''), '|' ORDER BY f.position) AS key
+    FROM (SELECT DISTINCT context FROM source) AS d, context_factors AS f
+    GROUP BY d.context
+),"#
+            }
+            Dialect::Spark => {
+                r#"context_keys AS (
+    SELECT context,
+           array_join(transform(from_json(CAST($context_factors AS STRING), 'array<string>'),
+               f -> concat(f, '=', coalesce(CASE WHEN json_object_keys(context) IS NOT NULL
+                   THEN try_element_at(from_json(context, 'map<string,string>'), f) END, ''))), '|') AS key
+    FROM (SELECT DISTINCT context FROM source)
+),"#
+            }
+        }
+    }
+
+    /// Rewrites levered's `$name` parameter markers into the engine's spelling, outside string
+    /// literals, quoted identifiers and comments, and lists the names in order of appearance.
+    pub fn parameter_markers(self, text: &str) -> (String, Vec<String>) {
+        let marker = match self {
+            Dialect::DuckDb => '$',
+            Dialect::Spark => ':',
+        };
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = String::with_capacity(text.len());
+        let mut names = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let rest = &chars[i..];
+            let skip_to = |end: &dyn Fn(usize) -> bool, from: usize| {
+                let mut j = from;
+                while j < chars.len() && !end(j) {
+                    j += 1;
+                }
+                j
+            };
+            let end = match c {
+                '\'' | '"' | '`' => {
+                    // Quoted: up to the closing quote; a doubled quote (or, on Spark, a backslash
+                    // escape) stays inside.
+                    let mut j = i + 1;
+                    while j < chars.len() {
+                        let escaped = chars[j] == '\\' && self == Dialect::Spark && c != '`';
+                        if escaped || (chars[j] == c && chars.get(j + 1) == Some(&c)) {
+                            j += 2;
+                        } else if chars[j] == c {
+                            j += 1;
+                            break;
+                        } else {
+                            j += 1;
+                        }
+                    }
+                    j.min(chars.len())
+                }
+                '-' if rest.get(1) == Some(&'-') => skip_to(&|j| chars[j] == '\n', i),
+                '/' if rest.get(1) == Some(&'*') => (skip_to(
+                    &|j| j >= i + 2 && chars[j - 1] == '*' && chars[j] == '/',
+                    i + 2,
+                ) + 1)
+                    .min(chars.len()),
+                '$' if rest
+                    .get(1)
+                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_') =>
+                {
+                    let end = skip_to(
+                        &|j| !(chars[j].is_ascii_alphanumeric() || chars[j] == '_'),
+                        i + 1,
+                    );
+                    names.push(chars[i + 1..end].iter().collect());
+                    out.push(marker);
+                    out.extend(&chars[i + 1..end]);
+                    i = end;
+                    continue;
+                }
+                _ => i + 1,
+            };
+            out.extend(&chars[i..end]);
+            i = end;
+        }
+        (out, names)
+    }
 }
 
 /// The key a variant is matched by: `factor<US>level` pairs sorted by factor, joined by `<RS>`.
@@ -78,11 +280,27 @@ pub fn exposure_relation(
     }
 }
 
+/// The aggregation query in DuckDB's dialect: what the embedded engine runs, and the text that
+/// identifies an optimization's aggregates in the state store (whichever engine computes them).
+pub fn aggregation(
+    optimization: &Optimization,
+    exposure_relation: &str,
+    holdout_column: bool,
+) -> String {
+    aggregation_in(
+        Dialect::DuckDb,
+        optimization,
+        exposure_relation,
+        holdout_column,
+    )
+}
+
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
 /// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$from_batch_us`, `$window_us`,
 /// `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
 /// reward range, which the user's metric SQL may use too); contextual models also `$context_factors`
-/// (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key).
+/// (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key). The markers are
+/// levered's `$name`; [`Dialect::parameter_markers`] spells them for the engine.
 ///
 /// The heavy steps carry one small integer per exposure, `arm_key = 2 · arm_id + holdout`, where
 /// `holdout` is the exposure's holdout flag (false when the source has no holdout column).
@@ -90,24 +308,28 @@ pub fn exposure_relation(
 /// Numeric values are counted at a resolution of 1e-6 (summed exactly as integers of micro-units).
 ///
 /// Rows: `reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
-/// first_us, last_us, context` (the context key of counted rows; `*` without context factors). `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without
-/// it are units that are immature or lie before `$from_batch_us` (only their time range is used);
-/// other reasons count unmatched exposure rows.
-pub fn aggregation(
+/// first_us, last_us, context` (the context key of counted rows; `*` without context factors).
+/// `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without it are units that
+/// are immature or lie before `$from_batch_us` (only their time range is used); other reasons count
+/// unmatched exposure rows.
+pub fn aggregation_in(
+    dialect: Dialect,
     optimization: &Optimization,
     exposure_relation: &str,
     holdout_column: bool,
 ) -> String {
     let c = &optimization.exposures.columns;
-    let id = quote_identifier(&c.anonymous_id);
-    let ts = quote_identifier(&c.timestamp);
-    let opt = quote_identifier(&c.optimization_id);
-    let variant = quote_identifier(&c.variant);
+    let quote = |name: &str| dialect.quote_identifier(name);
+    let id = quote(&c.anonymous_id);
+    let ts = quote(&c.timestamp);
+    let opt = quote(&c.optimization_id);
+    let variant = quote(&c.variant);
+    let text = dialect.text();
+    let wide = dialect.wide_integer();
+    let div = dialect.divide();
+    let once = dialect.once();
     let holdout = if holdout_column {
-        format!(
-            "coalesce(CAST(e.{} AS BOOLEAN), false)",
-            quote_identifier(&c.holdout)
-        )
+        format!("coalesce(CAST(e.{} AS BOOLEAN), false)", quote(&c.holdout))
     } else {
         "false".to_string()
     };
@@ -121,19 +343,27 @@ pub fn aggregation(
         Touch::LastTouch => "max",
         Touch::FirstTouch => "min",
     };
-    // Values are summed exactly, as whole micro-units in HUGEINT, so that the sums do not depend on
-    // the order the engine adds them in (a double sum does, in its last bits); a bool unit is worth 1.
+    // Values are summed exactly, as whole micro-units in a wide integer, so that the sums do not
+    // depend on the order the engine adds them in (a double sum does, in its last bits); a bool unit
+    // is worth 1.
     let (reward_value, unit_value) = match optimization.reward.kind {
         MetricKind::Bool => (
-            "CAST(NULL AS HUGEINT)",
-            "CASE WHEN c.rewards > 0 THEN CAST(1000000 AS HUGEINT) ELSE CAST(0 AS HUGEINT) END",
+            format!("CAST(NULL AS {wide})"),
+            format!(
+                "CASE WHEN c.rewards > 0 THEN CAST(1000000 AS {wide}) ELSE CAST(0 AS {wide}) END"
+            ),
         ),
         MetricKind::Numeric => (
-            "sum(CAST(round(CAST(m.value AS DOUBLE) * 1000000) AS HUGEINT))",
-            "coalesce(c.value, CAST(0 AS HUGEINT))",
+            format!("sum(CAST(round(CAST(m.value AS DOUBLE) * 1000000) AS {wide}))"),
+            format!("coalesce(c.value, CAST(0 AS {wide}))"),
         ),
     };
     let metric_sql = &optimization.reward.sql;
+    let source_ts = dialect.epoch_us(&format!("e.{ts}"));
+    let reward_ts = dialect.epoch_us("m.timestamp");
+    let exposures_from = dialect.timestamp_of_us("CAST($exposures_from_us AS BIGINT)");
+    let arms = dialect.arms();
+    let variant_keys = dialect.variant_keys();
     // Contextual models: each distinct context JSON string gets its key (`factor=value` pairs in
     // `context_factors` order, joined by `|`; a missing value is empty) and a small integer id once,
     // and the id rides inside the arm key: `arm_key = 2·arm_id + holdout + $arm_span · context_id`.
@@ -141,31 +371,24 @@ pub fn aggregation(
     let (context_column, context_ctes, context_join, context_term, context_out) = if contextual {
         (
             format!(
-                ",\n        coalesce(CAST(e.{} AS VARCHAR), '') AS context",
-                quote_identifier(&c.context)
+                ",\n        coalesce(CAST(e.{} AS {text}), '') AS context",
+                quote(&c.context)
             ),
-            r#"
-context_factors AS (
-    SELECT unnest(f) AS name, generate_subscripts(f, 1) AS position
-    FROM (SELECT from_json(CAST($context_factors AS VARCHAR), '["VARCHAR"]') AS f)
-),
-context_keys AS (
-    SELECT d.context,
-           string_agg(f.name || '=' || coalesce(
-               CASE WHEN CASE WHEN json_valid(d.context) THEN json_type(CAST(d.context AS JSON)) = 'OBJECT' ELSE false END
-                    THEN CAST(d.context AS JSON) ->> f.name END, ''), '|' ORDER BY f.position) AS key
-    FROM (SELECT DISTINCT context FROM source) AS d, context_factors AS f
-    GROUP BY d.context
-),
-contexts AS MATERIALIZED (
+            format!(
+                "
+{}
+contexts AS{once} (
     SELECT context, key, CAST(dense_rank() OVER (ORDER BY key) AS INTEGER) AS context_id FROM context_keys
-),"#
-            .to_string(),
+),",
+                dialect.context_keys()
+            ),
             "
-    LEFT JOIN contexts AS x ON s.context = x.context".to_string(),
-            " + CAST($arm_span AS BIGINT) * x.context_id".to_string(),
-            "(SELECT any_value(key) FROM contexts WHERE context_id = arm_key // CAST($arm_span AS BIGINT))"
+    LEFT JOIN contexts AS x ON s.context = x.context"
                 .to_string(),
+            " + CAST($arm_span AS BIGINT) * x.context_id".to_string(),
+            format!(
+                "(SELECT any_value(key) FROM contexts WHERE context_id = arm_key {div} CAST($arm_span AS BIGINT))"
+            ),
         )
     } else {
         (
@@ -179,33 +402,26 @@ contexts AS MATERIALIZED (
     format!(
         r#"WITH
 arms AS (
-    SELECT a.arm_id, a.canonical
-    FROM (SELECT unnest(from_json(CAST($arms AS VARCHAR), '[{{"arm_id":"INTEGER","canonical":"VARCHAR"}}]')) AS a)
+    {arms}
 ),
 source AS (
     SELECT
-        CAST(e.{id} AS VARCHAR) AS anonymous_id,
-        epoch_us(CAST(e.{ts} AS TIMESTAMP)) AS ts,
-        CAST(e.{variant} AS VARCHAR) AS variant,
+        CAST(e.{id} AS {text}) AS anonymous_id,
+        {source_ts} AS ts,
+        CAST(e.{variant} AS {text}) AS variant,
         {holdout} AS holdout{context_column}
     FROM {exposure_relation} AS e
-    WHERE CAST(e.{opt} AS VARCHAR) = CAST($optimization AS VARCHAR)
-      AND (e.{ts} >= make_timestamp(CAST($exposures_from_us AS BIGINT)) OR e.{ts} IS NULL)
+    WHERE CAST(e.{opt} AS {text}) = CAST($optimization AS {text})
+      AND (e.{ts} >= {exposures_from} OR e.{ts} IS NULL)
 ),
 variant_keys AS (
-    SELECT d.variant,
-           string_agg(j.key || chr(31) || coalesce(json_extract_string(j.value, '$'), ''), chr(30) ORDER BY j.key) AS canonical
-    FROM (
-        SELECT DISTINCT variant FROM source
-        WHERE CASE WHEN json_valid(variant) THEN json_type(CAST(variant AS JSON)) = 'OBJECT' ELSE false END
-    ) AS d, json_each(CAST(d.variant AS JSON)) AS j
-    GROUP BY d.variant
+    {variant_keys}
 ),
-variants AS MATERIALIZED (
+variants AS{once} (
     SELECT k.variant, a.arm_id FROM variant_keys AS k JOIN arms AS a ON a.canonical = k.canonical
 ),{context_ctes}
 tagged AS (
-    SELECT s.anonymous_id, s.ts, s.ts // CAST($batch_us AS BIGINT) AS batch,
+    SELECT s.anonymous_id, s.ts, s.ts {div} CAST($batch_us AS BIGINT) AS batch,
            2 * v.arm_id + CAST(s.holdout AS INTEGER){context_term} AS arm_key,
            CASE WHEN s.anonymous_id IS NULL THEN 1
                 WHEN s.ts IS NULL THEN 2
@@ -219,8 +435,8 @@ exposed AS (
     QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_key) = 1
 ),
 rewards AS (
-    SELECT CAST(m.anonymous_id AS VARCHAR) AS anonymous_id,
-           epoch_us(CAST(m.timestamp AS TIMESTAMP)) AS ts,
+    SELECT CAST(m.anonymous_id AS {text}) AS anonymous_id,
+           {reward_ts} AS ts,
            count(*) AS rewards,
            {reward_value} AS value
     FROM (
@@ -256,9 +472,9 @@ aggregated AS (
            counted,
            CASE WHEN reason = 0 THEN batch END AS batch,
            CASE WHEN reason = 0 THEN arm_key END AS arm_key,
-           count(*)::BIGINT AS exposures,
-           count(*)::BIGINT AS units,
-           (count(*) FILTER (WHERE rewards > 0))::BIGINT AS conversions,
+           CAST(count(*) AS BIGINT) AS exposures,
+           CAST(count(*) AS BIGINT) AS units,
+           CAST(count(*) FILTER (WHERE rewards > 0) AS BIGINT) AS conversions,
            CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
            CAST(sum(unit_value * unit_value) AS DOUBLE) / 1e12 AS value_sq_sum,
            min(unit_ts) AS first_us,
@@ -271,4 +487,37 @@ FROM aggregated
 ORDER BY reason, counted, batch, arm_key
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn parameter_markers_skip_literals_identifiers_and_comments() {
+        let text = "SELECT $start, '$end', \"$x\", `$y` -- $z\n, /* $w */ $end_2, 'it''s $no' FROM t WHERE a = $a1";
+        let (spark, names) = Dialect::Spark.parameter_markers(text);
+        assert_eq!(
+            spark,
+            "SELECT :start, '$end', \"$x\", `$y` -- $z\n, /* $w */ :end_2, 'it''s $no' FROM t WHERE a = :a1"
+        );
+        assert_eq!(names, ["start", "end_2", "a1"]);
+        let (duckdb, _) = Dialect::DuckDb.parameter_markers(text);
+        assert_eq!(duckdb, text);
+        let (_, names) = Dialect::Spark.parameter_markers(r"SELECT 'a\'$b' , $c");
+        assert_eq!(names, ["c"]);
+    }
+
+    #[test]
+    fn spark_reads_paths_as_parquet_and_quotes_with_backticks() {
+        assert_eq!(
+            Dialect::Spark.relation("lake.web.exp`x"),
+            "`lake`.`web`.`exp``x`"
+        );
+        assert_eq!(
+            Dialect::Spark.relation("/data/exposures"),
+            "parquet.`/data/exposures`"
+        );
+        assert_eq!(Dialect::DuckDb.relation("a.b"), "\"a\".\"b\"");
+    }
 }

@@ -12,6 +12,8 @@ mod reference;
 mod report;
 mod serving;
 mod simulate;
+#[cfg(feature = "spark")]
+mod spark;
 mod sql_semantics;
 mod support;
 mod validate;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use levered::config;
-use levered::warehouse::{BatchRow, DuckDb, ScanPlan, ScanResult, Unmatched};
+use levered::warehouse::{self, BatchRow, ScanPlan, ScanResult, Unmatched};
 
 use crate::support::{aggregate, Project};
 
@@ -240,7 +240,7 @@ fn a_failing_metric_names_the_metric_and_the_optimization() {
     let file = project.write("levered.yaml", &yaml);
     let config = config::load(&file).unwrap();
     let optimization = &config.optimizations["test"];
-    let engine = DuckDb::open(&config.warehouse).unwrap();
+    let engine = warehouse::open(&config.warehouse).unwrap();
     let error = engine
         .aggregate(&ScanPlan {
             optimization,
@@ -276,7 +276,7 @@ fn user_sql_cannot_write_or_read_outside_the_warehouse() {
         let file = project.write("levered.yaml", &yaml);
         let config = config::load(&file).unwrap();
         let optimization = &config.optimizations["test"];
-        let engine = DuckDb::open(&config.warehouse).unwrap();
+        let engine = warehouse::open(&config.warehouse).unwrap();
         let result = engine.aggregate(&ScanPlan {
             optimization,
             arms: vec![(1, vec!["red".into(), "s".into()])],

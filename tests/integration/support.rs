@@ -81,7 +81,7 @@ pub fn aggregate(
 ) -> Result<levered::warehouse::ScanResult, levered::warehouse::WarehouseError> {
     let config = levered::config::load(file).expect("valid definitions");
     let optimization = &config.optimizations[name];
-    let engine = levered::warehouse::DuckDb::open(&config.warehouse).expect("the warehouse opens");
+    let engine = levered::warehouse::open(&config.warehouse).expect("the warehouse opens");
     let arms = optimization.numbered_variants();
     engine.aggregate(&levered::warehouse::ScanPlan {
         optimization,

@@ -1,0 +1,233 @@
+//! What every SQL engine shares: the parameters levered binds, the run of the aggregation, and the
+//! conversion of its rows into a [`ScanResult`]. An engine only prepares, binds and runs SQL text
+//! ([`Backend`]); it never decides what the SQL says or what the rows mean.
+
+use std::collections::BTreeMap;
+
+use crate::config::Optimization;
+
+use super::scan::{BatchRow, ScanPlan, ScanResult, BEGINNING_US};
+use super::sql::{self, Dialect, Unmatched};
+use super::{ColumnKind, WarehouseError};
+
+/// A value bound to a named parameter marker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    BigInt(i64),
+    /// Microseconds since the epoch, bound as a TIMESTAMP (UTC).
+    Timestamp(i64),
+}
+
+/// The named parameters of one statement.
+#[derive(Debug, Clone, Default)]
+pub struct Params(Vec<(&'static str, Param)>);
+
+impl Params {
+    /// `$start`/`$end`, all that user SQL may use.
+    pub fn reward_range(start_us: i64, end_us: i64) -> Params {
+        Params(vec![
+            ("start", Param::Timestamp(start_us)),
+            ("end", Param::Timestamp(end_us)),
+        ])
+    }
+
+    /// Everything the aggregation binds (see [`sql::aggregation_in`]).
+    fn of_scan(plan: &ScanPlan<'_>, arm_span: i64) -> Params {
+        let optimization = plan.optimization;
+        let factor_names: Vec<String> = optimization
+            .factors
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let arms: Vec<serde_json::Value> = plan
+            .arms
+            .iter()
+            .map(|(id, levels)| {
+                serde_json::json!({"arm_id": id, "canonical": sql::canonical_variant(&factor_names, levels)})
+            })
+            .collect();
+        let mut params = Params::reward_range(plan.rewards_from_us(), plan.as_of_us);
+        params.0.extend([
+            ("optimization", Param::Text(optimization.name.clone())),
+            (
+                "arms",
+                Param::Text(serde_json::Value::Array(arms).to_string()),
+            ),
+            ("as_of_us", Param::BigInt(plan.as_of_us)),
+            ("exposures_from_us", Param::BigInt(plan.exposures_from_us())),
+            (
+                "from_batch_us",
+                Param::BigInt(plan.from_batch_us.unwrap_or(BEGINNING_US)),
+            ),
+            ("window_us", Param::BigInt(plan.window_us())),
+            ("batch_us", Param::BigInt(plan.batch_us())),
+            (
+                "context_factors",
+                Param::Text(
+                    serde_json::Value::from(optimization.context_factors.clone()).to_string(),
+                ),
+            ),
+            ("arm_span", Param::BigInt(arm_span)),
+        ]);
+        params
+    }
+
+    /// The value of a marker the SQL uses; any other name is an error naming it.
+    pub fn get(&self, name: &str) -> Result<&Param, String> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value)
+            .ok_or_else(|| {
+                format!("the SQL uses the parameter `${name}`; only $start and $end are bound")
+            })
+    }
+}
+
+/// One row of the aggregation, in the engine-neutral form every engine converts its rows into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    pub reason: i32,
+    pub counted: bool,
+    pub batch: Option<i64>,
+    pub arm_key: Option<i64>,
+    pub exposures: i64,
+    pub units: i64,
+    pub conversions: i64,
+    pub value_sum: f64,
+    pub value_sq_sum: f64,
+    pub first_us: Option<i64>,
+    pub last_us: Option<i64>,
+    pub context: Option<String>,
+}
+
+/// What an SQL engine provides. Text comes with levered's `$name` markers; the engine spells them
+/// with [`Dialect::parameter_markers`] and binds each from [`Params::get`].
+pub trait Backend {
+    fn dialect(&self) -> Dialect;
+    /// `warehouse.tables`: logical table name → engine table.
+    fn tables(&self) -> &BTreeMap<String, String>;
+    /// The result columns of a query, without reading data.
+    fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String>;
+    /// Runs the aggregation and returns its rows.
+    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String>;
+    fn version(&self) -> String;
+}
+
+/// The relation of an optimization's exposure source, after `warehouse.tables`.
+pub fn exposure_relation(backend: &impl Backend, optimization: &Optimization) -> String {
+    sql::exposure_relation(optimization, |logical| {
+        let target = backend
+            .tables()
+            .get(logical)
+            .map_or(logical, String::as_str);
+        backend.dialect().relation(target)
+    })
+}
+
+/// The columns of a user relation (`exposures.table`/`exposures.sql` or a metric's SQL), found by
+/// binding levered's own `SELECT * FROM (...) LIMIT 0` around it, so user SQL is never sent alone.
+pub fn columns(
+    backend: &impl Backend,
+    relation: &str,
+    start_us: i64,
+    end_us: i64,
+) -> Result<Vec<(String, ColumnKind)>, String> {
+    backend.schema(
+        &format!("SELECT * FROM {relation} AS q LIMIT 0"),
+        &Params::reward_range(start_us, end_us),
+    )
+}
+
+/// Runs the aggregation of one optimization (DESIGN §4.2) on any engine.
+pub fn aggregate(
+    backend: &impl Backend,
+    plan: &ScanPlan<'_>,
+) -> Result<ScanResult, WarehouseError> {
+    let optimization = plan.optimization;
+    let query_error = |message: String| WarehouseError::Query {
+        optimization: optimization.name.clone(),
+        metric: optimization.reward.name.clone(),
+        hint: hint_for(&message),
+        message,
+    };
+    let relation = exposure_relation(backend, optimization);
+    let holdout_column = columns(backend, &relation, plan.rewards_from_us(), plan.as_of_us)
+        .map_err(|message| query_error(format!("the exposure source: {message}")))?
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(&optimization.exposures.columns.holdout));
+    if optimization.model.holdout.is_some() && !holdout_column {
+        return Err(WarehouseError::MissingHoldout {
+            optimization: optimization.name.clone(),
+            column: optimization.exposures.columns.holdout.clone(),
+        });
+    }
+    let text = sql::aggregation_in(backend.dialect(), optimization, &relation, holdout_column);
+    let arm_span = 2 * (i64::from(plan.arms.iter().map(|(id, _)| *id).max().unwrap_or(0)) + 1);
+    let rows = backend
+        .rows(&text, &Params::of_scan(plan, arm_span))
+        .map_err(query_error)?;
+    Ok(scan_result(rows, plan.batch_us(), arm_span))
+}
+
+/// Folds the aggregation's rows into aggregates, unmatched counts and the exposure time range.
+fn scan_result(rows: Vec<AggregateRow>, batch_us: i64, arm_span: i64) -> ScanResult {
+    let mut result = ScanResult::default();
+    for row in rows {
+        if let Some(reason) = Unmatched::from_code(row.reason) {
+            *result.unmatched.entry(reason).or_default() += row.exposures;
+            continue;
+        }
+        result.first_exposure_us = min_option(result.first_exposure_us, row.first_us);
+        result.newest_exposure_us = result.newest_exposure_us.max(row.last_us);
+        if let (true, Some(batch), Some(arm_key)) = (row.counted, row.batch, row.arm_key) {
+            let arm_key = arm_key % arm_span;
+            result.rows.push(BatchRow {
+                batch_start_us: batch * batch_us,
+                context: row.context.unwrap_or_else(|| "*".into()),
+                arm_id: (arm_key / 2) as u32,
+                holdout: arm_key % 2 == 1,
+                units: row.units,
+                conversions: row.conversions,
+                value_sum: row.value_sum,
+                value_sq_sum: row.value_sq_sum,
+            });
+        }
+    }
+    result
+}
+
+fn min_option(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A hint for the commonest engine errors (DuckDB's wording, then Spark's error classes).
+fn hint_for(message: &str) -> String {
+    let has = |needles: &[&str]| needles.iter().any(|n| message.contains(n));
+    if has(&["TABLE_OR_VIEW_NOT_FOUND", "PATH_NOT_FOUND"])
+        || (message.contains("does not exist") && message.contains("Table"))
+    {
+        "check the table name; a Parquet folder exposes each x.parquet or x/ as table x, and warehouse.tables maps names to engine tables".into()
+    } else if has(&[
+        "not found in FROM clause",
+        "Referenced column",
+        "UNRESOLVED_COLUMN",
+    ]) {
+        "the exposures need anonymous_id, timestamp, optimization_id and variant (map other names under exposures.columns); metric SQL returns anonymous_id, timestamp (and value for numeric metrics)".into()
+    } else if has(&["Parser Error", "syntax error", "PARSE_SYNTAX_ERROR"]) {
+        "the metric or exposure SQL must be one SELECT statement".into()
+    } else if has(&[
+        "Conversion Error",
+        "Could not convert",
+        "CAST_INVALID_INPUT",
+        "DATATYPE_MISMATCH",
+    ]) {
+        "timestamp must be a TIMESTAMP and value numeric".into()
+    } else {
+        "run the metric SQL on its own to check it".into()
+    }
+}
