@@ -41,10 +41,16 @@ impl Project {
 
     /// Runs the levered binary in the project folder.
     pub fn levered(&self, args: &[&str]) -> Output {
+        self.levered_with(args, &[])
+    }
+
+    /// Runs the levered binary in the project folder with extra environment variables.
+    pub fn levered_with(&self, args: &[&str], environment: &[(&str, &str)]) -> Output {
         let output = Command::new(env!("CARGO_BIN_EXE_levered"))
             .args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
+            .envs(environment.iter().copied())
             .output()
             .expect("the levered binary runs");
         Output {

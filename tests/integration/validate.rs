@@ -109,3 +109,27 @@ fn offline_skips_the_engine() {
     let out = project.levered(&["validate", "--config", file.to_str().unwrap(), "--offline"]);
     assert_eq!(out.code, 0, "{out:?}");
 }
+
+#[test]
+fn spark_remote_overrides_the_address_of_an_engine_spark_warehouse() {
+    let project = Project::new();
+    let config = repo().join("tests/validate/spark_unreachable.yaml");
+    let config = config.to_str().unwrap();
+    let out = project.levered_with(
+        &["validate", "--config", config],
+        &[("SPARK_REMOTE", "sc://127.0.0.1:8")],
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 4, "{all}");
+    assert!(
+        all.contains("cannot open the warehouse sc://127.0.0.1:8"),
+        "{all}"
+    );
+    let out = project.levered_with(
+        &["validate", "--config", config],
+        &[("SPARK_REMOTE", "spark-host:15002")],
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 3, "{all}");
+    assert!(all.contains("is not a Spark Connect address"), "{all}");
+}
