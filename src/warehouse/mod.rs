@@ -17,7 +17,7 @@ pub use query::{AggregateRow, Backend, Param, Params};
 pub use scan::{floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
 #[cfg(feature = "spark")]
 pub use spark::Spark;
-pub use sql::{aggregation, aggregation_in, canonical_variant, Dialect, Unmatched};
+pub use sql::{aggregation, canonical_variant, Dialect, Unmatched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {

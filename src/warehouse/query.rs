@@ -102,8 +102,8 @@ pub struct AggregateRow {
     pub context: Option<String>,
 }
 
-/// What an SQL engine provides. Text comes with levered's `$name` markers; the engine spells them
-/// with [`Dialect::parameter_markers`] and binds each from [`Params::get`].
+/// What an SQL engine provides. Text comes with levered's `$name` markers; the engine binds each
+/// from [`Params::get`] (Spark first spells them `:name`, see [`sql::spark_parameters`]).
 pub trait Backend {
     fn dialect(&self) -> Dialect;
     /// `warehouse.tables`: logical table name → engine table.

@@ -69,7 +69,7 @@ impl Spark {
 
     /// A DataFrame of `text` with its `$name` markers spelled `:name` and bound from `params`.
     fn frame(&self, text: &str, params: &Params) -> Result<DataFrame, String> {
-        let (text, names) = Dialect::Spark.parameter_markers(text);
+        let (text, names) = super::sql::spark_parameters(text);
         let mut args = HashMap::new();
         for name in names {
             let literal = match params.get(&name)? {

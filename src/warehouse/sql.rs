@@ -187,73 +187,71 @@ context_keys AS (
             }
         }
     }
+}
 
-    /// Rewrites levered's `$name` parameter markers into the engine's spelling, outside string
-    /// literals, quoted identifiers and comments, and lists the names in order of appearance.
-    pub fn parameter_markers(self, text: &str) -> (String, Vec<String>) {
-        let marker = match self {
-            Dialect::DuckDb => '$',
-            Dialect::Spark => ':',
+/// Spark's spelling of levered's `$name` parameter markers (`:name`; DuckDB binds `$name` as it
+/// is), rewritten outside string literals (with Spark's backslash escapes), quoted identifiers and
+/// comments; also the names, in order of appearance.
+#[cfg(any(feature = "spark", test))]
+pub fn spark_parameters(text: &str) -> (String, Vec<String>) {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let rest = &chars[i..];
+        let skip_to = |end: &dyn Fn(usize) -> bool, from: usize| {
+            let mut j = from;
+            while j < chars.len() && !end(j) {
+                j += 1;
+            }
+            j
         };
-        let chars: Vec<char> = text.chars().collect();
-        let mut out = String::with_capacity(text.len());
-        let mut names = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            let rest = &chars[i..];
-            let skip_to = |end: &dyn Fn(usize) -> bool, from: usize| {
-                let mut j = from;
-                while j < chars.len() && !end(j) {
-                    j += 1;
-                }
-                j
-            };
-            let end = match c {
-                '\'' | '"' | '`' => {
-                    // Quoted: up to the closing quote; a doubled quote (or, on Spark, a backslash
-                    // escape) stays inside.
-                    let mut j = i + 1;
-                    while j < chars.len() {
-                        let escaped = chars[j] == '\\' && self == Dialect::Spark && c != '`';
-                        if escaped || (chars[j] == c && chars.get(j + 1) == Some(&c)) {
-                            j += 2;
-                        } else if chars[j] == c {
-                            j += 1;
-                            break;
-                        } else {
-                            j += 1;
-                        }
+        let end = match c {
+            '\'' | '"' | '`' => {
+                // Quoted: up to the closing quote; a doubled quote (or, on Spark, a backslash
+                // escape) stays inside.
+                let mut j = i + 1;
+                while j < chars.len() {
+                    let escaped = chars[j] == '\\' && c != '`';
+                    if escaped || (chars[j] == c && chars.get(j + 1) == Some(&c)) {
+                        j += 2;
+                    } else if chars[j] == c {
+                        j += 1;
+                        break;
+                    } else {
+                        j += 1;
                     }
-                    j.min(chars.len())
                 }
-                '-' if rest.get(1) == Some(&'-') => skip_to(&|j| chars[j] == '\n', i),
-                '/' if rest.get(1) == Some(&'*') => (skip_to(
-                    &|j| j >= i + 2 && chars[j - 1] == '*' && chars[j] == '/',
-                    i + 2,
-                ) + 1)
-                    .min(chars.len()),
-                '$' if rest
-                    .get(1)
-                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_') =>
-                {
-                    let end = skip_to(
-                        &|j| !(chars[j].is_ascii_alphanumeric() || chars[j] == '_'),
-                        i + 1,
-                    );
-                    names.push(chars[i + 1..end].iter().collect());
-                    out.push(marker);
-                    out.extend(&chars[i + 1..end]);
-                    i = end;
-                    continue;
-                }
-                _ => i + 1,
-            };
-            out.extend(&chars[i..end]);
-            i = end;
-        }
-        (out, names)
+                j.min(chars.len())
+            }
+            '-' if rest.get(1) == Some(&'-') => skip_to(&|j| chars[j] == '\n', i),
+            '/' if rest.get(1) == Some(&'*') => (skip_to(
+                &|j| j >= i + 2 && chars[j - 1] == '*' && chars[j] == '/',
+                i + 2,
+            ) + 1)
+                .min(chars.len()),
+            '$' if rest
+                .get(1)
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_') =>
+            {
+                let end = skip_to(
+                    &|j| !(chars[j].is_ascii_alphanumeric() || chars[j] == '_'),
+                    i + 1,
+                );
+                names.push(chars[i + 1..end].iter().collect());
+                out.push(':');
+                out.extend(&chars[i + 1..end]);
+                i = end;
+                continue;
+            }
+            _ => i + 1,
+        };
+        out.extend(&chars[i..end]);
+        i = end;
     }
+    (out, names)
 }
 
 /// The key a variant is matched by: `factor<US>level` pairs sorted by factor, joined by `<RS>`.
@@ -300,7 +298,7 @@ pub fn aggregation(
 /// `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
 /// reward range, which the user's metric SQL may use too); contextual models also `$context_factors`
 /// (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key). The markers are
-/// levered's `$name`; [`Dialect::parameter_markers`] spells them for the engine.
+/// levered's `$name`; [`spark_parameters`] spells them for Spark.
 ///
 /// The heavy steps carry one small integer per exposure, `arm_key = 2 · arm_id + holdout`, where
 /// `holdout` is the exposure's holdout flag (false when the source has no holdout column).
@@ -491,20 +489,18 @@ ORDER BY reason, counted, batch, arm_key
 
 #[cfg(test)]
 mod tests {
-    use super::Dialect;
+    use super::{spark_parameters, Dialect};
 
     #[test]
     fn parameter_markers_skip_literals_identifiers_and_comments() {
         let text = "SELECT $start, '$end', \"$x\", `$y` -- $z\n, /* $w */ $end_2, 'it''s $no' FROM t WHERE a = $a1";
-        let (spark, names) = Dialect::Spark.parameter_markers(text);
+        let (spark, names) = spark_parameters(text);
         assert_eq!(
             spark,
             "SELECT :start, '$end', \"$x\", `$y` -- $z\n, /* $w */ :end_2, 'it''s $no' FROM t WHERE a = :a1"
         );
         assert_eq!(names, ["start", "end_2", "a1"]);
-        let (duckdb, _) = Dialect::DuckDb.parameter_markers(text);
-        assert_eq!(duckdb, text);
-        let (_, names) = Dialect::Spark.parameter_markers(r"SELECT 'a\'$b' , $c");
+        let (_, names) = spark_parameters(r"SELECT 'a\'$b' , $c");
         assert_eq!(names, ["c"]);
     }
 
