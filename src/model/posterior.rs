@@ -1,15 +1,31 @@
 //! Posterior distributions of an arm's expected reward: Beta for bool rewards, Student-t for the mean
 //! of a numeric reward under a Normal model with unknown variance.
 
+use super::special::{beta_regularized, BetaDensity, StudentTDensity};
 use rand::Rng;
 use rand_distr::Distribution;
-use statrs::function::beta::{beta_reg, ln_beta};
-use statrs::function::gamma::ln_gamma;
+use statrs::function::erf::erf_inv;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Posterior {
     Beta { alpha: f64, beta: f64 },
     StudentT { df: f64, location: f64, scale: f64 },
+}
+
+/// A posterior's density, ready to evaluate.
+#[derive(Debug, Clone, Copy)]
+pub enum Density {
+    Beta(BetaDensity),
+    StudentT(StudentTDensity),
+}
+
+impl Density {
+    pub fn at(&self, x: f64) -> f64 {
+        match self {
+            Density::Beta(d) => d.at(x),
+            Density::StudentT(d) => d.at(x),
+        }
+    }
 }
 
 /// An equal-tailed credible interval.
@@ -38,41 +54,20 @@ impl Posterior {
         }
     }
 
-    /// The logarithm of the density's normalizing constant, to pass to `pdf_normalized`.
-    pub fn log_normalizer(&self) -> f64 {
+    /// The density, with its constants computed once (for loops that evaluate it many times).
+    pub fn density(&self) -> Density {
         match *self {
-            Posterior::Beta { alpha, beta } => -ln_beta(alpha, beta),
-            Posterior::StudentT { df, scale, .. } => {
-                ln_gamma((df + 1.0) / 2.0)
-                    - ln_gamma(df / 2.0)
-                    - 0.5 * (df * std::f64::consts::PI).ln()
-                    - scale.ln()
-            }
-        }
-    }
-
-    pub fn pdf(&self, x: f64) -> f64 {
-        self.pdf_normalized(x, self.log_normalizer())
-    }
-
-    /// The density at `x`, given `log_normalizer()` (computed once per arm in hot loops).
-    pub fn pdf_normalized(&self, x: f64, log_normalizer: f64) -> f64 {
-        match *self {
-            Posterior::Beta { alpha, beta } => {
-                if x <= 0.0 || x >= 1.0 {
-                    return 0.0;
-                }
-                ((alpha - 1.0) * x.ln() + (beta - 1.0) * (-x).ln_1p() + log_normalizer).exp()
-            }
+            Posterior::Beta { alpha, beta } => Density::Beta(BetaDensity::new(alpha, beta)),
             Posterior::StudentT {
                 df,
                 location,
                 scale,
-            } => {
-                let z = (x - location) / scale;
-                (log_normalizer - (df + 1.0) / 2.0 * (z * z / df).ln_1p()).exp()
-            }
+            } => Density::StudentT(StudentTDensity::new(df, location, scale)),
         }
+    }
+
+    pub fn pdf(&self, x: f64) -> f64 {
+        self.density().at(x)
     }
 
     pub fn cdf(&self, x: f64) -> f64 {
@@ -83,7 +78,7 @@ impl Posterior {
                 } else if x >= 1.0 {
                     1.0
                 } else {
-                    beta_reg(alpha, beta, x)
+                    beta_regularized(alpha, beta, x, 1.0 - x)
                 }
             }
             Posterior::StudentT {
@@ -92,7 +87,8 @@ impl Posterior {
                 scale,
             } => {
                 let z = (x - location) / scale;
-                let tail = 0.5 * beta_reg(df / 2.0, 0.5, df / (df + z * z));
+                let tail =
+                    0.5 * beta_regularized(df / 2.0, 0.5, df / (df + z * z), z * z / (df + z * z));
                 if z > 0.0 {
                     1.0 - tail
                 } else {
@@ -120,8 +116,12 @@ impl Posterior {
                 (location - width, location + width)
             }
         };
-        let normalizer = self.log_normalizer();
-        let mut x = self.mean().clamp(low, high);
+        let density = self.density();
+        let spread = self.spread();
+        let mut x = self.approximate_quantile(p);
+        if !(x > low && x < high) {
+            x = self.mean().clamp(low, high);
+        }
         for _ in 0..200 {
             let gap = self.cdf(x) - p;
             if gap == 0.0 {
@@ -132,14 +132,16 @@ impl Posterior {
             } else {
                 high = x;
             }
-            let density = self.pdf_normalized(x, normalizer);
+            let density = density.at(x);
             let newton = x - gap / density;
             let next = if density > 0.0 && newton > low && newton < high {
                 newton
             } else {
                 0.5 * (low + high)
             };
-            if (next - x).abs() <= 4.0 * f64::EPSILON * x.abs()
+            // Newton's error after a step of 1e-9 spreads is of order 1e-18 spreads.
+            if (next - x).abs() <= 1e-9 * spread
+                || (next - x).abs() <= 4.0 * f64::EPSILON * x.abs()
                 || high - low <= 4.0 * f64::EPSILON * x.abs()
             {
                 return next;
@@ -147,6 +149,19 @@ impl Posterior {
             x = next;
         }
         x
+    }
+
+    /// A start for `quantile`: the normal quantile with the Cornish–Fisher skewness term.
+    fn approximate_quantile(&self, p: f64) -> f64 {
+        let z = std::f64::consts::SQRT_2 * erf_inv(2.0 * p - 1.0);
+        let skewness = match *self {
+            Posterior::Beta { alpha, beta } => {
+                2.0 * (beta - alpha) * (alpha + beta + 1.0).sqrt()
+                    / ((alpha + beta + 2.0) * (alpha * beta).sqrt())
+            }
+            Posterior::StudentT { .. } => 0.0,
+        };
+        self.mean() + self.spread() * (z + skewness * (z * z - 1.0) / 6.0)
     }
 
     /// The equal-tailed interval holding `level` of the mass (0.95 for 95%).

@@ -208,3 +208,53 @@ fn student_t_intervals_p_best_and_loss_match_scipy() {
         }
     }
 }
+
+#[test]
+fn large_counts_and_sparse_cells_match_boost_and_quadrature() {
+    // fixtures/oracles/beta_hard.csv comes from scripts/beta_hard_oracles.py (scipy's Boost
+    // incomplete beta; quadrature checked against mpmath at 30 digits for the sparse cell).
+    let mut cases: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    for row in read_csv(&repo().join("fixtures/oracles/beta_hard.csv")) {
+        cases.entry(row["case"].clone()).or_default().push(row);
+    }
+    assert_eq!(cases.len(), 3);
+    for (case, rows) in cases {
+        let arms = posteriors(&rows);
+        for (arm, row) in arms.iter().zip(&rows) {
+            for (x, cdf) in [("x_low", "cdf_low"), ("x_high", "cdf_high")] {
+                let got = arm.cdf(number(row, x));
+                // A CDF to 1e-12 relative: at a million units a naive ln Γ normalization is off by ~1e-9.
+                assert!(
+                    close(got, number(row, cdf), 1e-12, 0.0),
+                    "{case} {arm:?} {cdf}: {got} vs {}",
+                    row[cdf]
+                );
+            }
+            let interval = arm.interval(0.95);
+            assert!(
+                close(interval.low, number(row, "ci95_low"), 1e-10, 0.0)
+                    && close(interval.high, number(row, "ci95_high"), 1e-10, 0.0),
+                "{case} {arm:?} {interval:?}"
+            );
+        }
+        let result = compare(&arms, 1);
+        assert_eq!(result.method, Method::Quadrature, "{case}");
+        for (i, row) in rows.iter().enumerate() {
+            assert!(
+                close(result.p_best[i], number(row, "p_best"), 1e-8, 1e-12),
+                "{case} {i}: {:?}",
+                result.p_best
+            );
+            assert!(
+                close(
+                    result.expected_loss[i],
+                    number(row, "expected_loss"),
+                    1e-7,
+                    1e-13
+                ),
+                "{case} {i}: {:?}",
+                result.expected_loss
+            );
+        }
+    }
+}
