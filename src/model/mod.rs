@@ -13,5 +13,5 @@ pub use additive::{predict as predict_additive, Observed};
 pub use diagnostics::{lift, srm, Lift, Srm, Stratum, MIN_LIFT_UNITS, SRM_ALPHA};
 pub use fit::{decay_weight, fit_bool, Fitted, NumericPrior, Sums};
 pub use pbest::{by_quadrature, compare, monte_carlo, Comparison, Method, MONTE_CARLO_DRAWS};
-pub use posterior::{Density, Interval, Posterior};
+pub use posterior::{Interval, Posterior};
 pub use shrink::{fit_bool_cell, fit_numeric_cell, prior_strength};

@@ -1,5 +1,6 @@
 //! The benchmark's warehouse: one optimization `bench` with 10 arms over 30 days, repeat visitors,
-//! contexts, delayed conversions (about one per ten exposures) and a few unmatched rows.
+//! contexts, a holdout (a tenth of the visitors, always shown the baseline `a0`), delayed conversions
+//! (about one per ten exposures) and a few unmatched rows.
 
 use std::path::Path;
 
@@ -31,7 +32,7 @@ pub fn generate_bench(
     connection.execute_batch(
         "SET threads = 1;
          CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
-                                 variant VARCHAR, context VARCHAR);
+                                 variant VARCHAR, context VARCHAR, holdout BOOLEAN);
          CREATE TABLE signups (anonymous_id VARCHAR, created_at TIMESTAMP);",
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -58,15 +59,21 @@ pub fn generate_bench(
         let mut exposure_rows = connection.appender("exposures")?;
         let mut signup_rows = connection.appender("signups")?;
         for (i, &t) in times.iter().enumerate() {
-            let visitor = format!("u{:09}", rng.random_range(0..visitors));
-            let arm = rng.random_range(0..BENCH_ARMS.len());
+            let number = rng.random_range(0..visitors);
+            let visitor = format!("u{number:09}");
+            let holdout = number % 10 == 0;
+            let arm = if holdout {
+                0
+            } else {
+                rng.random_range(0..BENCH_ARMS.len())
+            };
             let context = &contexts[rng.random_range(0..contexts.len())];
             let shown = if i % 997 == 0 {
                 &unknown
             } else {
                 &variants[arm]
             };
-            exposure_rows.append_row(params![visitor, ts(t), "bench", shown, context])?;
+            exposure_rows.append_row(params![visitor, ts(t), "bench", shown, context, holdout])?;
             if rng.random_bool(bench_rate(arm)) {
                 let at = t + delay_us(&delay, &mut rng);
                 if at < end_us {
