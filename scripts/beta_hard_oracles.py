@@ -8,14 +8,15 @@ a naive normalization loses seven or eight digits), and a sparse cell whose shru
 alpha < 1 (a density unbounded at 0). CDFs and intervals from scipy.special (Boost's incomplete beta);
 P(best) and E[max] by adaptive quadrature (scipy.integrate.quad), cross-checked by quadrature in mpmath
 at 30 digits for the small cases.
-Run: python3 scripts/beta_hard_oracles.py  (needs scipy and mpmath)
+Run: python3 scripts/beta_hard_oracles.py > fixtures/oracles/beta_hard.csv  (needs scipy and mpmath)
 """
 import csv
-import math
 import sys
 
 import mpmath
-from scipy import integrate, special, stats
+from scipy import special, stats
+
+import oracle_quadrature
 
 CASES = {
     "million_units": [(50001.0, 950001.0), (50251.0, 949751.0), (49901.0, 950101.0)],
@@ -32,21 +33,7 @@ def p_best_and_loss(arms):
     # Panels graded towards 0 when a density is unbounded there.
     if lo < 1e-6:
         points = sorted(set(points) | {10.0 ** -k for k in range(1, 40) if lo < 10.0 ** -k < hi})
-    probabilities = []
-    e_max = 0.0
-    for k, dk in enumerate(dists):
-        def f(x, k=k, dk=dk):
-            v = dk.pdf(x)
-            for j, dj in enumerate(dists):
-                if j != k:
-                    v *= dj.cdf(x)
-            return v
-        opts = dict(points=points, limit=2000, epsabs=1e-15, epsrel=1e-13)
-        p, _ = integrate.quad(f, lo, hi, **opts)
-        m, _ = integrate.quad(lambda x: x * f(x), lo, hi, **opts)
-        probabilities.append(p)
-        e_max += m
-    return probabilities, [e_max - d.mean() for d in dists]
+    return oracle_quadrature.p_best_and_loss(dists, lo, hi, points, limit=2000, epsabs=1e-15, epsrel=1e-13)
 
 
 def mp_p_best(arms, k):

@@ -10,7 +10,9 @@ import math
 import sys
 
 import mpmath
-from scipy import integrate, stats
+from scipy import stats
+
+import oracle_quadrature
 
 CASES = {
     "revenue_three": [(9.0, 4.0, 0.5), (31.0, 4.6, 0.3), (5.0, 3.9, 0.9)],
@@ -24,20 +26,7 @@ def p_best_and_loss(arms):
     lo = max(d.ppf(1e-13) for d in dists)
     hi = max(d.ppf(1 - 1e-13) for d in dists)
     points = sorted({d.mean() for d in dists if lo < d.mean() < hi})
-    result = []
-    e_max = 0.0
-    for k, dk in enumerate(dists):
-        def f(x, k=k, dk=dk):
-            v = dk.pdf(x)
-            for j, dj in enumerate(dists):
-                if j != k:
-                    v *= dj.cdf(x)
-            return v
-        p, _ = integrate.quad(f, lo, hi, points=points, limit=500, epsabs=1e-14, epsrel=1e-12)
-        m, _ = integrate.quad(lambda x: x * f(x), lo, hi, points=points, limit=500, epsabs=1e-14, epsrel=1e-12)
-        result.append(p)
-        e_max += m
-    return result, [e_max - d.mean() for d in dists]
+    return oracle_quadrature.p_best_and_loss(dists, lo, hi, points, limit=500, epsabs=1e-14, epsrel=1e-12)
 
 
 def mp_p_best(arms, k):

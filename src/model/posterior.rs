@@ -66,21 +66,9 @@ impl Posterior {
         }
     }
 
-    pub fn pdf(&self, x: f64) -> f64 {
-        self.density().at(x)
-    }
-
     pub fn cdf(&self, x: f64) -> f64 {
         match *self {
-            Posterior::Beta { alpha, beta } => {
-                if x <= 0.0 {
-                    0.0
-                } else if x >= 1.0 {
-                    1.0
-                } else {
-                    beta_regularized(alpha, beta, x, 1.0 - x)
-                }
-            }
+            Posterior::Beta { alpha, beta } => beta_regularized(alpha, beta, x, 1.0 - x),
             Posterior::StudentT {
                 df,
                 location,

@@ -121,7 +121,8 @@ impl StudentTDensity {
 }
 
 /// The regularized incomplete beta function `I_x(a, b)`, given `x` and `y = 1 − x` (so that a
-/// caller holding `y` exactly, as Student's t does, loses nothing to `1 − x`).
+/// caller holding `y` exactly, as Student's t does, loses nothing to `1 − x`); 0 for x ≤ 0 and 1
+/// for y ≤ 0.
 ///
 /// The prefactor `xᵃ yᵇ / (a B(a,b))` is taken in the centred form; the continued fraction
 /// (modified Lentz) runs on the side of the mean where it converges fast and runs until it has.

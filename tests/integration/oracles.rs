@@ -48,13 +48,18 @@ fn beta_means_and_intervals_match_scipy() {
     }
 }
 
-fn cases() -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+/// The rows of an oracle file, grouped by their `case` column; `count` cases are expected.
+fn cases_in(file: &str, count: usize) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
     let mut cases: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for row in read_csv(&repo().join("fixtures/oracles/p_best.csv")) {
+    for row in read_csv(&repo().join("fixtures/oracles").join(file)) {
         cases.entry(row["case"].clone()).or_default().push(row);
     }
-    assert_eq!(cases.len(), 6);
+    assert_eq!(cases.len(), count, "{file}");
     cases
+}
+
+fn cases() -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+    cases_in("p_best.csv", 6)
 }
 
 fn posteriors(rows: &[BTreeMap<String, String>]) -> Vec<Posterior> {
@@ -164,12 +169,7 @@ fn the_same_seed_gives_the_same_monte_carlo_estimate() {
 fn student_t_intervals_p_best_and_loss_match_scipy() {
     // fixtures/oracles/student_t.csv comes from scripts/student_t_oracles.py (scipy quad, checked
     // against mpmath at 30 digits).
-    let mut cases: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
-    for row in read_csv(&repo().join("fixtures/oracles/student_t.csv")) {
-        cases.entry(row["case"].clone()).or_default().push(row);
-    }
-    assert_eq!(cases.len(), 3);
-    for (case, rows) in cases {
+    for (case, rows) in cases_in("student_t.csv", 3) {
         let arms: Vec<Posterior> = rows
             .iter()
             .map(|r| Posterior::StudentT {
@@ -213,12 +213,7 @@ fn student_t_intervals_p_best_and_loss_match_scipy() {
 fn large_counts_and_sparse_cells_match_boost_and_quadrature() {
     // fixtures/oracles/beta_hard.csv comes from scripts/beta_hard_oracles.py (scipy's Boost
     // incomplete beta; quadrature checked against mpmath at 30 digits for the sparse cell).
-    let mut cases: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
-    for row in read_csv(&repo().join("fixtures/oracles/beta_hard.csv")) {
-        cases.entry(row["case"].clone()).or_default().push(row);
-    }
-    assert_eq!(cases.len(), 3);
-    for (case, rows) in cases {
+    for (case, rows) in cases_in("beta_hard.csv", 3) {
         let arms = posteriors(&rows);
         for (arm, row) in arms.iter().zip(&rows) {
             for (x, cdf) in [("x_low", "cdf_low"), ("x_high", "cdf_high")] {
