@@ -56,6 +56,7 @@ impl Params {
             ),
             ("as_of_us", Param::BigInt(plan.as_of_us)),
             ("exposures_from_us", Param::BigInt(plan.exposures_from_us())),
+            ("late_from_us", Param::BigInt(plan.late_from_us())),
             (
                 "from_batch_us",
                 Param::BigInt(plan.from_batch_us.unwrap_or(BEGINNING_US)),

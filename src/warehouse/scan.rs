@@ -44,6 +44,22 @@ impl ScanPlan<'_> {
         }
     }
 
+    /// The start of the late exposures: those whose units are all still immature at `as_of` (their
+    /// batch starts after `as_of - window`) or that lie at or after `as_of`. Such rows never count;
+    /// they matter only as rivals for rewards and for the unmatched counts and the time range, so the
+    /// query skips deduplicating them. Under `unit: visitor` a later exposure of a visitor already
+    /// seen is no unit at all, so only the rows at or after `as_of` are late.
+    pub fn late_from_us(&self) -> i64 {
+        match self.optimization.attribution.unit {
+            Unit::VisitorBatch => {
+                let all_immature =
+                    floor_to(self.as_of_us - self.window_us(), self.batch_us()) + self.batch_us();
+                all_immature.min(self.as_of_us)
+            }
+            Unit::Visitor => self.as_of_us,
+        }
+    }
+
     /// `$start`: the earliest reward time the run needs (DESIGN §3.1).
     pub fn rewards_from_us(&self) -> i64 {
         match (self.from_batch_us, self.optimization.attribution.touch) {
@@ -80,7 +96,8 @@ pub struct ScanResult {
     pub rows: Vec<BatchRow>,
     /// Exposure rows that could not become units, by reason.
     pub unmatched: BTreeMap<Unmatched, i64>,
-    /// The first and the newest valid exposure seen by the scan.
+    /// The first and the newest valid exposure seen by the scan: the newest late row (see
+    /// [`ScanPlan::late_from_us`]), or without one, the newest unit (a unit's first exposure).
     pub first_exposure_us: Option<i64>,
     pub newest_exposure_us: Option<i64>,
 }

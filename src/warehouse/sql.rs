@@ -3,11 +3,14 @@
 //! own SQL (as a subquery), quoted identifiers and the choice between fixed expressions.
 //!
 //! Shape: exposures are tagged with a small integer arm key (the variant JSON is matched once per
-//! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`. Rewards, pre-aggregated
-//! per (visitor, time), are joined to the units of their visitor inside the window, and each reward
-//! keeps the latest (or earliest) unit; the few credited units are joined back to all units. One
-//! grouping then yields the aggregates, the unmatched counts and the exposure time range, so the
-//! exposure source is read once.
+//! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`, except the late rows,
+//! whose units cannot be mature yet: they are only rivals for rewards, and rival as plain rows. Rewards,
+//! pre-aggregated per (visitor, time), are joined to the units (and late rows) of their visitor inside
+//! the window, and each reward keeps the latest (or earliest) one; the few credited units are joined
+//! back to all units. One grouping then yields the aggregates, the unmatched counts and the exposure
+//! time range, and a small one the late rows' counts, so each exposure row is read once by the heavy
+//! steps. On an hourly run the late rows are nearly all the rows scanned (the newest day, against one
+//! or two hours whose units are maturing), which makes it about twice as cheap.
 
 use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
 
@@ -294,8 +297,8 @@ pub fn aggregation(
 }
 
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
-/// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$from_batch_us`, `$window_us`,
-/// `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
+/// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$late_from_us`, `$from_batch_us`,
+/// `$window_us`, `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
 /// reward range, which the user's metric SQL may use too); contextual models also `$context_factors`
 /// (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key). The markers are
 /// levered's `$name`; [`spark_parameters`] spells them for Spark.
@@ -308,8 +311,8 @@ pub fn aggregation(
 /// Rows: `reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
 /// first_us, last_us, context` (the context key of counted rows; `*` without context factors).
 /// `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without it are units that
-/// are immature or lie before `$from_batch_us` (only their time range is used); other reasons count
-/// unmatched exposure rows.
+/// are immature or lie before `$from_batch_us`, and the late rows (only their time range is used);
+/// other reasons count unmatched exposure rows.
 pub fn aggregation_in(
     dialect: Dialect,
     optimization: &Optimization,
@@ -361,8 +364,8 @@ pub fn aggregation_in(
     let reward_ts = dialect.epoch_us("m.timestamp");
     let exposures_from = dialect.timestamp_of_us("CAST($exposures_from_us AS BIGINT)");
     // The exposure rows a run reads. The distinct variant (and context) strings come from a pass of
-    // their own over these rows, so that `source` streams through the heavy steps once instead of
-    // being held in memory for two readers (at 10M exposures: 21% less peak memory, 10% less time).
+    // their own over these rows, so that the early rows stream through the heavy steps once instead
+    // of being held in memory for two readers (at 10M exposures: 21% less peak memory, 10% less time).
     let scanned = format!(
         "CAST(e.{opt} AS {text}) = CAST($optimization AS {text})
       AND (e.{ts} >= {exposures_from} OR e.{ts} IS NULL)"
@@ -404,12 +407,15 @@ contexts AS{once} (
             "'*'".to_string(),
         )
     };
-    format!(
-        r#"WITH
-arms AS (
-    {arms}
-),
-source AS (
+    let late_from = dialect.timestamp_of_us("CAST($late_from_us AS BIGINT)");
+    // The exposure rows are read in two disjoint parts: the early rows, which become units, and the
+    // late rows (see `ScanPlan::late_from_us`), which never count. A late row only competes for
+    // rewards: it takes a reward from an earlier unit exactly when the unit of its batch would
+    // (that unit starts no later than the row and after every earlier unit), so late rows skip
+    // deduplication. On an hourly run nearly all rows are late.
+    let source = |name: &str, part: &str| {
+        format!(
+            r#"{name} AS (
     SELECT
         CAST(e.{id} AS {text}) AS anonymous_id,
         {source_ts} AS ts,
@@ -417,7 +423,38 @@ source AS (
         {holdout} AS holdout{context_column}
     FROM {exposure_relation} AS e
     WHERE {scanned}
+      AND {part}
+),"#
+        )
+    };
+    let tagged = |name: &str, source: &str| {
+        format!(
+            r#"{name} AS (
+    SELECT s.anonymous_id, s.ts, s.ts {div} CAST($batch_us AS BIGINT) AS batch,
+           2 * v.arm_id + CAST(s.holdout AS INTEGER){context_term} AS arm_key,
+           CASE WHEN s.anonymous_id IS NULL THEN 1
+                WHEN s.ts IS NULL THEN 2
+                WHEN s.ts >= CAST($as_of_us AS BIGINT) THEN 3
+                WHEN v.arm_id IS NULL THEN 4
+                ELSE 0 END AS reason
+    FROM {source} AS s LEFT JOIN variants AS v ON s.variant = v.variant{context_join}
+),"#
+        )
+    };
+    let early_source = source(
+        "source",
+        &format!("(e.{ts} < {late_from} OR e.{ts} IS NULL)"),
+    );
+    let late_source = source("late_source", &format!("e.{ts} >= {late_from}"));
+    let early_tagged = tagged("tagged", "source");
+    let late_tagged = tagged("late_tagged", "late_source");
+    format!(
+        r#"WITH
+arms AS (
+    {arms}
 ),
+{early_source}
+{late_source}
 shown AS (
     SELECT DISTINCT CAST(e.{variant} AS {text}) AS variant{context_column}
     FROM {exposure_relation} AS e
@@ -429,16 +466,8 @@ variant_keys AS (
 variants AS{once} (
     SELECT k.variant, a.arm_id FROM variant_keys AS k JOIN arms AS a ON a.canonical = k.canonical
 ),{context_ctes}
-tagged AS (
-    SELECT s.anonymous_id, s.ts, s.ts {div} CAST($batch_us AS BIGINT) AS batch,
-           2 * v.arm_id + CAST(s.holdout AS INTEGER){context_term} AS arm_key,
-           CASE WHEN s.anonymous_id IS NULL THEN 1
-                WHEN s.ts IS NULL THEN 2
-                WHEN s.ts >= CAST($as_of_us AS BIGINT) THEN 3
-                WHEN v.arm_id IS NULL THEN 4
-                ELSE 0 END AS reason
-    FROM source AS s LEFT JOIN variants AS v ON s.variant = v.variant{context_join}
-),
+{early_tagged}
+{late_tagged}
 exposed AS (
     SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged
     QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_key) = 1
@@ -457,8 +486,12 @@ rewards AS (
 ),
 attributed AS (
     SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, any_value(r.rewards) AS rewards, any_value(r.value) AS value
-    FROM rewards AS r JOIN exposed AS u
-      ON u.anonymous_id = r.anonymous_id AND u.reason = 0
+    FROM rewards AS r JOIN (
+        SELECT anonymous_id, ts FROM exposed WHERE reason = 0
+        UNION ALL
+        SELECT anonymous_id, ts FROM late_tagged WHERE reason = 0
+    ) AS u
+      ON u.anonymous_id = r.anonymous_id
      AND u.ts <= r.ts AND r.ts <= u.ts + CAST($window_us AS BIGINT)
     GROUP BY r.anonymous_id, r.ts
 ),
@@ -490,6 +523,12 @@ aggregated AS (
            max(unit_ts) AS last_us
     FROM valued
     GROUP BY ALL
+    UNION ALL
+    SELECT reason, false, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
+           CAST(count(*) AS BIGINT), CAST(count(*) AS BIGINT), CAST(0 AS BIGINT),
+           CAST(0 AS DOUBLE), CAST(0 AS DOUBLE), min(ts), max(ts)
+    FROM late_tagged
+    GROUP BY reason
 )
 SELECT *, CASE WHEN reason = 0 AND counted THEN {context_out} END AS context
 FROM aggregated

@@ -54,6 +54,15 @@ fn warehouse_sql() -> String {
         // A reward whose latest unit is immature waits with it; it never moves to the older unit.
         (Some("v11"), "2026-01-01 21:00:00", RED),
         (Some("v11"), "2026-01-01 22:45:00", BLUE),
+        // Batch 22 straddles the maturity line: v15's unit (22:00, mature) also holds the 22:40
+        // exposure, which is no rival for the 23:00 reward.
+        (Some("v15"), "2026-01-01 22:00:00", RED),
+        (Some("v15"), "2026-01-01 22:40:00", BLUE),
+        // The 23:15 unit of a batch still wholly immature takes the 23:30 reward from 21:30 under
+        // last touch; under first touch 21:30 keeps it (23:30 = 21:30 + 2h).
+        (Some("v16"), "2026-01-01 21:30:00", RED),
+        (Some("v16"), "2026-01-01 23:15:00", BLUE),
+        (Some("v16"), "2026-01-01 23:50:00", RED),
     ];
     let signups = [
         ("v1", "2026-01-01 12:00:00"),
@@ -63,6 +72,8 @@ fn warehouse_sql() -> String {
         ("v5", "2026-01-01 11:30:00"),
         ("v8", "2026-01-01 23:00:00"),
         ("v11", "2026-01-01 23:00:00"),
+        ("v15", "2026-01-01 23:00:00"),
+        ("v16", "2026-01-01 23:30:00"),
         // At as_of: not seen by this run.
         ("v7", "2026-01-02 00:00:00"),
     ];
@@ -117,7 +128,7 @@ fn scan(attribution: &str, metric: &str) -> ScanResult {
     let project = Project::new();
     project.warehouse(&warehouse_sql());
     let file = project.write("levered.yaml", &definitions(attribution, metric));
-    aggregate(&file, "test", AS_OF_US).expect("the aggregation runs")
+    aggregate(&file, "test", AS_OF_US, None).expect("the aggregation runs")
 }
 
 /// (hour of 2026-01-01, arm) → (units, conversions)
@@ -148,8 +159,8 @@ fn last_touch_per_visitor_batch() {
         ((11, 3), (1, 1)), // v5's second unit takes the 11:30 reward
         ((13, 1), (1, 0)), // v6: one unit, the first exposure's variant
         ((14, 3), (1, 0)), // v10: reordered JSON still matches blue/s
-        ((21, 1), (1, 0)), // v11's 23:00 reward went to its immature 22:45 unit
-        ((22, 1), (1, 0)), // v7 mature at exactly as_of; its reward at as_of is not seen; v8 immature
+        ((21, 1), (2, 0)), // v11's 23:00 reward went to its immature 22:45 unit, v16's to 23:15
+        ((22, 1), (2, 1)), // v7 mature at exactly as_of, its reward at as_of unseen; v15; v8 immature
     ]);
     assert_eq!(by_hour(&result), expected);
     assert_eq!(
@@ -164,10 +175,7 @@ fn last_touch_per_visitor_batch() {
         result.first_exposure_us,
         Some(AS_OF_US - 14 * 3_600_000_000)
     );
-    assert_eq!(
-        result.newest_exposure_us,
-        Some(AS_OF_US - 3_600_000_000 - 15 * 60_000_000)
-    );
+    assert_eq!(result.newest_exposure_us, Some(AS_OF_US - 10 * 60_000_000));
 }
 
 #[test]
@@ -179,8 +187,8 @@ fn first_touch_credits_the_earliest_unit_in_the_window() {
         ((11, 3), (1, 0)),
         ((13, 1), (1, 0)),
         ((14, 3), (1, 0)),
-        ((21, 1), (1, 1)), // v11's reward at 23:00 = 21:00 + 2h: the window is closed at both ends
-        ((22, 1), (1, 0)),
+        ((21, 1), (2, 2)), // v11's reward at 23:00 = 21:00 + 2h: the window is closed at both ends
+        ((22, 1), (2, 1)),
     ]);
     assert_eq!(by_hour(&result), expected);
 }
@@ -196,8 +204,8 @@ fn unit_visitor_keeps_only_the_first_exposure() {
         ((10, 3), (2, 1)),
         ((13, 1), (1, 0)),
         ((14, 3), (1, 0)),
-        ((21, 1), (1, 1)), // v11's only unit is 21:00 (mature), the reward at 23:00 is within 2h
-        ((22, 1), (1, 0)),
+        ((21, 1), (2, 2)), // v11's only unit is 21:00 (mature), the reward at 23:00 is within 2h
+        ((22, 1), (2, 1)),
     ]);
     assert_eq!(by_hour(&result), expected);
 }

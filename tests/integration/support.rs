@@ -79,11 +79,13 @@ pub fn read_csv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
     levered::report::parse_csv(&text)
 }
 
-/// Runs the aggregation of optimization `name` of a definitions file, arms numbered in level order.
+/// Runs the aggregation of optimization `name` of a definitions file, arms numbered in level order;
+/// `from_batch_us` as an incremental run's plan has it (`None`: everything).
 pub fn aggregate(
     file: &Path,
     name: &str,
     as_of_us: i64,
+    from_batch_us: Option<i64>,
 ) -> Result<levered::warehouse::ScanResult, levered::warehouse::WarehouseError> {
     let config = levered::config::load(file).expect("valid definitions");
     let optimization = &config.optimizations[name];
@@ -93,7 +95,7 @@ pub fn aggregate(
         optimization,
         arms,
         as_of_us,
-        from_batch_us: None,
+        from_batch_us,
     })
 }
 
