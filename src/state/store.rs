@@ -689,23 +689,24 @@ impl StateStore {
             params![r.optimization],
         )
         .map_err(error)?;
-        for arm in w.arms {
-            tx.execute(
-                "INSERT INTO arms (optimization, arm_id, variant, status, since, reason, started, initial, origin)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
-                    r.optimization,
-                    arm.arm_id as i32,
-                    arm.variant,
-                    arm.status,
-                    ts(arm.since_us),
-                    arm.reason,
-                    opt_ts(arm.started_us),
-                    arm.initial,
-                    arm.origin
-                ],
-            )
-            .map_err(error)?;
+        {
+            let mut appender = tx.appender("arms").map_err(error)?;
+            for arm in w.arms {
+                appender
+                    .append_row(params![
+                        r.optimization,
+                        arm.arm_id as i32,
+                        arm.variant,
+                        arm.status,
+                        ts(arm.since_us),
+                        arm.reason,
+                        opt_ts(arm.started_us),
+                        arm.initial,
+                        arm.origin
+                    ])
+                    .map_err(error)?;
+            }
+            appender.flush().map_err(error)?;
         }
         for event in w.events {
             tx.execute(

@@ -91,8 +91,19 @@ fn train_with(
     } else {
         StateStore::open
     };
-    let mut store = open_store(&config.state).map_err(|e| Failure::new(ExitStatus::Data, e))?;
-    let mut engine: Option<Result<Box<dyn SqlEngine>, String>> = None;
+    // The warehouse engine, when the run needs one, starts while the state store opens: each is a
+    // database instance of its own, and starting one takes tens of milliseconds.
+    let needs_engine = given.is_none() && selected.iter().any(|o| o.status != Status::Archived);
+    let (store, mut engine) = std::thread::scope(|scope| {
+        let store = scope.spawn(|| open_store(&config.state));
+        let engine: Option<Result<Box<dyn SqlEngine>, String>> =
+            needs_engine.then(|| warehouse::open(&config.warehouse).map_err(|e| e.to_string()));
+        let store = store
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (store, engine)
+    });
+    let mut store = store.map_err(|e| Failure::new(ExitStatus::Data, e))?;
     let mut outcomes = Vec::new();
     for optimization in selected {
         if optimization.status == Status::Archived {
