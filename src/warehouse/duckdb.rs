@@ -75,6 +75,11 @@ impl DuckDb {
                 }
                 let connection = Connection::open_in_memory_with_flags(config)
                     .map_err(|e| open_error(folder, &e, "the embedded engine did not start"))?;
+                // A run reads each file's footer several times (views, the schema check, each
+                // pass of the aggregation); the engine lives for one run, so it reads them once.
+                connection
+                    .execute_batch("SET parquet_metadata_cache = true;")
+                    .map_err(|e| open_error(folder, &e, "an engine setting was refused"))?;
                 register_parquet_tables(&connection, folder).map_err(|e| {
                     open_error(
                         folder,
