@@ -280,19 +280,33 @@ fn train_one(
         ..probe
     };
 
-    let spinner = printer.spinner(format!("{name}: aggregating in the warehouse"));
-    let scan = engine.aggregate(&plan);
-    spinner.finish_and_clear();
-    let scan = scan?;
-
-    let stored = match from_batch_us {
-        Some(from) => store.batches(name, Some(from))?,
-        None => Vec::new(),
-    };
-    let batches: Vec<BatchRow> = stored.iter().chain(&scan.rows).cloned().collect();
     let model_settings = &optimization.model;
     let batch_us = model_settings.batch.micros();
     let window_us = optimization.attribution.window.micros();
+    // The SRM test reads the full weights of the runs that served its newest complete batches.
+    let srm_from_us = as_of_us - window_us - (tally::SRM_BATCHES as i64 + 2) * batch_us;
+    // The state store is read while the warehouse aggregates: the stored batches before the scan's
+    // first batch, and those served weights.
+    let spinner = printer.spinner(format!("{name}: aggregating in the warehouse"));
+    let (scan, reads) = std::thread::scope(|scope| {
+        let store = &mut *store;
+        let reads = scope.spawn(move || {
+            let stored = match from_batch_us {
+                Some(from) => store.batches(name, Some(from))?,
+                None => Vec::new(),
+            };
+            Ok::<_, crate::state::StateError>((stored, store.served(name, srm_from_us)?))
+        });
+        let scan = engine.aggregate(&plan);
+        let reads = reads
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (scan, reads)
+    });
+    spinner.finish_and_clear();
+    let scan = scan?;
+    let (stored, served) = reads?;
+    let batches: Vec<BatchRow> = stored.iter().chain(&scan.rows).cloned().collect();
     let frontier = floor_to(
         as_of_us - window_us - optimization.attribution.late_grace.micros() - batch_us,
         batch_us,
@@ -310,9 +324,6 @@ fn train_one(
         scan.newest_exposure_us
     };
 
-    // The SRM test reads the full weights of the runs that served its newest complete batches.
-    let srm_from_us = as_of_us - window_us - (tally::SRM_BATCHES as i64 + 2) * batch_us;
-    let served = store.served(name, srm_from_us)?;
     let half_life = model_settings.decay_half_life.map(|h| h.micros());
     let tally = Tally::collect(&batches, &served, as_of_us, half_life, batch_us);
     let pooled = &tally.pooled;

@@ -46,9 +46,9 @@ impl ScanPlan<'_> {
 
     /// The start of the late exposures: those whose units are all still immature at `as_of` (their
     /// batch starts after `as_of - window`) or that lie at or after `as_of`. Such rows never count;
-    /// they matter only as rivals for rewards and for the unmatched counts and the time range, so the
-    /// query skips deduplicating them. Under `unit: visitor` a later exposure of a visitor already
-    /// seen is no unit at all, so only the rows at or after `as_of` are late.
+    /// they matter only as rivals for rewards, for the unmatched counts and for the time range, so
+    /// the query does not deduplicate them. Under `unit: visitor` a later exposure of a visitor
+    /// already seen is no unit at all, so only the rows at or after `as_of` are late.
     pub fn late_from_us(&self) -> i64 {
         match self.optimization.attribution.unit {
             Unit::VisitorBatch => {

@@ -3,14 +3,14 @@
 //! own SQL (as a subquery), quoted identifiers and the choice between fixed expressions.
 //!
 //! Shape: exposures are tagged with a small integer arm key (the variant JSON is matched once per
-//! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`, except the late rows,
-//! whose units cannot be mature yet: they are only rivals for rewards, and rival as plain rows. Rewards,
-//! pre-aggregated per (visitor, time), are joined to the units (and late rows) of their visitor inside
-//! the window, and each reward keeps the latest (or earliest) one; the few credited units are joined
-//! back to all units. One grouping then yields the aggregates, the unmatched counts and the exposure
-//! time range, and a small one the late rows' counts, so each exposure row is read once by the heavy
-//! steps. On an hourly run the late rows are nearly all the rows scanned (the newest day, against one
-//! or two hours whose units are maturing), which makes it about twice as cheap.
+//! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`, except the late
+//! rows, whose units cannot be mature yet: they only rival for rewards, as plain rows. Rewards,
+//! pre-aggregated per (visitor, time), are joined to the units (and late rows) of their visitor
+//! inside the window, and each reward keeps the latest (or earliest) one; the few credited units
+//! are joined back to all units. One grouping then yields the aggregates, the unmatched counts and the
+//! exposure time range, and a small one the late rows' counts, so each exposure row is read once by
+//! the heavy steps. On an hourly run the late rows are nearly all the rows scanned (the newest day,
+//! against the two or three hours whose units are maturing), which halves the query's cost.
 
 use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
 
@@ -298,10 +298,10 @@ pub fn aggregation(
 
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
 /// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$late_from_us`, `$from_batch_us`,
-/// `$window_us`, `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end` (TIMESTAMP, the
-/// reward range, which the user's metric SQL may use too); contextual models also `$context_factors`
-/// (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key). The markers are
-/// levered's `$name`; [`spark_parameters`] spells them for Spark.
+/// `$window_us`, `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end`
+/// (TIMESTAMP, the reward range, which the user's metric SQL may use too); contextual models also
+/// `$context_factors` (JSON list of names) and `$arm_span` (a multiple of 2 above every arm key). The
+/// markers are levered's `$name`; [`spark_parameters`] spells them for Spark.
 ///
 /// The heavy steps carry one small integer per exposure, `arm_key = 2 · arm_id + holdout`, where
 /// `holdout` is the exposure's holdout flag (false when the source has no holdout column).
