@@ -118,9 +118,10 @@ fn phase(name: &str, dir: &Path) -> (i64, i64) {
             let optimization = &config.optimizations["bench"];
             let engine = levered::warehouse::open(&config.warehouse).expect("the warehouse");
             let arms = optimization.numbered_variants();
-            // The hourly run's scan starts where the run an hour earlier left its final batches:
-            // 1 h batch + 24 h window + 1 h late grace before that run.
-            let from_batch_us = (name == "bare-hourly").then(|| end_us() - 26 * 3_600_000_000);
+            // The hourly run's scan starts where the run an hour earlier left its final batches.
+            let from_batch_us = (name == "bare-hourly").then(|| {
+                levered::warehouse::final_until_us(optimization, end_us() - 3_600_000_000)
+            });
             let plan = levered::warehouse::ScanPlan {
                 optimization,
                 arms,

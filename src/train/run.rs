@@ -18,7 +18,7 @@ use crate::report::{
     self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Staged, Winner,
 };
 use crate::state::{self, LastRun, RunWrite, StateStore, StoredArm};
-use crate::warehouse::{self, floor_to, BatchRow, Engine, ScanPlan, SqlEngine};
+use crate::warehouse::{self, BatchRow, Engine, ScanPlan, SqlEngine};
 
 use super::generation::{generate, Evidence};
 use super::roster::{is_excluded, roster_arm, stored_arm};
@@ -307,11 +307,8 @@ fn train_one(
     let scan = scan?;
     let (stored, served) = reads?;
     let batches: Vec<BatchRow> = stored.iter().chain(&scan.rows).cloned().collect();
-    let frontier = floor_to(
-        as_of_us - window_us - optimization.attribution.late_grace.micros() - batch_us,
-        batch_us,
-    ) + batch_us;
-    let final_until_us = frontier.max(from_batch_us.unwrap_or(i64::MIN));
+    let final_until_us =
+        warehouse::final_until_us(optimization, as_of_us).max(from_batch_us.unwrap_or(i64::MIN));
     let first_exposure_us = earliest(
         scan.first_exposure_us,
         last.as_ref().and_then(|l| l.first_exposure_us),

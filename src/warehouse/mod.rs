@@ -14,7 +14,7 @@ use crate::config::{Optimization, Warehouse, WarehouseSource};
 
 pub use self::duckdb::DuckDb;
 pub use query::{AggregateRow, Backend, Param, Params};
-pub use scan::{floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
+pub use scan::{final_until_us, floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
 #[cfg(feature = "spark")]
 pub use spark::Spark;
 pub use sql::{aggregation, canonical_variant, Dialect, Unmatched};

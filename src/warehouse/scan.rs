@@ -70,6 +70,17 @@ impl ScanPlan<'_> {
     }
 }
 
+/// Where the final batches end at `as_of`: a batch `[b, b + batch)` is final once
+/// `b + batch + window + late_grace <= as_of` (DESIGN §4.3).
+pub fn final_until_us(optimization: &Optimization, as_of_us: i64) -> i64 {
+    let batch_us = optimization.model.batch.micros();
+    let attribution = &optimization.attribution;
+    floor_to(
+        as_of_us - attribution.window.micros() - attribution.late_grace.micros() - batch_us,
+        batch_us,
+    ) + batch_us
+}
+
 /// `t` rounded down to a multiple of `step` (both in microseconds since the epoch).
 pub fn floor_to(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
