@@ -6,10 +6,11 @@
 //! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`, except the late
 //! rows, whose units cannot be mature yet: they only rival for rewards, as plain rows. Rewards,
 //! pre-aggregated per (visitor, time), are joined to the units (and late rows) of their visitor
-//! inside the window, and each reward keeps the latest (or earliest) one; the few credited units
-//! are joined back to all units. One grouping then yields the aggregates, the unmatched counts and the
-//! exposure time range, and a small one the late rows' counts, so each exposure row is read once by
-//! the heavy steps. On an hourly run the late rows are nearly all the rows scanned (the newest day,
+//! inside the window, and each reward keeps the latest (or earliest) one with its arm key. The
+//! credited units then join the units in one grouping (a union, not a join back to all units), which
+//! yields the aggregates, the unmatched counts and the exposure time range; a small one gives the
+//! late rows' counts. So each exposure row is read once by the heavy steps, and no hash table is
+//! built over the units. On an hourly run the late rows are nearly all the rows scanned (the newest day,
 //! against the two or three hours whose units are maturing), which halves the query's cost.
 
 use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
@@ -339,7 +340,8 @@ pub fn aggregation_in(
         Unit::Visitor => "anonymous_id",
     };
     // The unit a reward goes to: the latest (last touch) or earliest (first touch) unit of the same
-    // visitor with `t <= reward <= t + window`.
+    // visitor with `t <= reward <= t + window`, with its arm key (`max_by`/`min_by`; a visitor's
+    // units have distinct times). A late row that wins carries the arm key -1 and credits no unit.
     let touch_pick = match optimization.attribution.touch {
         Touch::LastTouch => "max",
         Touch::FirstTouch => "min",
@@ -351,12 +353,12 @@ pub fn aggregation_in(
         MetricKind::Bool => (
             format!("CAST(NULL AS {wide})"),
             format!(
-                "CASE WHEN c.rewards > 0 THEN CAST(1000000 AS {wide}) ELSE CAST(0 AS {wide}) END"
+                "CASE WHEN sum(rewards) > 0 THEN CAST(1000000 AS {wide}) ELSE CAST(0 AS {wide}) END"
             ),
         ),
         MetricKind::Numeric => (
             format!("sum(CAST(round(CAST(m.value AS DOUBLE) * 1000000) AS {wide}))"),
-            format!("coalesce(c.value, CAST(0 AS {wide}))"),
+            format!("coalesce(sum(value), CAST(0 AS {wide}))"),
         ),
     };
     let metric_sql = &optimization.reward.sql;
@@ -485,38 +487,42 @@ rewards AS (
     GROUP BY 1, 2
 ),
 attributed AS (
-    SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, any_value(r.rewards) AS rewards, any_value(r.value) AS value
+    SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, {touch_pick}_by(u.arm_key, u.ts) AS arm_key,
+           any_value(r.rewards) AS rewards, any_value(r.value) AS value
     FROM rewards AS r JOIN (
-        SELECT anonymous_id, ts FROM exposed WHERE reason = 0
+        SELECT anonymous_id, ts, arm_key FROM exposed WHERE reason = 0
         UNION ALL
-        SELECT anonymous_id, ts FROM late_tagged WHERE reason = 0
+        SELECT anonymous_id, ts, -1 FROM late_tagged WHERE reason = 0
     ) AS u
       ON u.anonymous_id = r.anonymous_id
      AND u.ts <= r.ts AND r.ts <= u.ts + CAST($window_us AS BIGINT)
     GROUP BY r.anonymous_id, r.ts
 ),
 credited AS (
-    SELECT anonymous_id, unit_ts, sum(rewards) AS rewards, sum(value) AS value
+    SELECT unit_ts, arm_key,
+           CASE WHEN sum(rewards) > 0 THEN 1 ELSE 0 END AS conversions,
+           {unit_value} AS unit_value
     FROM attributed
-    GROUP BY anonymous_id, unit_ts
+    WHERE arm_key >= 0
+    GROUP BY anonymous_id, unit_ts, arm_key
 ),
 valued AS (
-    SELECT e.reason, e.batch, e.arm_key, e.ts AS unit_ts, coalesce(c.rewards, 0) AS rewards,
-           {unit_value} AS unit_value,
-           e.reason = 0
-               AND e.ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
-               AND e.batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted
-    FROM exposed AS e
-    LEFT JOIN credited AS c ON e.reason = 0 AND c.anonymous_id = e.anonymous_id AND c.unit_ts = e.ts
+    SELECT reason, batch, arm_key, ts AS unit_ts, 1 AS units, 0 AS conversions, CAST(0 AS {wide}) AS unit_value
+    FROM exposed
+    UNION ALL
+    SELECT 0, unit_ts {div} CAST($batch_us AS BIGINT), arm_key, unit_ts, 0, conversions, unit_value
+    FROM credited
 ),
 aggregated AS (
     SELECT reason,
-           counted,
+           reason = 0
+               AND unit_ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
+               AND batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted,
            CASE WHEN reason = 0 THEN batch END AS batch,
            CASE WHEN reason = 0 THEN arm_key END AS arm_key,
-           CAST(count(*) AS BIGINT) AS exposures,
-           CAST(count(*) AS BIGINT) AS units,
-           CAST(count(*) FILTER (WHERE rewards > 0) AS BIGINT) AS conversions,
+           CAST(sum(units) AS BIGINT) AS exposures,
+           CAST(sum(units) AS BIGINT) AS units,
+           CAST(sum(conversions) AS BIGINT) AS conversions,
            CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
            CAST(sum(unit_value * unit_value) AS DOUBLE) / 1e12 AS value_sq_sum,
            min(unit_ts) AS first_us,
