@@ -450,6 +450,10 @@ contexts AS{once} (
     let late_source = source("late_source", &format!("e.{ts} >= {late_from}"));
     let early_tagged = tagged("tagged", "source");
     let late_tagged = tagged("late_tagged", "late_source");
+    // `valued` lists the credited units before the units: DuckDB keeps a copy of the units for the
+    // attribution while the first-exposure window releases its memory, and in the other order the two
+    // overlapped in about a third of the full runs (at 10M exposures a peak of ~1.05 GiB instead of
+    // ~0.76 GiB; 1 run in 16 in this order).
     format!(
         r#"WITH
 arms AS (
@@ -507,11 +511,11 @@ credited AS (
     GROUP BY anonymous_id, unit_ts, arm_key
 ),
 valued AS (
-    SELECT reason, batch, arm_key, ts AS unit_ts, 1 AS units, 0 AS conversions, CAST(0 AS {wide}) AS unit_value
-    FROM exposed
-    UNION ALL
-    SELECT 0, unit_ts {div} CAST($batch_us AS BIGINT), arm_key, unit_ts, 0, conversions, unit_value
+    SELECT 0 AS reason, unit_ts {div} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, conversions, unit_value
     FROM credited
+    UNION ALL
+    SELECT reason, batch, arm_key, ts, 1, 0, CAST(0 AS {wide})
+    FROM exposed
 ),
 aggregated AS (
     SELECT reason,
