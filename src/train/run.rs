@@ -286,7 +286,7 @@ fn train_one(
     // The SRM test reads the full weights of the runs that served its newest complete batches.
     let srm_from_us = as_of_us - window_us - (tally::SRM_BATCHES as i64 + 2) * batch_us;
     // The state store is read while the warehouse aggregates: the stored batches before the scan's
-    // first batch, and those served weights.
+    // first batch, those served weights, the run's sequence number and the last run's weights.
     let spinner = printer.spinner(format!("{name}: aggregating in the warehouse"));
     let (scan, reads) = std::thread::scope(|scope| {
         let store = &mut *store;
@@ -295,7 +295,13 @@ fn train_one(
                 Some(from) => store.batches(name, Some(from))?,
                 None => Vec::new(),
             };
-            Ok::<_, crate::state::StateError>((stored, store.served(name, srm_from_us)?))
+            let served = store.served(name, srm_from_us)?;
+            Ok::<_, crate::state::StateError>((
+                stored,
+                served,
+                store.next_seq(name)?,
+                store.last_weights(name)?,
+            ))
         });
         let scan = engine.aggregate(&plan);
         let reads = reads
@@ -305,7 +311,7 @@ fn train_one(
     });
     spinner.finish_and_clear();
     let scan = scan?;
-    let (stored, served) = reads?;
+    let (stored, served, seq, previous) = reads?;
     let batches: Vec<BatchRow> = stored.iter().chain(&scan.rows).cloned().collect();
     let final_until_us =
         warehouse::final_until_us(optimization, as_of_us).max(from_batch_us.unwrap_or(i64::MIN));
@@ -511,7 +517,6 @@ fn train_one(
         ));
     }
 
-    let seq = store.next_seq(name)?;
     let run_id = run_id(options.as_of, seq);
     let winner = winner.map(|w| Winner {
         decided_run: if w.decided_run.is_empty() {
@@ -522,7 +527,6 @@ fn train_one(
         ..w
     });
     let trained_at = options.trained_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let previous = store.last_weights(name)?;
     let unmatched: BTreeMap<String, i64> = scan
         .unmatched
         .iter()
