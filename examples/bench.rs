@@ -8,7 +8,7 @@
 //! the peak resident memory of each, the model step alone (P(best) and intervals for 1,000 contexts
 //! × 20 arms, one core), and how A grows with the warehouse.
 //!
-//! cargo run --release --locked --example bench -- [--sizes 1000000,3000000,10000000] [--rounds 3]
+//! cargo run --release --locked --example bench -- [--sizes 1000000,3000000,10000000] [--rounds 5]
 //!                                                  [--dir /tmp/levered-bench] [--memory-limit 1GB]
 
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         sizes: vec![1_000_000, 3_000_000, 10_000_000],
-        rounds: 3,
+        rounds: 5,
         dir: std::env::temp_dir().join("levered-bench"),
         memory_limit: None,
     };
