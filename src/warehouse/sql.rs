@@ -9,9 +9,10 @@
 //! inside the window, and each reward keeps the latest (or earliest) one with its arm key. The
 //! credited units then join the units in one grouping (a union, not a join back to all units), which
 //! yields the aggregates, the unmatched counts and the exposure time range; a small one gives the
-//! late rows' counts. So each exposure row is read once by the heavy steps, and no hash table is
-//! built over the units. On an hourly run the late rows are nearly all the rows scanned (the newest day,
-//! against the two or three hours whose units are maturing), which halves the query's cost.
+//! late rows' counts. So each exposure row is read once by the heavy steps, and the units are joined
+//! to nothing but the rewards. On an hourly run the late rows are nearly all the rows scanned (the
+//! newest day, against the two or three hours whose units are maturing), which halves the query's
+//! cost.
 
 use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
 
@@ -451,9 +452,8 @@ contexts AS{once} (
     let early_tagged = tagged("tagged", "source");
     let late_tagged = tagged("late_tagged", "late_source");
     // `valued` lists the credited units before the units: DuckDB keeps a copy of the units for the
-    // attribution while the first-exposure window releases its memory, and in the other order the two
-    // overlapped in about a third of the full runs (at 10M exposures a peak of ~1.05 GiB instead of
-    // ~0.76 GiB; 1 run in 16 in this order).
+    // attribution, and in the other order it held a second one in about a third of the full runs (at
+    // 10M exposures a peak of ~1.05 GiB instead of ~0.76 GiB); in this order, about one run in eight.
     format!(
         r#"WITH
 arms AS (
