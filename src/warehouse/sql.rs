@@ -452,8 +452,8 @@ contexts AS{once} (
     let early_tagged = tagged("tagged", "source");
     let late_tagged = tagged("late_tagged", "late_source");
     // `valued` lists the credited units before the units: DuckDB keeps a copy of the units for the
-    // attribution, and in the other order it held a second one in about a third of the full runs (at
-    // 10M exposures a peak of ~1.05 GiB instead of ~0.76 GiB); in this order, about one run in eight.
+    // attribution, and in the other order it held a second one in 3 of 12 full runs (at 10M
+    // exposures a peak of ~1.05 GiB instead of ~0.76 GiB); in this order about one run in eight.
     format!(
         r#"WITH
 arms AS (
