@@ -163,6 +163,14 @@ fn last_touch_per_visitor_batch() {
         ((22, 1), (2, 1)), // v7 mature at exactly as_of, its reward at as_of unseen; v15; v8 immature
     ]);
     assert_eq!(by_hour(&result), expected);
+    // Under a bool metric a converted unit is worth 1: its value and its square sum to conversions.
+    for row in &result.rows {
+        let conversions = row.conversions as f64;
+        assert_eq!(
+            (row.value_sum, row.value_sq_sum),
+            (conversions, conversions)
+        );
+    }
     assert_eq!(
         unmatched(&result),
         BTreeMap::from([
