@@ -348,14 +348,12 @@ pub fn aggregation_in(
         Touch::FirstTouch => "min",
     };
     // Values are summed exactly, as whole micro-units in a wide integer, so that the sums do not
-    // depend on the order the engine adds them in (a double sum does, in its last bits); a bool unit
-    // is worth 1.
+    // depend on the order the engine adds them in (a double sum does, in its last bits). A credited
+    // unit has at least one reward, so it is a conversion, and under a bool metric it is worth 1.
     let (reward_value, unit_value) = match optimization.reward.kind {
         MetricKind::Bool => (
             format!("CAST(NULL AS {wide})"),
-            format!(
-                "CASE WHEN sum(rewards) > 0 THEN CAST(1000000 AS {wide}) ELSE CAST(0 AS {wide}) END"
-            ),
+            format!("CAST(1000000 AS {wide})"),
         ),
         MetricKind::Numeric => (
             format!("sum(CAST(round(CAST(m.value AS DOUBLE) * 1000000) AS {wide}))"),
@@ -481,7 +479,6 @@ exposed AS (
 rewards AS (
     SELECT CAST(m.anonymous_id AS {text}) AS anonymous_id,
            {reward_ts} AS ts,
-           count(*) AS rewards,
            {reward_value} AS value
     FROM (
 {metric_sql}
@@ -492,7 +489,7 @@ rewards AS (
 ),
 attributed AS (
     SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, {touch_pick}_by(u.arm_key, u.ts) AS arm_key,
-           any_value(r.rewards) AS rewards, any_value(r.value) AS value
+           any_value(r.value) AS value
     FROM rewards AS r JOIN (
         SELECT anonymous_id, ts, arm_key FROM exposed WHERE reason = 0
         UNION ALL
@@ -503,15 +500,13 @@ attributed AS (
     GROUP BY r.anonymous_id, r.ts
 ),
 credited AS (
-    SELECT unit_ts, arm_key,
-           CASE WHEN sum(rewards) > 0 THEN 1 ELSE 0 END AS conversions,
-           {unit_value} AS unit_value
+    SELECT unit_ts, arm_key, {unit_value} AS unit_value
     FROM attributed
     WHERE arm_key >= 0
     GROUP BY anonymous_id, unit_ts, arm_key
 ),
 valued AS (
-    SELECT 0 AS reason, unit_ts {div} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, conversions, unit_value
+    SELECT 0 AS reason, unit_ts {div} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, 1 AS conversions, unit_value
     FROM credited
     UNION ALL
     SELECT reason, batch, arm_key, ts, 1, 0, CAST(0 AS {wide})
