@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, MetricKind, Optimization};
-use crate::warehouse::{floor_to, ColumnKind, ScanPlan, SqlEngine, BEGINNING_US};
+use crate::config::{Config, ConfigError, Optimization};
+use crate::warehouse::{
+    contract, floor_to, hint_for, ColumnKind, ScanPlan, SqlEngine, BEGINNING_US,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,52 +131,22 @@ pub fn static_checks(config: &Config) -> Validation {
     v
 }
 
-fn describe(kind: &ColumnKind) -> String {
-    match kind {
-        ColumnKind::Text => "text".into(),
-        ColumnKind::Timestamp => "a timestamp".into(),
-        ColumnKind::Numeric => "numeric".into(),
-        ColumnKind::Boolean => "boolean".into(),
-        ColumnKind::Other(t) => t.to_lowercase(),
-    }
-}
-
-/// Checks a relation's columns against the contract: each `(column, accepted kinds, role)`.
+/// Adds a finding at `path` for every breach of the warehouse contract.
 fn check_columns(
     v: &mut Validation,
     config: &Config,
     path: &str,
     columns: &[(String, ColumnKind)],
-    required: &[(&str, &[ColumnKind], &str)],
+    required: &[contract::Required],
 ) {
-    for (name, kinds, role) in required {
-        match columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
-            None => {
-                let found: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
-                v.add(
-                    config,
-                    Severity::Error,
-                    path.to_string(),
-                    format!("column `{name}` ({role}) is missing; the SQL returns: {}", found.join(", ")),
-                    Some("select it under this name (e.g. `created_at AS timestamp`), or map it under exposures.columns"),
-                );
-            }
-            Some((_, kind)) if !kinds.contains(kind) => {
-                let wanted: Vec<String> = kinds.iter().map(describe).collect();
-                v.add(
-                    config,
-                    Severity::Error,
-                    path.to_string(),
-                    format!(
-                        "column `{name}` is {}, but {role} must be {}",
-                        describe(kind),
-                        wanted.join(" or ")
-                    ),
-                    Some("cast it in the SQL, e.g. CAST(x AS TIMESTAMP) or CAST(x AS DOUBLE)"),
-                );
-            }
-            Some(_) => {}
-        }
+    for breach in contract::check(columns, required) {
+        v.add(
+            config,
+            Severity::Error,
+            path.to_string(),
+            breach.to_string(),
+            Some(&breach.hint()),
+        );
     }
 }
 
@@ -189,10 +161,6 @@ pub fn engine_checks(
 ) -> Validation {
     let mut v = Validation::default();
     let end_us = sample_as_of.unwrap_or(0);
-    let text = [ColumnKind::Text];
-    let time = [ColumnKind::Timestamp];
-    let number = [ColumnKind::Numeric];
-    let boolean = [ColumnKind::Boolean];
     for (name, metric) in &config.metrics {
         let path = format!("metrics.{name}.sql");
         match engine.columns(&format!("(\n{}\n)", metric.sql), BEGINNING_US, end_us) {
@@ -201,23 +169,19 @@ pub fn engine_checks(
                 Severity::Error,
                 path,
                 format!("the engine rejects the SQL: {message}"),
-                Some("run the SQL on its own to see the problem"),
+                Some(&hint_for(&message)),
             ),
-            Ok(columns) => {
-                let mut required: Vec<(&str, &[ColumnKind], &str)> = vec![
-                    ("anonymous_id", &text, "the visitor id"),
-                    ("timestamp", &time, "the reward time"),
-                ];
-                if metric.kind == MetricKind::Numeric {
-                    required.push(("value", &number, "the reward value of a numeric metric"));
-                }
-                check_columns(&mut v, config, &path, &columns, &required);
-            }
+            Ok(columns) => check_columns(
+                &mut v,
+                config,
+                &path,
+                &columns,
+                &contract::metric_columns(metric.kind),
+            ),
         }
     }
     for optimization in selected {
         let path = format!("optimizations.{}.exposures", optimization.name);
-        let c = &optimization.exposures.columns;
         let before = v.errors();
         match engine.columns(
             &engine.exposure_relation(optimization),
@@ -229,31 +193,15 @@ pub fn engine_checks(
                 Severity::Error,
                 path.clone(),
                 format!("the engine rejects the exposure source: {message}"),
-                Some("check the table name or the SQL"),
+                Some(&hint_for(&message)),
             ),
-            Ok(columns) => {
-                let mut required: Vec<(&str, &[ColumnKind], &str)> = vec![
-                    (c.anonymous_id.as_str(), &text, "the visitor id"),
-                    (c.timestamp.as_str(), &time, "the exposure time"),
-                    (c.optimization_id.as_str(), &text, "the optimization id"),
-                    (c.variant.as_str(), &text, "the variant JSON"),
-                ];
-                if !optimization.context_factors.is_empty() {
-                    required.push((
-                        c.context.as_str(),
-                        &text,
-                        "the context JSON of a contextual model",
-                    ));
-                }
-                if optimization.model.holdout.is_some() {
-                    required.push((
-                        c.holdout.as_str(),
-                        &boolean,
-                        "the holdout flag of a model with a holdout",
-                    ));
-                }
-                check_columns(&mut v, config, &path, &columns, &required)
-            }
+            Ok(columns) => check_columns(
+                &mut v,
+                config,
+                &path,
+                &columns,
+                &contract::exposure_columns(optimization),
+            ),
         }
         let reward_ok = !v.findings.iter().any(|f| {
             f.severity == Severity::Error

@@ -55,24 +55,16 @@ pub struct RawOptimization {
     pub generation: Option<Spanned<RawGeneration>>,
 }
 
-/// A factor level: YAML may write it as a string, a number or a boolean; levered compares its text.
+/// A factor level: the scalar's text exactly as written. A plain `9.90`, `no` or `on` stays
+/// `9.90`, `no` or `on` (YAML would retype them to 9.9 and booleans), so the level matches the text
+/// the exposures log.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Level {
-    Text(String),
-    Integer(i64),
-    Float(f64),
-    Bool(bool),
-}
+#[serde(transparent)]
+pub struct Level(String);
 
 impl Level {
     pub fn text(&self) -> String {
-        match self {
-            Level::Text(s) => s.clone(),
-            Level::Integer(i) => i.to_string(),
-            Level::Float(x) => x.to_string(),
-            Level::Bool(b) => b.to_string(),
-        }
+        self.0.clone()
     }
 }
 

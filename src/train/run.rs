@@ -532,12 +532,26 @@ fn train_one(
         .iter()
         .map(|(reason, count)| (reason.label().to_string(), *count))
         .collect();
-    if !unmatched.is_empty() {
-        let parts: Vec<String> = unmatched.iter().map(|(r, c)| format!("{r}: {c}")).collect();
+    let (metric_rows, exposure_rows): (Vec<_>, Vec<_>) = scan
+        .unmatched
+        .iter()
+        .partition(|(reason, _)| reason.is_metric_row());
+    if !exposure_rows.is_empty() {
+        let parts: Vec<String> = exposure_rows
+            .iter()
+            .map(|(r, c)| format!("{}: {c}", r.label()))
+            .collect();
         warnings.push(format!(
             "{} exposure rows in the scanned range were not counted ({})",
-            unmatched.values().sum::<i64>(),
+            exposure_rows.iter().map(|(_, c)| **c).sum::<i64>(),
             parts.join(", ")
+        ));
+    }
+    for (reason, count) in metric_rows {
+        warnings.push(format!(
+            "{count} rows of metric `{}` in the scanned range were not counted as rewards ({}: column `value` is NULL)",
+            optimization.reward.name,
+            reason.label()
         ));
     }
     let stale_after = config.warehouse.stale_after.micros();

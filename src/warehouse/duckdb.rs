@@ -4,17 +4,24 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use duckdb::types::{TimeUnit, Value};
-use duckdb::{AccessMode, Config, Connection};
+use duckdb::Connection;
 
 use crate::config::{Warehouse, WarehouseSource};
 
+use super::parquet::ParquetFolder;
 use super::query::{AggregateRow, Backend, Param, Params};
 use super::sql::Dialect;
+use super::statement::Database;
 use super::{ColumnKind, WarehouseError};
 
 /// An open, sandboxed connection to the warehouse.
 pub struct DuckDb {
+    /// Runs levered's queries; declared before `database` so that it is dropped first.
     connection: Connection,
+    /// Checks every text before `connection` prepares it.
+    database: Database,
+    /// The tables of a Parquet-folder warehouse.
+    folder: Option<ParquetFolder>,
     tables: BTreeMap<String, String>,
 }
 
@@ -26,20 +33,17 @@ impl DuckDb {
             message: first_line(&e.to_string()),
             hint,
         };
-        let mut config = Config::default()
-            .enable_autoload_extension(false)
-            .map_err(|e| open_error(Path::new(""), &e, "an engine setting was refused"))?;
+        let mut settings = vec![
+            ("autoinstall_known_extensions", "false".to_string()),
+            ("autoload_known_extensions", "false".to_string()),
+        ];
         if let Some(limit) = &warehouse.memory_limit {
-            config = config.max_memory(limit).map_err(|e| {
-                open_error(Path::new(""), &e, "check warehouse.memory_limit, e.g. 1GB")
-            })?;
+            settings.push(("max_memory", limit.clone()));
         }
         if let Some(threads) = warehouse.threads {
-            config = config
-                .threads(i64::from(threads))
-                .map_err(|e| open_error(Path::new(""), &e, "check warehouse.threads"))?;
+            settings.push(("threads", threads.to_string()));
         }
-        let connection = match &warehouse.source {
+        let (database, connection, folder) = match &warehouse.source {
             WarehouseSource::DuckDbFile(path) => {
                 if !path.is_file() {
                     return Err(open_error(
@@ -48,22 +52,23 @@ impl DuckDb {
                         "warehouse.path is resolved against the definitions file's folder",
                     ));
                 }
-                let config = config
-                    .access_mode(AccessMode::ReadOnly)
-                    .map_err(|e| open_error(path, &e, "an engine setting was refused"))?;
-                let connection = Connection::open_with_flags(path, config).map_err(|e| {
+                settings.push(("access_mode", "READ_ONLY".to_string()));
+                let database = Database::open(Some(path), &settings).map_err(|e| {
                     open_error(
                         path,
                         &e,
-                        "is it a DuckDB database, and not held open by a writer?",
+                        "is it a DuckDB database, and not held open by a writer? (warehouse.memory_limit and warehouse.threads must be engine values such as 1GB and 2)",
                     )
                 })?;
+                let connection = database
+                    .connect()
+                    .map_err(|e| open_error(path, &e, "the embedded engine did not start"))?;
                 connection
                     .execute_batch(
                         "SET enable_external_access = false; SET lock_configuration = true;",
                     )
                     .map_err(|e| open_error(path, &e, "an engine setting was refused"))?;
-                connection
+                (database, connection, None)
             }
             WarehouseSource::ParquetFolder(folder) => {
                 if !folder.is_dir() {
@@ -73,21 +78,29 @@ impl DuckDb {
                         "warehouse.path is resolved against the definitions file's folder",
                     ));
                 }
-                let connection = Connection::open_in_memory_with_flags(config)
+                let database = Database::open(None, &settings).map_err(|e| {
+                    open_error(
+                        folder,
+                        &e,
+                        "warehouse.memory_limit and warehouse.threads must be engine values such as 1GB and 2",
+                    )
+                })?;
+                let connection = database
+                    .connect()
                     .map_err(|e| open_error(folder, &e, "the embedded engine did not start"))?;
                 // A run reads each file's footer several times (views, the schema check, each
                 // pass of the aggregation); the engine lives for one run, so it reads them once.
                 connection
                     .execute_batch("SET parquet_metadata_cache = true;")
                     .map_err(|e| open_error(folder, &e, "an engine setting was refused"))?;
-                register_parquet_tables(&connection, folder).map_err(|e| {
+                let tables = ParquetFolder::register(&connection, folder).map_err(|e| {
                     open_error(
                         folder,
                         &e,
                         "every x.parquet file or x/ folder of Parquet files becomes table x",
                     )
                 })?;
-                connection
+                (database, connection, Some(tables))
             }
             WarehouseSource::Spark { remote } => {
                 return Err(WarehouseError::Open {
@@ -100,6 +113,8 @@ impl DuckDb {
         let _ = connection.execute_batch("SET TimeZone = 'UTC';");
         Ok(DuckDb {
             connection,
+            database,
+            folder,
             tables: warehouse.tables.clone(),
         })
     }
@@ -115,6 +130,33 @@ impl Backend for DuckDb {
     }
 
     fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {
+        self.schema_of(text, params).map_err(|e| self.explain(e))
+    }
+
+    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
+        self.rows_of(text, params).map_err(|e| self.explain(e))
+    }
+
+    /// DuckDB's version, for the run record.
+    fn version(&self) -> String {
+        self.connection
+            .query_row("SELECT library_version FROM pragma_version()", [], |row| {
+                row.get(0)
+            })
+            .unwrap_or_else(|_| "unknown".into())
+    }
+}
+
+impl DuckDb {
+    /// An engine error, with the table and file behind it where a Parquet folder can tell.
+    fn explain(&self, message: String) -> String {
+        match &self.folder {
+            Some(folder) => folder.explain(&self.connection, message),
+            None => message,
+        }
+    }
+
+    fn schema_of(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {
         let mut statement = self.prepare(text, params)?;
         statement.raw_execute().map_err(|e| clean_message(&e))?;
         Ok(statement
@@ -125,12 +167,12 @@ impl Backend for DuckDb {
             .collect())
     }
 
-    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
+    fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
         let mut statement = self.prepare(text, params)?;
-        statement.raw_execute().map_err(|e| e.to_string())?;
+        statement.raw_execute().map_err(|e| clean_message(&e))?;
         let mut rows = statement.raw_query();
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        while let Some(row) = rows.next().map_err(|e| clean_message(&e))? {
             let read = || -> duckdb::Result<AggregateRow> {
                 Ok(AggregateRow {
                     reason: row.get(0)?,
@@ -147,24 +189,17 @@ impl Backend for DuckDb {
                     context: row.get(11)?,
                 })
             };
-            out.push(read().map_err(|e| e.to_string())?);
+            out.push(read().map_err(|e| clean_message(&e))?);
         }
         Ok(out)
     }
 
-    /// DuckDB's version, for the run record.
-    fn version(&self) -> String {
-        self.connection
-            .query_row("SELECT library_version FROM pragma_version()", [], |row| {
-                row.get(0)
-            })
-            .unwrap_or_else(|_| "unknown".into())
-    }
-}
-
-impl DuckDb {
     /// Prepares `text` and binds each of its `$name` markers from `params`.
+    /// The text must be exactly one SELECT ([`Database::check_select`]); nothing else is prepared.
     fn prepare(&self, text: &str, params: &Params) -> Result<duckdb::Statement<'_>, String> {
+        self.database
+            .check_select(text)
+            .map_err(|e| clean_text(&e.to_string()))?;
         let mut statement = self
             .connection
             .prepare(text)
@@ -211,50 +246,23 @@ fn column_kind(data_type: &duckdb::arrow::datatypes::DataType) -> ColumnKind {
 }
 /// An engine message without the generated SQL it quotes.
 fn clean_message(error: &duckdb::Error) -> String {
-    let text = error.to_string();
-    text.split("\n\nLINE ")
-        .next()
-        .unwrap_or(&text)
-        .trim()
-        .to_string()
+    clean_text(&error.to_string())
+}
+
+/// An engine message without the generated SQL it quotes, and with control characters escaped (a
+/// broken file can put raw bytes into the engine's message).
+pub(super) fn clean_text(text: &str) -> String {
+    let message = text.split("\n\nLINE ").next().unwrap_or(text).trim();
+    message
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
-}
-
-/// Makes each `x.parquet` file and each `x/` folder of Parquet files a view `x`, then confines the
-/// engine to reading that folder.
-fn register_parquet_tables(connection: &Connection, folder: &Path) -> Result<(), String> {
-    let folder = folder.canonicalize().map_err(|e| e.to_string())?;
-    let mut entries: Vec<_> = std::fs::read_dir(&folder)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    let literal = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
-    let mut statements = vec![format!("SET allowed_directories = [{}]", literal(&folder))];
-    statements.push("SET enable_external_access = false".into());
-    for path in entries {
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-            continue;
-        };
-        let source = if path.is_dir() {
-            path.join("**").join("*.parquet")
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            path.clone()
-        } else {
-            continue;
-        };
-        statements.push(format!(
-            "CREATE VIEW {} AS SELECT * FROM read_parquet({})",
-            Dialect::DuckDb.quote_identifier(name),
-            literal(&source)
-        ));
-    }
-    statements.push("SET lock_configuration = true".into());
-    connection
-        .execute_batch(&statements.join(";\n"))
-        .map_err(|e| e.to_string())
 }

@@ -3,17 +3,20 @@
 //! through Spark Connect (`spark.rs`, cargo feature `spark`). What the SQL says is decided once, in
 //! `sql.rs` (per [`Dialect`]), and what its rows mean once, in `query.rs`.
 
+pub mod contract;
 mod duckdb;
+mod parquet;
 mod query;
 mod scan;
 #[cfg(feature = "spark")]
 mod spark;
 mod sql;
+mod statement;
 
 use crate::config::{Optimization, Warehouse, WarehouseSource};
 
 pub use self::duckdb::DuckDb;
-pub use query::{AggregateRow, Backend, Param, Params};
+pub use query::{hint_for, AggregateRow, Backend, Param, Params};
 pub use scan::{final_until_us, floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
 #[cfg(feature = "spark")]
 pub use spark::Spark;

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::config::Optimization;
 
+use super::contract;
 use super::scan::{BatchRow, ScanPlan, ScanResult, BEGINNING_US};
-use super::sql::{self, Dialect, Unmatched};
+use super::sql::{self, BadValue, Dialect, Unmatched, VALUE_BOUND};
 use super::{ColumnKind, WarehouseError};
 
 /// A value bound to a named parameter marker.
@@ -154,8 +155,15 @@ pub fn aggregate(
         message,
     };
     let relation = exposure_relation(backend, optimization);
-    let holdout_column = columns(backend, &relation, plan.rewards_from_us(), plan.as_of_us)
-        .map_err(|message| query_error(format!("the exposure source: {message}")))?
+    let (from_us, as_of_us) = (plan.rewards_from_us(), plan.as_of_us);
+    let exposure_columns = columns(backend, &relation, from_us, as_of_us)
+        .map_err(|message| query_error(format!("the exposure source: {message}")))?;
+    let metric = &optimization.reward;
+    let metric_columns = columns(backend, &format!("(\n{}\n)", metric.sql), from_us, as_of_us)
+        .map_err(|message| {
+            query_error(format!("the SQL of metric `{}`: {message}", metric.name))
+        })?;
+    let holdout_column = exposure_columns
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case(&optimization.exposures.columns.holdout));
     if optimization.model.holdout.is_some() && !holdout_column {
@@ -164,12 +172,65 @@ pub fn aggregate(
             column: optimization.exposures.columns.holdout.clone(),
         });
     }
+    let exposure_breaches =
+        contract::check(&exposure_columns, &contract::exposure_columns(optimization));
+    let metric_breaches = contract::check(&metric_columns, &contract::metric_columns(metric.kind));
+    let first_breach = (exposure_breaches
+        .first()
+        .map(|b| ("the exposure source", b)))
+    .or_else(|| {
+        metric_breaches
+            .first()
+            .map(|b| ("the SQL of the metric", b))
+    });
+    if let Some((source, breach)) = first_breach {
+        return Err(WarehouseError::Query {
+            optimization: optimization.name.clone(),
+            metric: metric.name.clone(),
+            message: format!("{source}: {breach}"),
+            hint: breach.hint(),
+        });
+    }
     let text = sql::aggregation_in(backend.dialect(), optimization, &relation, holdout_column);
     let arm_span = 2 * (i64::from(plan.arms.iter().map(|(id, _)| *id).max().unwrap_or(0)) + 1);
     let rows = backend
         .rows(&text, &Params::of_scan(plan, arm_span))
         .map_err(query_error)?;
+    if let Some((bad, count)) = rows
+        .iter()
+        .find_map(|r| BadValue::from_code(r.reason).map(|bad| (bad, r.exposures)))
+    {
+        return Err(bad_value_error(optimization, bad, count));
+    }
     Ok(scan_result(rows, plan.batch_us(), arm_span))
+}
+
+fn plural(count: i64) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The error for values of a numeric metric that levered refuses to sum.
+fn bad_value_error(optimization: &Optimization, bad: BadValue, count: i64) -> WarehouseError {
+    let (message, hint) = match bad {
+        BadValue::NonFinite => (
+            format!("column `value` is NaN or infinite in {count} row{}", plural(count)),
+            "levered sums finite values only: filter such rows out in the metric SQL (e.g. WHERE isfinite(value)) or replace them".to_string(),
+        ),
+        BadValue::OutOfRange => (
+            format!("column `value` lies beyond ±{VALUE_BOUND:e} in {count} row{s} or unit{s} (a unit's value is the sum of the values attributed to it)", s = plural(count)),
+            format!("levered sums values up to ±{VALUE_BOUND:e} exactly: rescale the metric in its SQL (e.g. value / 1000)"),
+        ),
+    };
+    WarehouseError::Query {
+        optimization: optimization.name.clone(),
+        metric: optimization.reward.name.clone(),
+        message,
+        hint,
+    }
 }
 
 /// Folds the aggregation's rows into aggregates, unmatched counts and the exposure time range.
@@ -207,9 +268,11 @@ fn min_option(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 /// A hint for the commonest engine errors (DuckDB's wording, then Spark's error classes).
-fn hint_for(message: &str) -> String {
+pub fn hint_for(message: &str) -> String {
     let has = |needles: &[&str]| needles.iter().any(|n| message.contains(n));
-    if has(&["TABLE_OR_VIEW_NOT_FOUND", "PATH_NOT_FOUND"])
+    if message.contains("refused: ") {
+        "levered wraps the metric and exposure SQL as a subquery of its own SELECT: write one SELECT, without `;` and without statements that write".into()
+    } else if has(&["TABLE_OR_VIEW_NOT_FOUND", "PATH_NOT_FOUND"])
         || (message.contains("does not exist") && message.contains("Table"))
     {
         "check the table name; a Parquet folder exposes each x.parquet or x/ as table x, and warehouse.tables maps names to engine tables".into()

@@ -85,6 +85,23 @@ impl Spark {
     }
 }
 
+impl Spark {
+    /// Accepts `text` only when Spark's parser and analyzer take it as a query. Spark reports no
+    /// statement type, and analysing a command runs it, so the text is analysed inside levered's
+    /// own subquery, where the grammar admits nothing but a query: a command, a `;` or a second
+    /// statement is a syntax error there, and nothing runs. The text begins and ends with levered's
+    /// tokens, so a text that is a query in the subquery is a query on its own.
+    fn check_query(&self, text: &str, params: &Params) -> Result<(), String> {
+        self.frame(
+            &format!("SELECT * FROM (\n{text}\n) AS levered_query_check LIMIT 0"),
+            params,
+        )?
+        .schema()
+        .map(|_| ())
+        .map_err(|e| clean_message(&e))
+    }
+}
+
 impl Backend for Spark {
     fn dialect(&self) -> Dialect {
         Dialect::Spark
@@ -96,6 +113,7 @@ impl Backend for Spark {
 
     /// Binds the query through Spark's analyzer (an AnalyzePlan request): no job runs.
     fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {
+        self.check_query(text, params)?;
         match self
             .frame(text, params)?
             .schema()
@@ -110,6 +128,7 @@ impl Backend for Spark {
     }
 
     fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
+        self.check_query(text, params)?;
         let rows = self
             .frame(text, params)?
             .collect()

@@ -24,6 +24,8 @@ pub enum Unmatched {
     NullTimestamp = 2,
     Future = 3,
     UnknownVariant = 4,
+    /// A row of a numeric metric whose value is NULL: not a reward (never a silent 0).
+    NullValue = 5,
 }
 
 impl Unmatched {
@@ -33,6 +35,7 @@ impl Unmatched {
             2 => Some(Unmatched::NullTimestamp),
             3 => Some(Unmatched::Future),
             4 => Some(Unmatched::UnknownVariant),
+            5 => Some(Unmatched::NullValue),
             _ => None,
         }
     }
@@ -43,6 +46,36 @@ impl Unmatched {
             Unmatched::NullTimestamp => "null_timestamp",
             Unmatched::Future => "future",
             Unmatched::UnknownVariant => "unknown_variant",
+            Unmatched::NullValue => "null_value",
+        }
+    }
+
+    /// Whether the reason counts rows of the metric rather than exposure rows.
+    pub fn is_metric_row(self) -> bool {
+        self == Unmatched::NullValue
+    }
+}
+
+/// A metric value levered refuses to sum: the run fails with an error naming the metric and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadValue {
+    /// NaN or ±infinity.
+    NonFinite = 6,
+    /// A row's value, or a unit's (the sum of its attributed values), beyond ±[`VALUE_BOUND`].
+    OutOfRange = 7,
+}
+
+/// The largest magnitude of a value that levered sums exactly. Sums are whole micro-units in a
+/// 128-bit integer (38 digits); a unit's squared value is then at most 1e30, so that a batch's sum
+/// of squares holds at least 1e8 units at the bound.
+pub const VALUE_BOUND: f64 = 1e9;
+
+impl BadValue {
+    pub fn from_code(code: i32) -> Option<BadValue> {
+        match code {
+            6 => Some(BadValue::NonFinite),
+            7 => Some(BadValue::OutOfRange),
+            _ => None,
         }
     }
 }
@@ -99,6 +132,16 @@ impl Dialect {
         }
     }
 
+    /// Whether a DOUBLE expression is finite (not NaN, not infinite).
+    fn is_finite(self, value: &str) -> String {
+        match self {
+            Dialect::DuckDb => format!("isfinite({value})"),
+            Dialect::Spark => {
+                format!("(NOT isnan({value}) AND abs({value}) < double('Infinity'))")
+            }
+        }
+    }
+
     /// The timestamp of a number of microseconds since the epoch.
     fn timestamp_of_us(self, micros: &str) -> String {
         match self {
@@ -138,13 +181,16 @@ impl Dialect {
     }
 
     /// Each distinct variant string that is a JSON object, with its canonical key (see
-    /// [`canonical_variant`]): pairs sorted by key; a JSON null is empty, other values their JSON text
-    /// (strings unquoted). An object with a repeated key matches no arm.
+    /// [`canonical_variant`]): pairs sorted by key, each written as its lengths and texts; a value is
+    /// its JSON text (strings unquoted), a JSON null is `~` (no level is null). An object with a
+    /// repeated key matches no arm.
     fn variant_keys(self) -> &'static str {
         match self {
             Dialect::DuckDb => {
                 r#"SELECT d.variant,
-           string_agg(j.key || chr(31) || coalesce(json_extract_string(j.value, '$'), ''), chr(30) ORDER BY j.key) AS canonical
+           string_agg(CAST(length(j.key) AS VARCHAR) || ':' || j.key
+                      || coalesce(CAST(length(json_extract_string(j.value, '$')) AS VARCHAR) || ':' || json_extract_string(j.value, '$'), '~'),
+                      '' ORDER BY j.key) AS canonical
     FROM (
         SELECT DISTINCT variant FROM shown
         WHERE CASE WHEN json_valid(variant) THEN json_type(CAST(variant AS JSON)) = 'OBJECT' ELSE false END
@@ -153,7 +199,7 @@ impl Dialect {
             }
             Dialect::Spark => {
                 r#"SELECT variant,
-           array_join(transform(array_sort(map_entries(pairs)), p -> concat(p.key, chr(31), coalesce(p.value, ''))), chr(30)) AS canonical
+           array_join(transform(array_sort(map_entries(pairs)), p -> concat(length(p.key), ':', p.key, coalesce(concat(length(p.value), ':', p.value), '~'))), '') AS canonical
     FROM (
         SELECT variant, json_object_keys(variant) AS keys, from_json(variant, 'map<string,string>') AS pairs
         FROM (SELECT DISTINCT variant FROM shown)
@@ -259,17 +305,17 @@ pub fn spark_parameters(text: &str) -> (String, Vec<String>) {
     (out, names)
 }
 
-/// The key a variant is matched by: `factor<US>level` pairs sorted by factor, joined by `<RS>`.
-/// The query computes the same key from each distinct variant JSON, so key order and whitespace in
-/// the warehouse do not matter.
+/// The key a variant is matched by: its `factor, level` pairs sorted by factor, each written as
+/// `<characters of factor>:<factor><characters of level>:<level>`. The lengths make the key
+/// collision-free for any text (no separator a level could contain). The query computes the same key
+/// from each distinct variant JSON, so key order and whitespace in the warehouse do not matter.
 pub fn canonical_variant(factors: &[String], levels: &[String]) -> String {
     let mut pairs: Vec<(&String, &String)> = factors.iter().zip(levels).collect();
     pairs.sort();
     pairs
         .iter()
-        .map(|(f, l)| format!("{f}\u{1f}{l}"))
-        .collect::<Vec<_>>()
-        .join("\u{1e}")
+        .map(|(f, l)| format!("{}:{f}{}:{l}", f.chars().count(), l.chars().count()))
+        .collect()
 }
 
 /// The exposure source as a relation: a (mapped) table, or the user's SQL as a subquery.
@@ -350,19 +396,14 @@ pub fn aggregation_in(
     // Values are summed exactly, as whole micro-units in a wide integer, so that the sums do not
     // depend on the order the engine adds them in (a double sum does, in its last bits). A credited
     // unit has at least one reward, so it is a conversion, and under a bool metric it is worth 1.
-    let (reward_value, unit_value) = match optimization.reward.kind {
-        MetricKind::Bool => (
-            format!("CAST(NULL AS {wide})"),
-            format!("CAST(1000000 AS {wide})"),
-        ),
-        MetricKind::Numeric => (
-            format!("sum(CAST(round(CAST(m.value AS DOUBLE) * 1000000) AS {wide}))"),
-            format!("coalesce(sum(value), CAST(0 AS {wide}))"),
-        ),
+    let numeric = optimization.reward.kind == MetricKind::Numeric;
+    let unit_value = if numeric {
+        format!("coalesce(sum(value), CAST(0 AS {wide}))")
+    } else {
+        format!("CAST(1000000 AS {wide})")
     };
-    let metric_sql = &optimization.reward.sql;
+    let bound_micro = format!("CAST({} AS {wide})", VALUE_BOUND * 1e6);
     let source_ts = dialect.epoch_us(&format!("e.{ts}"));
-    let reward_ts = dialect.epoch_us("m.timestamp");
     let exposures_from = dialect.timestamp_of_us("CAST($exposures_from_us AS BIGINT)");
     // The exposure rows a run reads. The distinct variant (and context) strings come from a pass of
     // their own over these rows, so that the early rows stream through the heavy steps once instead
@@ -407,6 +448,12 @@ contexts AS{once} (
             String::new(),
             "'*'".to_string(),
         )
+    };
+    let rewards = rewards(dialect, optimization);
+    let (value_checks, value_check_rows) = if numeric {
+        value_checks(dialect)
+    } else {
+        (String::new(), String::new())
     };
     let late_from = dialect.timestamp_of_us("CAST($late_from_us AS BIGINT)");
     // The exposure rows are read in two disjoint parts: the early rows, which become units, and the
@@ -476,17 +523,7 @@ exposed AS (
     SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged
     QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_key) = 1
 ),
-rewards AS (
-    SELECT CAST(m.anonymous_id AS {text}) AS anonymous_id,
-           {reward_ts} AS ts,
-           {reward_value} AS value
-    FROM (
-{metric_sql}
-    ) AS m
-    WHERE m.anonymous_id IS NOT NULL
-      AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP)
-    GROUP BY 1, 2
-),
+{rewards}
 attributed AS (
     SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, {touch_pick}_by(u.arm_key, u.ts) AS arm_key,
            any_value(r.value) AS value
@@ -504,7 +541,7 @@ credited AS (
     FROM attributed
     WHERE arm_key >= 0
     GROUP BY anonymous_id, unit_ts, arm_key
-),
+),{value_checks}
 valued AS (
     SELECT 0 AS reason, unit_ts {div} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, 1 AS conversions, unit_value
     FROM credited
@@ -523,7 +560,7 @@ aggregated AS (
            CAST(sum(units) AS BIGINT) AS units,
            CAST(sum(conversions) AS BIGINT) AS conversions,
            CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
-           CAST(sum(unit_value * unit_value) AS DOUBLE) / 1e12 AS value_sq_sum,
+           CAST(coalesce(sum(CASE WHEN abs(unit_value) <= {bound_micro} THEN unit_value * unit_value END), 0) AS DOUBLE) / 1e12 AS value_sq_sum,
            min(unit_ts) AS first_us,
            max(unit_ts) AS last_us
     FROM valued
@@ -533,7 +570,7 @@ aggregated AS (
            CAST(count(*) AS BIGINT), CAST(count(*) AS BIGINT), CAST(0 AS BIGINT),
            CAST(0 AS DOUBLE), CAST(0 AS DOUBLE), min(ts), max(ts)
     FROM late_tagged
-    GROUP BY reason
+    GROUP BY reason{value_check_rows}
 )
 SELECT *, CASE WHEN reason = 0 AND counted THEN {context_out} END AS context
 FROM aggregated
@@ -542,9 +579,110 @@ ORDER BY reason, counted, batch, arm_key
     )
 }
 
+/// The rewards per (visitor, time): for a bool metric, any row; for a numeric metric, the rows with a
+/// finite value within ±[`VALUE_BOUND`], summed as micro-units, and per (visitor, time) the counts of
+/// rows with a NULL (5, [`Unmatched::NullValue`]), a non-finite (6) or a too large value (7), which
+/// are no rewards.
+fn rewards(dialect: Dialect, optimization: &Optimization) -> String {
+    let text = dialect.text();
+    let wide = dialect.wide_integer();
+    let metric_sql = &optimization.reward.sql;
+    let reward_ts = dialect.epoch_us("m.timestamp");
+    let rows = |columns: &str| {
+        format!(
+            r#"SELECT CAST(m.anonymous_id AS {text}) AS anonymous_id,
+           {reward_ts} AS ts{columns}
+    FROM (
+{metric_sql}
+    ) AS m
+    WHERE m.anonymous_id IS NOT NULL
+      AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP)"#
+        )
+    };
+    if optimization.reward.kind == MetricKind::Bool {
+        let rows = rows(&format!(",\n           CAST(NULL AS {wide}) AS value"));
+        return format!("rewards AS (\n    {rows}\n    GROUP BY 1, 2\n),");
+    }
+    let finite = dialect.is_finite("CAST(m.value AS DOUBLE)");
+    let rows = rows(&format!(
+        ",
+           CAST(m.value AS DOUBLE) AS v,
+           CASE WHEN m.value IS NULL THEN 5
+                WHEN NOT {finite} THEN 6
+                WHEN abs(CAST(m.value AS DOUBLE)) > {VALUE_BOUND:e} THEN 7
+                ELSE 0 END AS problem"
+    ));
+    format!(
+        r#"reward_rows AS (
+    SELECT anonymous_id, ts,
+           sum(CASE WHEN problem = 0 THEN CAST(round(v * 1000000) AS {wide}) END) AS value,
+           sum(CASE WHEN problem = 0 THEN 1 ELSE 0 END) AS valid_rows,
+           sum(CASE WHEN problem = 5 THEN 1 ELSE 0 END) AS null_values,
+           sum(CASE WHEN problem = 6 THEN 1 ELSE 0 END) AS non_finite,
+           sum(CASE WHEN problem = 7 THEN 1 ELSE 0 END) AS out_of_range
+    FROM (
+    {rows}
+    ) AS m
+    GROUP BY 1, 2
+),
+rewards AS (
+    SELECT anonymous_id, ts, value FROM reward_rows WHERE valid_rows > 0
+),"#
+    )
+}
+
+/// A numeric metric's value checks: the CTE that counts its NULL, non-finite and too large values
+/// (rows, and credited units whose summed value lies beyond the bound), and the rows of the result
+/// that report them (reasons 5, 6 and 7).
+fn value_checks(dialect: Dialect) -> (String, String) {
+    let wide = dialect.wide_integer();
+    let bound_micro = format!("CAST({} AS {wide})", VALUE_BOUND * 1e6);
+    let cte = format!(
+        r#"
+value_checks AS (
+    SELECT CAST(coalesce(sum(null_values), 0) AS BIGINT) AS null_values,
+           CAST(coalesce(sum(non_finite), 0) AS BIGINT) AS non_finite,
+           CAST(coalesce(sum(out_of_range), 0)
+                + (SELECT count(*) FROM credited WHERE abs(unit_value) > {bound_micro}) AS BIGINT) AS out_of_range
+    FROM reward_rows
+),"#
+    );
+    let row = |reason: u8, column: &str| {
+        format!(
+            "
+    UNION ALL
+    SELECT {reason}, false, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), {column}, {column}, CAST(0 AS BIGINT),
+           CAST(0 AS DOUBLE), CAST(0 AS DOUBLE), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
+    FROM value_checks WHERE {column} > 0"
+        )
+    };
+    let rows = [
+        row(5, "null_values"),
+        row(6, "non_finite"),
+        row(7, "out_of_range"),
+    ]
+    .concat();
+    (cte, rows)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{spark_parameters, Dialect};
+    use super::{canonical_variant, spark_parameters, Dialect};
+
+    #[test]
+    fn canonical_keys_do_not_collide_for_any_text() {
+        let key = |f: &[&str], l: &[&str]| {
+            let f: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            let l: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            canonical_variant(&f, &l)
+        };
+        // Two factors whose levels hold the old separators, against one factor that spells them.
+        let two = key(&["a", "b"], &["x\u{1e}b\u{1f}y", "z"]);
+        let one = key(&["a"], &["x\u{1e}b\u{1f}y\u{1e}b\u{1f}z"]);
+        assert_ne!(two, one);
+        assert_ne!(key(&["a"], &["1:b"]), key(&["a", "b"], &["", ""]));
+        assert_eq!(key(&["b", "a"], &["é", "x"]), "1:a1:x1:b1:é");
+    }
 
     #[test]
     fn parameter_markers_skip_literals_identifiers_and_comments() {

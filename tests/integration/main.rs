@@ -6,6 +6,7 @@ mod cli;
 mod contextual;
 mod dynamics;
 mod example;
+mod hostile_input;
 mod incremental;
 mod oracles;
 mod reference;

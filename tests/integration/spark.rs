@@ -273,7 +273,7 @@ fn spark_errors_name_the_metric_and_an_unreachable_endpoint_is_a_data_error() {
     );
     assert!(
         spark.stderr.contains(
-            "metric `revenue` failed: [TABLE_OR_VIEW_NOT_FOUND] The table or view `no_such_orders`"
+            "the SQL of metric `revenue`: [TABLE_OR_VIEW_NOT_FOUND] The table or view `no_such_orders`"
         ),
         "{}",
         spark.stderr
@@ -301,4 +301,50 @@ fn spark_errors_name_the_metric_and_an_unreachable_endpoint_is_a_data_error() {
         out.stderr
     );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn spark_runs_nothing_but_a_query_from_user_sql() {
+    let project = project(200, 1);
+    let spark = std::fs::read_to_string(project.path("spark.yaml")).unwrap();
+    let signups = "SELECT anonymous_id, created_at AS timestamp FROM signups WHERE created_at >= $start AND created_at < $end";
+    let with_metric = |sql: &str| {
+        let text = spark.replace(signups, sql);
+        assert_ne!(text, spark);
+        project.write("hostile.yaml", &text);
+    };
+    // A table the server would keep if any of these commands ran.
+    let probe = format!("levered_probe_{}", std::process::id());
+    let command = format!("CREATE TABLE {probe} AS SELECT 1 AS a");
+    let breakout = format!("SELECT anonymous_id, created_at AS timestamp FROM signups) AS q LIMIT 0; {command}; SELECT * FROM (SELECT anonymous_id, created_at AS timestamp FROM signups");
+    for hostile in [breakout, command] {
+        with_metric(&hostile);
+        let out = project.levered(&["validate", "--config", "hostile.yaml", "--as-of", AS_OF]);
+        assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("metrics.signup.sql"), "{}", out.stdout);
+        let out = project.levered(&[
+            "train",
+            "--all",
+            "--config",
+            "hostile.yaml",
+            "--as-of",
+            AS_OF,
+        ]);
+        assert_eq!(
+            out.code, 1,
+            "the signup optimizations fail, the others train: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("metric `signup`"), "{}", out.stderr);
+    }
+    with_metric(&format!(
+        "SELECT 'x' AS anonymous_id, current_timestamp() AS timestamp FROM {probe}"
+    ));
+    let out = project.levered(&["validate", "--config", "hostile.yaml", "--as-of", AS_OF]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("TABLE_OR_VIEW_NOT_FOUND"),
+        "the table was never created: {}",
+        out.stdout
+    );
 }
