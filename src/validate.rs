@@ -131,15 +131,32 @@ pub fn static_checks(config: &Config) -> Validation {
     v
 }
 
-/// Adds a finding at `path` for every breach of the warehouse contract.
-fn check_columns(
+/// Adds a finding at `path` when the engine rejects a relation (`what`), else one for every breach
+/// of the warehouse contract by its columns.
+fn check_relation(
     v: &mut Validation,
     config: &Config,
     path: &str,
-    columns: &[(String, ColumnKind)],
+    what: &str,
+    columns: Result<Vec<(String, ColumnKind)>, String>,
     required: &[contract::Required],
 ) {
-    for breach in contract::check(columns, required) {
+    let columns = match columns {
+        Ok(columns) => columns,
+        Err(message) => {
+            let hint = hint_for(&message);
+            let message = format!("the engine rejects {what}: {message}");
+            v.add(
+                config,
+                Severity::Error,
+                path.to_string(),
+                message,
+                Some(&hint),
+            );
+            return;
+        }
+    };
+    for breach in contract::check(&columns, required) {
         v.add(
             config,
             Severity::Error,
@@ -163,46 +180,27 @@ pub fn engine_checks(
     let end_us = sample_as_of.unwrap_or(0);
     for (name, metric) in &config.metrics {
         let path = format!("metrics.{name}.sql");
-        match engine.columns(&format!("(\n{}\n)", metric.sql), BEGINNING_US, end_us) {
-            Err(message) => v.add(
-                config,
-                Severity::Error,
-                path,
-                format!("the engine rejects the SQL: {message}"),
-                Some(&hint_for(&message)),
-            ),
-            Ok(columns) => check_columns(
-                &mut v,
-                config,
-                &path,
-                &columns,
-                &contract::metric_columns(metric.kind),
-            ),
-        }
+        let columns = engine.columns(&format!("(\n{}\n)", metric.sql), BEGINNING_US, end_us);
+        let required = contract::metric_columns(metric.kind);
+        check_relation(&mut v, config, &path, "the SQL", columns, &required);
     }
     for optimization in selected {
         let path = format!("optimizations.{}.exposures", optimization.name);
         let before = v.errors();
-        match engine.columns(
+        let columns = engine.columns(
             &engine.exposure_relation(optimization),
             BEGINNING_US,
             end_us,
-        ) {
-            Err(message) => v.add(
-                config,
-                Severity::Error,
-                path.clone(),
-                format!("the engine rejects the exposure source: {message}"),
-                Some(&hint_for(&message)),
-            ),
-            Ok(columns) => check_columns(
-                &mut v,
-                config,
-                &path,
-                &columns,
-                &contract::exposure_columns(optimization),
-            ),
-        }
+        );
+        let required = contract::exposure_columns(optimization);
+        check_relation(
+            &mut v,
+            config,
+            &path,
+            "the exposure source",
+            columns,
+            &required,
+        );
         let reward_ok = !v.findings.iter().any(|f| {
             f.severity == Severity::Error
                 && f.path == format!("metrics.{}.sql", optimization.reward.name)

@@ -80,6 +80,18 @@ fn project(metric_sql: &str, first_exposures: &str) -> Project {
     project
 }
 
+/// `levered train --all` on the project's definitions.
+fn train_all(project: &Project) -> crate::support::Output {
+    project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        AS_OF,
+    ])
+}
+
 const PLAIN_METRIC: &str = "SELECT anonymous_id, created_at AS timestamp FROM signups";
 
 #[test]
@@ -97,14 +109,7 @@ fn metric_sql_that_closes_the_wrapper_is_refused_by_validate_and_writes_nothing(
     assert!(out.stdout.contains("metrics.signup.sql"), "{out:?}");
     assert!(out.stdout.contains("exactly one SELECT"), "{out:?}");
     assert!(!out.stdout.contains("valid: 0 errors"), "{out:?}");
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        AS_OF,
-    ]);
+    let out = train_all(&project);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("metric `signup`"), "{out:?}");
     assert!(!target.exists(), "the COPY ran");
@@ -114,14 +119,7 @@ fn metric_sql_that_closes_the_wrapper_is_refused_by_validate_and_writes_nothing(
 fn exposure_sql_cannot_replace_what_another_optimization_reads() {
     let hostile = r#"{sql: "SELECT * FROM exposures) AS q LIMIT 0; CREATE OR REPLACE VIEW signups AS SELECT * FROM signups WHERE false; SELECT * FROM (SELECT * FROM exposures"}"#;
     let project = project(PLAIN_METRIC, hostile);
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        AS_OF,
-    ]);
+    let out = train_all(&project);
     assert_eq!(out.code, 1, "a_first fails, b_second is written: {out:?}");
     assert!(out.stderr.contains("a_first"), "{out:?}");
     assert!(out.stderr.contains("the exposure source"), "{out:?}");
@@ -281,14 +279,7 @@ fn null_values_are_counted_and_warned_never_a_silent_zero() {
     );
     let value: f64 = scan.rows.iter().map(|r| r.value_sum).sum();
     assert_eq!(value, 6.5);
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        AS_OF,
-    ]);
+    let out = train_all(&project);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("2 rows of metric `spend`"), "{out:?}");
     assert!(out.stderr.contains("null_value"), "{out:?}");
@@ -316,14 +307,7 @@ fn non_finite_and_huge_values_are_errors_naming_the_metric_and_column() {
         assert!(error.contains(expected), "{values}: {error}");
         assert!(error.contains("metric `spend`"), "{error}");
         assert!(error.contains("column `value`"), "{error}");
-        let out = project.levered(&[
-            "train",
-            "--all",
-            "--config",
-            "levered.yaml",
-            "--as-of",
-            AS_OF,
-        ]);
+        let out = train_all(&project);
         assert_eq!(out.code, 4, "{out:?}");
         assert!(
             !out.stderr.contains("LINE "),
@@ -357,14 +341,7 @@ fn writer_leftovers_and_unread_broken_files_do_not_fail_the_run() {
     )
     .unwrap();
     std::fs::write(warehouse.join("notes.txt"), "not a table").unwrap();
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        AS_OF,
-    ]);
+    let out = train_all(&project);
     assert_eq!(out.code, 0, "{out:?}");
 }
 
@@ -377,14 +354,7 @@ fn a_broken_file_that_is_read_is_named_with_its_table() {
         b"PAR1\x0f\x00\x01garbled footer\x0f\x00\x00\x00PAR1",
     )
     .unwrap();
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "levered.yaml",
-        "--as-of",
-        AS_OF,
-    ]);
+    let out = train_all(&project);
     assert_eq!(out.code, 4, "{out:?}");
     assert!(out.stderr.contains("table `signups`"), "{out:?}");
     assert!(out.stderr.contains("signups.parquet"), "{out:?}");
