@@ -63,6 +63,10 @@ pub struct TrainArgs {
     /// The run's point in time, RFC 3339 (e.g. 2026-01-03T13:00:00Z) [default: now].
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+    /// Accept an --as-of more than an hour past the clock (refused otherwise: every later run
+    /// would be earlier than it).
+    #[arg(long, requires = "as_of")]
+    pub allow_future: bool,
     /// Seed of the run's random streams [default: model.seed, else drawn and recorded].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -138,9 +142,6 @@ pub struct ReportArgs {
     /// Write a self-contained HTML page with charts to this file instead.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// How long to wait for a training run holding the state store.
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
-    pub lock_timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -202,8 +203,8 @@ pub struct GenerateArgs {
     /// Visits to generate; each exposes `hero`, and about 30% also `checkout`.
     #[arg(long, default_value_t = 60_000)]
     pub exposures: u64,
-    /// Days of traffic, ending at 2026-01-08T00:00:00Z.
-    #[arg(long, default_value_t = 7)]
+    /// Days of traffic, ending at 2026-01-08T00:00:00Z (1 to 3650).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -115,6 +115,33 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
         })
 }
 
+/// How far past the clock an `as_of` may lie without `--allow-future` (clocks of two machines
+/// differ by seconds; a typo in the year by decades).
+const FUTURE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Refuses an `as_of` past the clock: every later run would be "earlier than the last run" until a
+/// `--full` backfill (DESIGN.md 5.2).
+fn check_not_future(
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+    allowed: bool,
+) -> Result<(), Failure> {
+    if allowed || as_of <= now + FUTURE_MARGIN {
+        return Ok(());
+    }
+    let ahead = as_of - now;
+    let ahead = if ahead.num_hours() < 48 {
+        format!("{} hours", ahead.num_hours())
+    } else {
+        format!("{} days", ahead.num_days())
+    };
+    Err(usage(format!(
+        "--as-of {} is {ahead} past the clock ({})\n  hint: a run's as_of is normally now or earlier; pass --allow-future if this time is meant",
+        as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )))
+}
+
 fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let now = Utc::now();
     let as_of = args
@@ -123,6 +150,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
         .map(parse_time)
         .transpose()?
         .unwrap_or(now);
+    check_not_future(as_of, now, args.allow_future)?;
     let lock_timeout = lock_timeout(&args.lock_timeout)?;
     let config = load_config(args.config, printer)?;
     let options = TrainOptions {
@@ -135,6 +163,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
         full: args.full,
         lock_timeout,
     };
+    crate::interrupt::catch();
     let outcomes = train::train(&config, &options, printer)?;
     let mut json = Vec::new();
     let (mut trained, mut failed, mut invalid) = (0, 0, 0);
@@ -181,6 +210,13 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
         }
     }
     printer.json(&serde_json::Value::Array(json));
+    if let Some(signal) = crate::interrupt::received() {
+        return Ok(if signal == libc::SIGINT {
+            ExitStatus::Interrupted
+        } else {
+            ExitStatus::Terminated
+        });
+    }
     Ok(match (trained, failed) {
         (_, 0) => ExitStatus::Success,
         (0, _) if invalid == failed => ExitStatus::InvalidDefinition,
@@ -264,7 +300,10 @@ fn validate_command(args: ValidateArgs, printer: &Printer) -> Result<ExitStatus,
             let mut unreachable = None;
             if !args.offline {
                 match crate::warehouse::open(&config.warehouse) {
-                    Err(error) => unreachable = Some(error),
+                    Err(error) => {
+                        validation.unreachable(&config, &error.to_string());
+                        unreachable = Some(error);
+                    }
                     Ok(engine) => {
                         let sample = args.sample.then(|| as_of.timestamp_micros());
                         let found =
@@ -294,10 +333,9 @@ fn validate_command(args: ValidateArgs, printer: &Printer) -> Result<ExitStatus,
         })),
         ValidateFormat::Github => printer.out(&validate::render_github(&file, &validation)),
     }
-    if let Some(error) = unreachable {
-        return Err(Failure::new(ExitStatus::Data, error));
-    }
-    Ok(if validation.errors() > 0 {
+    Ok(if unreachable.is_some() {
+        ExitStatus::Data
+    } else if validation.errors() > 0 {
         ExitStatus::InvalidDefinition
     } else {
         ExitStatus::Success
@@ -312,12 +350,9 @@ fn in_context(context: &str, wanted: &[String]) -> bool {
         })
 }
 
-/// Opens the state store of the definitions for reading, after waiting for any training run.
-fn stored(
-    args: &ReportArgs,
-    printer: &Printer,
-) -> Result<(crate::state::StateLock, crate::state::StateStore), Failure> {
-    let lock_timeout = lock_timeout(&args.lock_timeout)?;
+/// Opens the state store of the definitions for reading: its snapshot, without waiting for a
+/// training run and without writing anything (so it works on read-only media too).
+fn stored(args: &ReportArgs, printer: &Printer) -> Result<crate::state::StateStore, Failure> {
     let config = load_config(args.config.clone(), printer)?;
     config
         .select(std::slice::from_ref(&args.optimization))
@@ -325,10 +360,8 @@ fn stored(
     if !config.state.exists() {
         return Err(no_runs(&args.optimization, &config.state));
     }
-    let lock = crate::state::acquire(&config.state, lock_timeout)?;
-    let store = crate::state::StateStore::open_read_only(&config.state)
-        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
-    Ok((lock, store))
+    crate::state::StateStore::open_for_reading(&config.state)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))
 }
 
 fn no_runs(optimization: &str, state: &Path) -> Failure {
@@ -342,7 +375,7 @@ fn no_runs(optimization: &str, state: &Path) -> Failure {
 }
 
 fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let (_lock, store) = stored(&args, printer)?;
+    let store = stored(&args, printer)?;
     let (run, arms) = store
         .latest_report(&args.optimization)
         .map_err(|e| Failure::new(ExitStatus::Data, e))?
@@ -385,7 +418,7 @@ fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Fai
 }
 
 fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let (_lock, store) = stored(&args, printer)?;
+    let store = stored(&args, printer)?;
     let rows: Vec<_> = store
         .history(&args.optimization)
         .map_err(|e| Failure::new(ExitStatus::Data, e))?

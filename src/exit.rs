@@ -15,6 +15,10 @@ pub enum ExitStatus {
     Data = 4,
     /// The state store is locked by another levered process.
     Locked = 5,
+    /// SIGINT stopped the run between writes (128 + 2).
+    Interrupted = 130,
+    /// SIGTERM stopped the run between writes (128 + 15).
+    Terminated = 143,
 }
 
 impl ExitStatus {
@@ -31,7 +35,9 @@ Exit codes:
   2  usage error
   3  invalid definition (YAML file)
   4  data, SQL or engine error (also: warehouse unreachable)
-  5  state store locked by another levered run";
+  5  state store locked by another levered run
+  130, 143  train stopped by SIGINT or SIGTERM: runs written before it stand, the one in progress
+            wrote nothing";
 
 /// An error that knows which exit code it maps to.
 #[derive(Debug)]

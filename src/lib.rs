@@ -8,6 +8,7 @@ mod command;
 pub mod config;
 pub mod exit;
 mod generator;
+pub mod interrupt;
 pub mod model;
 pub mod output;
 pub mod report;

@@ -53,6 +53,22 @@ impl Validation {
             .count()
     }
 
+    /// Records that the warehouse cannot be opened: an error like any other in every format (the
+    /// exit code, 4, tells it apart).
+    pub fn unreachable(&mut self, config: &Config, error: &str) {
+        let (message, hint) = match error.split_once("\n  hint: ") {
+            Some((message, hint)) => (message, Some(hint)),
+            None => (error, None),
+        };
+        self.add(
+            config,
+            Severity::Error,
+            "warehouse".into(),
+            message.to_string(),
+            hint,
+        );
+    }
+
     fn add(
         &mut self,
         config: &Config,

@@ -67,18 +67,78 @@ impl Problem {
 
 /// Reads and checks a definitions file.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+    let fail = |problem: Problem| ConfigError {
         file: file.to_path_buf(),
-        problems: vec![Problem {
+        problems: vec![problem],
+    };
+    let bytes = std::fs::read(file).map_err(|e| {
+        fail(Problem {
             path: String::new(),
             line: None,
             column: None,
             message: format!("cannot read the file: {e}"),
             hint: Some("pass the definitions file with --config".into()),
-        }],
+        })
     })?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| fail(not_utf8(e.as_bytes(), e.utf8_error())))?;
     parse(file, &text)
 }
+
+/// Where a definitions file stops being UTF-8: the line and column (in characters) of the first
+/// byte that is not.
+fn not_utf8(bytes: &[u8], error: std::str::Utf8Error) -> Problem {
+    let good = &bytes[..error.valid_up_to()];
+    let valid = String::from_utf8_lossy(good);
+    let line = valid.matches('\n').count() + 1;
+    let column = valid
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    let text = std::str::from_utf8(good).unwrap_or_default();
+    Problem {
+        path: key_path_at(text, line),
+        line: Some(line as u64),
+        column: Some(column as u64),
+        message: format!(
+            "is not UTF-8 text (byte 0x{:02x})",
+            bytes[error.valid_up_to()]
+        ),
+        hint: Some("save the file as UTF-8".into()),
+    }
+}
+
+/// Why `name` cannot name an optimization or a metric, if it cannot. Names become folder names
+/// (DESIGN.md 5.2): letters, digits, `_` and `-`, not starting with `-`, at most 100 characters.
+pub fn name_problem(name: &str) -> Option<String> {
+    let shown = name.escape_debug();
+    if name.is_empty() {
+        Some("the name is empty".into())
+    } else if name.chars().count() > MAX_NAME {
+        Some(format!(
+            "the name has {} characters, more than {MAX_NAME}",
+            name.chars().count()
+        ))
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Some(format!(
+            "`{shown}` is not a name: only letters, digits, `_` and `-`"
+        ))
+    } else if name.starts_with('-') {
+        Some(format!("`{shown}` is not a name: it starts with `-`"))
+    } else {
+        None
+    }
+}
+
+const MAX_NAME: usize = 100;
+const NAME_HINT: &str =
+    "use letters, digits, `_` and `-` (at most 100 characters, not starting with `-`): the name becomes a folder name";
 
 /// Checks definitions given as text; `file` names them in messages and anchors relative paths.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -373,7 +433,16 @@ impl Checker {
             .insert(path.to_string(), (at.line(), at.column()));
     }
 
+    /// Reports a name that cannot be a folder name; `section` is `metrics` or `optimizations`.
+    fn name(&mut self, section: &str, name: &str, at: &Location) {
+        if let Some(message) = name_problem(name) {
+            let path = format!("{section}.{}", name.escape_debug());
+            self.report(&path, Some(at), message, Some(NAME_HINT));
+        }
+    }
+
     fn metric(&mut self, name: &str, raw: &Spanned<RawMetric>) -> Option<(String, Metric)> {
+        self.name("metrics", name, &raw.referenced);
         let path = format!("metrics.{name}");
         self.locate(&path, &raw.referenced);
         let kind = match raw.value.kind.as_str() {
@@ -417,6 +486,7 @@ impl Checker {
         let path = format!("optimizations.{name}");
         let o = &raw.value;
         let before = self.problems.len();
+        self.name("optimizations", name, &raw.referenced);
         let status = match o.status.value.as_str() {
             "live" => Status::Live,
             "completed" => Status::Completed,

@@ -7,4 +7,4 @@ mod raw;
 
 pub use definition::*;
 pub use duration::Span;
-pub use load::{load, parse, ConfigError, Problem};
+pub use load::{load, name_problem, parse, ConfigError, Problem};

@@ -116,19 +116,22 @@ pub struct Srm {
     pub degrees_of_freedom: usize,
     pub p_value: f64,
     pub flagged: bool,
+    /// Units counted on arms served at weight 0: a mismatch by itself, whatever the statistic.
+    #[serde(default)]
+    pub unexpected_units: f64,
 }
 
 /// Tests observed counts against expected counts (`observed[i]` against `expected[i]`, where the
 /// expected counts sum to the observed total). `Err` says why the test does not apply: fewer than
-/// two categories, or an expected count under 5. A category expected at 0 that has units is a
-/// mismatch by itself (p = 0, statistic the largest double).
+/// two categories, or an expected count under 5. Units in a category expected at 0 are a mismatch
+/// by themselves (`unexpected_units`, p = 0); the statistic, over the other categories, stays finite.
 pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
     let mut statistic = 0.0;
     let mut categories = 0;
-    let mut impossible = false;
+    let mut unexpected_units = 0.0;
     for (&o, &e) in observed.iter().zip(expected) {
         if e <= 0.0 {
-            impossible |= o > 0.0;
+            unexpected_units += o.max(0.0);
             continue;
         }
         if e < 5.0 {
@@ -139,13 +142,13 @@ pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
         categories += 1;
         statistic += (o - e) * (o - e) / e;
     }
-    if impossible {
-        // Infinite in theory; the largest double keeps the record valid JSON.
+    if unexpected_units > 0.0 {
         return Ok(Srm {
-            statistic: f64::MAX,
-            degrees_of_freedom: categories.max(1),
+            statistic,
+            degrees_of_freedom: categories.max(2) - 1,
             p_value: 0.0,
             flagged: true,
+            unexpected_units,
         });
     }
     if categories < 2 {
@@ -163,5 +166,6 @@ pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
         degrees_of_freedom: df,
         p_value,
         flagged: p_value < SRM_ALPHA,
+        unexpected_units: 0.0,
     })
 }

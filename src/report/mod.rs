@@ -10,7 +10,7 @@ pub use csv::{
     allocation as allocation_csv, history as history_csv, parse as parse_csv, report as report_csv,
     sig17, ALLOCATION_HEADER, REPORT_HEADER,
 };
-pub use files::{prune_runs, Staged};
+pub use files::{inside, prune_runs, remove_leftovers, run_id, Staged};
 pub use html::page as html_page;
 pub use model::{AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
-pub use table::{diagnostics as diagnostics_text, table};
+pub use table::{diagnostics as diagnostics_text, srm_text, table};

@@ -97,14 +97,32 @@ pub fn diagnostics(d: &Diagnostics) -> String {
     }
     match &d.srm {
         Some(s) => out.push_str(&format!(
-            "sample ratio: chi-square {:.2}, df {}, p = {:.3e}{} ({})\n",
-            s.statistic,
-            s.degrees_of_freedom,
-            s.p_value,
+            "sample ratio: {}{} ({})\n",
+            srm_text(s),
             if s.flagged { ", MISMATCH" } else { "" },
             d.srm_note
         )),
         None => out.push_str(&format!("sample ratio: {}\n", d.srm_note)),
     }
     out
+}
+
+/// `chi-square 3.2, df 1, p = 7.40e-2`, and the units on arms served at weight 0 when there are any.
+pub fn srm_text(s: &crate::model::Srm) -> String {
+    let statistic = if s.statistic < 1e6 {
+        format!("{:.1}", s.statistic)
+    } else {
+        format!("{:.3e}", s.statistic)
+    };
+    let mut text = format!(
+        "chi-square {statistic}, df {}, p = {:.2e}",
+        s.degrees_of_freedom, s.p_value
+    );
+    if s.unexpected_units > 0.0 {
+        text.push_str(&format!(
+            ", {} units on arms served at weight 0",
+            s.unexpected_units
+        ));
+    }
+    text
 }

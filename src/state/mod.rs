@@ -5,6 +5,6 @@ mod store;
 
 pub use lock::{acquire, lock_path, LockError, StateLock};
 pub use store::{
-    FailedRun, HistoryRow, LastRun, RunInfo, RunWrite, Served, StateError, StateStore, StoredArm,
-    StoredEvent,
+    snapshot_path, FailedRun, HistoryRow, LastRun, RunInfo, RunWrite, Served, StateError,
+    StateStore, StoredArm, StoredEvent,
 };

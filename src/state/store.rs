@@ -197,6 +197,8 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Served {
     pub as_of_us: i64,
+    /// Whether `weights` holds every row the run published (else only the pooled holdout row).
+    pub complete: bool,
     pub weights: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
@@ -241,9 +243,32 @@ pub struct FailedRun<'a> {
     pub message: &'a str,
 }
 
+/// The copy of a store that readers open, beside it (`state.duckdb` → `state.duckdb.snapshot`): a
+/// training run holds the store open for writing, and DuckDB lets no other process open a file then.
+pub fn snapshot_path(state: &Path) -> PathBuf {
+    let mut name = state.file_name().unwrap_or_default().to_os_string();
+    name.push(".snapshot");
+    state.with_file_name(name)
+}
+
+/// Removes the snapshot copies a killed run left in `folder` (names starting with `prefix`).
+fn remove_staged(folder: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub struct StateStore {
     path: PathBuf,
     connection: Connection,
+    /// The store file, read to publish the snapshot. Kept open for the store's lifetime: closing
+    /// any descriptor of a file drops the process's fcntl locks on it, DuckDB's included.
+    snapshot_source: std::sync::OnceLock<std::fs::File>,
 }
 
 fn ts(us: i64) -> Value {
@@ -272,6 +297,7 @@ impl StateStore {
         Ok(StateStore {
             path: path.to_path_buf(),
             connection,
+            snapshot_source: std::sync::OnceLock::new(),
         })
     }
 
@@ -316,6 +342,63 @@ impl StateStore {
         Ok(StateStore {
             path: path.to_path_buf(),
             connection,
+            snapshot_source: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Opens the store for a reader (`report`, `history`): the snapshot the last run published, else
+    /// (a store no run of this version has written yet) the store itself, read-only. Takes no lock,
+    /// so it never waits for a training run, and writes nothing.
+    pub fn open_for_reading(path: &Path) -> Result<StateStore, StateError> {
+        let snapshot = snapshot_path(path);
+        StateStore::open_read_only(if snapshot.is_file() { &snapshot } else { path })
+    }
+
+    /// Publishes what the store holds to its snapshot: a checkpoint (the file then holds every
+    /// committed write), then a copy renamed into place. When that fails, the old snapshot is removed
+    /// too, so that no reader is shown runs older than the store's.
+    pub fn publish_snapshot(&self) -> Result<(), StateError> {
+        let snapshot = snapshot_path(&self.path);
+        let folder = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let prefix = format!(
+            ".{}.tmp",
+            snapshot.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let published = self
+            .connection
+            .execute_batch("CHECKPOINT")
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                remove_staged(folder, &prefix);
+                let mut staged = tempfile::Builder::new()
+                    .prefix(&prefix)
+                    .tempfile_in(folder)
+                    .map_err(|e| e.to_string())?;
+                if self.snapshot_source.get().is_none() {
+                    let file = std::fs::File::open(&self.path).map_err(|e| e.to_string())?;
+                    let _ = self.snapshot_source.set(file);
+                }
+                let mut source = self
+                    .snapshot_source
+                    .get()
+                    .ok_or_else(|| "the store file is not open".to_string())?;
+                std::io::Seek::rewind(&mut source)
+                    .and_then(|()| std::io::copy(&mut source, staged.as_file_mut()))
+                    .and_then(|_| staged.as_file().sync_all())
+                    .map_err(|e| e.to_string())?;
+                staged.persist(&snapshot).map_err(|e| e.to_string())?;
+                Ok(())
+            });
+        published.map_err(|message| {
+            let _ = std::fs::remove_file(&snapshot);
+            self.error(format!(
+                "cannot publish the snapshot {} that report and history read: {message}",
+                snapshot.display()
+            ))
         })
     }
 
@@ -447,8 +530,10 @@ impl StateStore {
 
     /// The weights every successful run published for context `*`, by `as_of` (reruns: the later).
     ///
-    /// Every run is listed, but older than `recent_from_us` only with its pooled holdout weight (what
-    /// the lift strata need), so that an hourly run does not load the whole allocation history.
+    /// Every run is listed, but before the one in force at `recent_from_us` only with its pooled
+    /// holdout weight (what the lift strata need; `complete` is false), so that an hourly run does not
+    /// load the whole allocation history. The run in force then and every later one are complete, so
+    /// that batches after a gap between runs are compared with the weights that served them.
     pub fn served(
         &self,
         optimization: &str,
@@ -457,29 +542,37 @@ impl StateStore {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT epoch_us(r.as_of), a.context, a.arm_id, a.weight, r.seq
-                 FROM runs AS r LEFT JOIN allocations AS a
+                "WITH ok AS (SELECT * FROM runs WHERE optimization = ? AND outcome = 'ok'),
+                 cutoff AS (
+                   SELECT coalesce(max(as_of), make_timestamp(?)) AS t FROM ok
+                   WHERE as_of <= make_timestamp(?))
+                 SELECT epoch_us(r.as_of), a.context, a.arm_id, a.weight, r.seq, r.as_of >= cutoff.t
+                 FROM ok AS r CROSS JOIN cutoff LEFT JOIN allocations AS a
                    ON a.optimization = r.optimization AND a.run_id = r.run_id
-                  AND (r.as_of >= make_timestamp(?) OR (a.context = '*' AND a.role = 'holdout'))
-                 WHERE r.optimization = ? AND r.outcome = 'ok'
+                  AND (r.as_of >= cutoff.t OR (a.context = '*' AND a.role = 'holdout'))
                  ORDER BY r.as_of, r.seq, a.context, a.arm_id",
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map(params![recent_from_us, optimization], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<f64>>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            })
+            .query_map(
+                params![optimization, recent_from_us, recent_from_us],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<f64>>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, bool>(5)?,
+                    ))
+                },
+            )
             .map_err(|e| self.error(e))?;
         let mut served: Vec<Served> = Vec::new();
         let mut last_seq = None;
         for row in rows {
-            let (as_of_us, context, arm_id, weight, seq) = row.map_err(|e| self.error(e))?;
+            let (as_of_us, context, arm_id, weight, seq, complete) =
+                row.map_err(|e| self.error(e))?;
             if last_seq != Some(seq) {
                 // A rerun at the same as_of replaces what the earlier run published.
                 if served.last().is_some_and(|last| last.as_of_us == as_of_us) {
@@ -487,6 +580,7 @@ impl StateStore {
                 }
                 served.push(Served {
                     as_of_us,
+                    complete,
                     weights: BTreeMap::new(),
                 });
                 last_seq = Some(seq);

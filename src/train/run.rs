@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::allocation::{self, ArmState, ArmStatus, Phase, Roster, Settings};
 use crate::config::{Config, MetricKind, Optimization, Status};
 use crate::exit::{ExitStatus, Failure};
+use crate::interrupt;
 use crate::model::{self, Sums};
 use crate::output::Printer;
 use crate::report::{
@@ -106,6 +107,9 @@ fn train_with(
     let mut store = store.map_err(|e| Failure::new(ExitStatus::Data, e))?;
     let mut outcomes = Vec::new();
     for optimization in selected {
+        if interrupt::received().is_some() {
+            break;
+        }
         if optimization.status == Status::Archived {
             outcomes.push(Outcome::Skipped {
                 optimization: optimization.name.clone(),
@@ -144,6 +148,17 @@ fn train_with(
                     seed,
                 ) {
                     Ok(report) => Outcome::Trained(Box::new(report)),
+                    Err(_) if interrupt::received().is_some() => {
+                        let signal = interrupt::received().unwrap_or_default();
+                        outcomes.push(Outcome::Failed {
+                            optimization: optimization.name.clone(),
+                            error: anyhow!(
+                                "stopped by {}: nothing of this run was written",
+                                interrupt::name(signal)
+                            ),
+                        });
+                        break;
+                    }
                     Err(error) => {
                         if !options.dry_run {
                             record_failure(
@@ -263,7 +278,7 @@ fn train_one(
     if let Some(last) = &last {
         if as_of_us < last.as_of_us && !options.full {
             return Err(anyhow!(
-                "--as-of {} is earlier than the last run's ({}, run {})\n  hint: an earlier as_of needs --full (a backfill recomputes every batch)",
+                "the run's as_of {} is earlier than the last run's ({}, run {})\n  hint: to train as of this time, add --full once (every batch is recomputed up to it); if the last run's as_of was a mistake (a typo, a time in the future), one `levered train --full` without --as-of puts the optimization back on the clock",
                 rfc3339(as_of_us),
                 rfc3339(last.as_of_us),
                 last.run_id
@@ -303,7 +318,8 @@ fn train_one(
                 store.last_weights(name)?,
             ))
         });
-        let scan = engine.aggregate(&plan);
+        let cancel = engine.canceller();
+        let scan = interrupt::cancellable(cancel.as_deref(), || engine.aggregate(&plan));
         let reads = reads
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -517,7 +533,7 @@ fn train_one(
         ));
     }
 
-    let run_id = run_id(options.as_of, seq);
+    let run_id = report::run_id(options.as_of, seq);
     let winner = winner.map(|w| Winner {
         decided_run: if w.decided_run.is_empty() {
             run_id.clone()
@@ -585,8 +601,8 @@ fn train_one(
     let (srm, srm_note) = sample_ratio(&batches, &served, as_of_us, batch_us, window_us);
     if let Some(test) = srm.filter(|t| t.flagged) {
         warnings.push(format!(
-            "sample-ratio mismatch: the units per arm do not follow the served weights (chi-square {:.1}, p = {:.2e}, {srm_note}): check that the serving side reads allocation.csv and logs every exposure",
-            test.statistic, test.p_value
+            "sample-ratio mismatch: the units per arm do not follow the served weights ({}, {srm_note}): check that the serving side reads allocation.csv and logs every exposure",
+            report::srm_text(&test)
         ));
     }
     let bool_reward = kind == MetricKind::Bool;
@@ -605,7 +621,7 @@ fn train_one(
         &previous,
         (&run_id, &trained_at),
     );
-    let report = RunReport {
+    let mut report = RunReport {
         optimization: name.clone(),
         run_id: run_id.clone(),
         as_of: rfc3339(as_of_us),
@@ -650,9 +666,12 @@ fn train_one(
         return Ok(report);
     }
 
-    let folder = config.output_dir.join(name);
+    let folder = report::inside(&config.output_dir, name)?;
     let mut staged = Staged::new();
     stage_files(&mut staged, &folder, &report)?;
+    if let Some(signal) = interrupt::received() {
+        return Err(anyhow!("stopped by {}", interrupt::name(signal)));
+    }
     let arms: Vec<StoredArm> = roster.arms.iter().map(stored_arm).collect();
     store.commit(&RunWrite {
         report: &report,
@@ -674,6 +693,11 @@ fn train_one(
     })?;
     staged.publish()?;
     report::prune_runs(&folder.join("runs"), config.keep_runs as usize)?;
+    if let Err(error) = store.publish_snapshot() {
+        report.warnings.push(format!(
+            "{error}\n  hint: report and history read the store itself until a run publishes it"
+        ));
+    }
     Ok(report)
 }
 
@@ -1007,19 +1031,22 @@ fn sql_hash(
 fn stage_files(staged: &mut Staged, folder: &Path, report: &RunReport) -> anyhow::Result<()> {
     let allocation = report::allocation_csv(&report.allocation);
     let arms = report::report_csv(&report.arms);
-    let run_folder = folder.join("runs").join(&report.run_id);
+    let runs = folder.join("runs");
     let json = serde_json::to_string_pretty(report).context("cannot render the run as JSON")?;
-    staged.add(&run_folder.join("allocation.csv"), &allocation)?;
-    staged.add(&run_folder.join("report.csv"), &arms)?;
-    staged.add(&run_folder.join("run.json"), &json)?;
+    // What killed runs staged here is dead: this run holds the state store's lock.
+    report::remove_leftovers(folder)?;
+    report::remove_leftovers(&runs)?;
+    staged.add_folder(
+        &report::inside(&runs, &report.run_id)?,
+        &[
+            ("allocation.csv", &allocation),
+            ("report.csv", &arms),
+            ("run.json", &json),
+        ],
+    )?;
     staged.add(&folder.join("allocation.csv"), &allocation)?;
     staged.add(&folder.join("report.csv"), &arms)?;
     Ok(())
-}
-
-/// A run's id: its `as_of` and its sequence number among the optimization's runs.
-fn run_id(as_of: DateTime<Utc>, seq: i64) -> String {
-    format!("{}-{seq:04}", as_of.format("%Y%m%dT%H%M%SZ"))
 }
 
 /// Records a failed run in the store, so that the history shows it; a store that cannot take the
@@ -1032,8 +1059,8 @@ fn record_failure(
     message: &str,
 ) {
     if let Ok(seq) = store.next_seq(optimization) {
-        let run_id = run_id(options.as_of, seq);
-        let _ = store.record_failure(&state::FailedRun {
+        let run_id = report::run_id(options.as_of, seq);
+        let recorded = store.record_failure(&state::FailedRun {
             optimization,
             run_id: &run_id,
             seq,
@@ -1042,5 +1069,8 @@ fn record_failure(
             seed,
             message,
         });
+        if recorded.is_ok() {
+            let _ = store.publish_snapshot();
+        }
     }
 }

@@ -179,7 +179,9 @@ pub(super) fn sample_ratio(
         .iter()
         .rev()
         .filter_map(|(start, counts)| {
-            served_during(served, *start, batch_us).map(|s| (*start, counts, s))
+            served_during(served, *start, batch_us)
+                .filter(|s| s.complete)
+                .map(|s| (*start, counts, s))
         })
         .take(SRM_BATCHES)
         .collect();

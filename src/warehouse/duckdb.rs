@@ -23,6 +23,8 @@ pub struct DuckDb {
     /// The tables of a Parquet-folder warehouse.
     folder: Option<ParquetFolder>,
     tables: BTreeMap<String, String>,
+    /// Cancels `connection`'s running query from another thread.
+    interrupt: std::sync::Arc<duckdb::InterruptHandle>,
 }
 
 impl DuckDb {
@@ -112,6 +114,7 @@ impl DuckDb {
         };
         let _ = connection.execute_batch("SET TimeZone = 'UTC';");
         Ok(DuckDb {
+            interrupt: connection.interrupt_handle(),
             connection,
             database,
             folder,
@@ -127,6 +130,11 @@ impl Backend for DuckDb {
 
     fn tables(&self) -> &BTreeMap<String, String> {
         &self.tables
+    }
+
+    fn canceller(&self) -> Option<super::Cancel> {
+        let interrupt = self.interrupt.clone();
+        Some(std::sync::Arc::new(move || interrupt.interrupt()))
     }
 
     fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {

@@ -61,7 +61,14 @@ pub enum ColumnKind {
 pub trait Engine {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError>;
     fn version(&self) -> String;
+    /// Cancels the query running on another thread, where the engine can (a signal stops a run).
+    fn canceller(&self) -> Option<Cancel> {
+        None
+    }
 }
+
+/// Cancels an engine's running query from another thread.
+pub type Cancel = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// An engine that runs SQL: what `validate` needs besides.
 pub trait SqlEngine: Engine {
@@ -84,6 +91,10 @@ impl<B: Backend> Engine for B {
 
     fn version(&self) -> String {
         Backend::version(self)
+    }
+
+    fn canceller(&self) -> Option<Cancel> {
+        Backend::canceller(self)
     }
 }
 

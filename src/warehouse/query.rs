@@ -115,6 +115,10 @@ pub trait Backend {
     /// Runs the aggregation and returns its rows.
     fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String>;
     fn version(&self) -> String;
+    /// See `Engine::canceller`.
+    fn canceller(&self) -> Option<super::Cancel> {
+        None
+    }
 }
 
 /// The relation of an optimization's exposure source, after `warehouse.tables`.

@@ -209,7 +209,7 @@ fn an_earlier_as_of_needs_full() {
         "2026-01-07T00:00:00Z",
     ]);
     assert_eq!(out.code, 4, "{out:?}");
-    assert!(out.stderr.contains("needs --full"), "{}", out.stderr);
+    assert!(out.stderr.contains("add --full once"), "{}", out.stderr);
     let out = project.levered(&[
         "train",
         "--all",

@@ -8,6 +8,7 @@ mod dynamics;
 mod example;
 mod hostile_input;
 mod incremental;
+mod operations;
 mod oracles;
 mod reference;
 mod report;
