@@ -120,7 +120,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
 const FUTURE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// Refuses an `as_of` past the clock: every later run would be "earlier than the last run" until a
-/// `--full` backfill (DESIGN.md 5.2).
+/// `--full` backfill (README, "Security and operations").
 fn check_not_future(
     as_of: DateTime<Utc>,
     now: DateTime<Utc>,

@@ -1,4 +1,5 @@
-//! The serving contract (DESIGN §5): which row of the allocation a visitor is served. SDKs implement
+//! The serving contract (README, "Serving: `levered assign`"): which row of the allocation a
+//! visitor is served. SDKs implement
 //! the same rule; `fixtures/serving/vectors.json` pins it.
 
 use sha2::{Digest, Sha256};

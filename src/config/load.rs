@@ -112,7 +112,7 @@ fn not_utf8(bytes: &[u8], error: std::str::Utf8Error) -> Problem {
 }
 
 /// Why `name` cannot name an optimization or a metric, if it cannot. Names become folder names
-/// (DESIGN.md 5.2): letters, digits, `_` and `-`, not starting with `-`, at most 100 characters.
+/// (README, "Security and operations"): letters, digits, `_` and `-`, not starting with `-`, at most 100 characters.
 pub fn name_problem(name: &str) -> Option<String> {
     let shown = name.escape_debug();
     if name.is_empty() {

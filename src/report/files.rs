@@ -123,7 +123,7 @@ pub fn remove_leftovers(folder: &Path) -> anyhow::Result<()> {
 
 /// `root/name` when `name` is one plain folder or file name: not empty, not `.` or `..`, no
 /// separator, no NUL. Every path levered writes or deletes under `output_dir` is built this way, so
-/// it lies inside `output_dir` whatever the name says (DESIGN.md 5.2).
+/// it lies inside `output_dir` whatever the name says (README, "Security and operations").
 pub fn inside(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let mut parts = Path::new(name).components();
     let plain = matches!(parts.next(), Some(Component::Normal(_)))

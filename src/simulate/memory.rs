@@ -1,5 +1,6 @@
 //! The fast path: an engine that aggregates the simulated units in memory instead of writing them to
-//! a warehouse and running SQL. Every simulated visitor is new and has one exposure, so DESIGN §4.2
+//! a warehouse and running SQL. Every simulated visitor is new and has one exposure, so the
+//! aggregation of the README's "What `train` does"
 //! reduces to: a unit per visitor, counted when mature, converted when its reward came before
 //! `as_of`. The training code that consumes the aggregates is the real one; a test checks that both
 //! paths give the same simulation.

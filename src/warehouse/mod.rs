@@ -56,7 +56,7 @@ pub enum ColumnKind {
     Other(String),
 }
 
-/// What training needs from an engine: the aggregates of a scan plan (DESIGN §4.2), and a version
+/// What training needs from an engine: the aggregates of a scan plan (README, "What `train` does"), and a version
 /// for the run record. The warehouse's engines and the simulator's in-memory fast path implement it.
 pub trait Engine {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError>;

@@ -146,7 +146,7 @@ pub fn columns(
     )
 }
 
-/// Runs the aggregation of one optimization (DESIGN §4.2) on any engine.
+/// Runs the aggregation of one optimization (README, "What `train` does") on any engine.
 pub fn aggregate(
     backend: &impl Backend,
     plan: &ScanPlan<'_>,

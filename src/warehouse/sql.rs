@@ -1,5 +1,5 @@
 //! The aggregation query levered generates around the user's exposure source and metric SQL
-//! (DESIGN §4.2). Values are bound as named parameters; the only text levered splices in is the user's
+//! (README, "What `train` does"). Values are bound as named parameters; the only text levered splices in is the user's
 //! own SQL (as a subquery), quoted identifiers and the choice between fixed expressions.
 //!
 //! Shape: exposures are tagged with a small integer arm key (the variant JSON is matched once per

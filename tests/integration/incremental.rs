@@ -1,4 +1,4 @@
-//! Training hour by hour gives exactly what one `--full` run gives (DESIGN §4.3).
+//! Training hour by hour gives exactly what one `--full` run gives (README, "What `train` does", step 3).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use levered::report::RunReport;

@@ -1,4 +1,4 @@
-//! The generated SQL against a plain, loop-by-loop reading of DESIGN §4.2 on many small random
+//! The generated SQL against a plain, loop-by-loop reading of the README's "What `train` does" on many small random
 //! warehouses with ties, window edges, repeat visitors and unmatched rows.
 
 use std::collections::BTreeMap;

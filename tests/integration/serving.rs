@@ -1,4 +1,4 @@
-//! The serving contract (DESIGN §5) against vectors computed apart from levered, in plain Python
+//! The serving contract (README, "Serving: `levered assign`") against vectors computed apart from levered, in plain Python
 //! (`scripts/serving_vectors.py` → `fixtures/serving/vectors.json`), and served shares against the
 //! weights by a chi-square test.
 
