@@ -38,7 +38,7 @@ const VARIANTS: [(&str, Option<u32>); 6] = [
 /// (batch start, arm, holdout) → (units, conversions, value sum, value square sum)
 type Cells = BTreeMap<(i64, u32, bool), (i64, i64, i64, i64)>;
 
-/// DESIGN §4.2, read literally.
+/// The README's "What `train` does", read literally.
 fn reference(
     exposures: &[Exposure],
     rewards: &[Reward],

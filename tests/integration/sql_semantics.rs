@@ -1,4 +1,4 @@
-//! DESIGN §4.2 on a hand-built warehouse, where every expected count was worked out by hand.
+//! The aggregation (README, "What `train` does") on a hand-built warehouse, where every expected count was worked out by hand.
 //! Factors color [red, blue] × size [s, l] give arms 1 (red,s), 2 (red,l), 3 (blue,s), 4 (blue,l).
 //! Window 2h, batch 1h, as_of 2026-01-02T00:00:00Z.
 
