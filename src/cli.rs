@@ -142,6 +142,10 @@ pub struct ReportArgs {
     /// Write a self-contained HTML page with charts to this file instead.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Accepted and ignored: readers take no lock (they read the snapshot), so scripts written
+    /// for older versions keep working.
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

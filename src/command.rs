@@ -129,17 +129,24 @@ fn check_not_future(
     if allowed || as_of <= now + FUTURE_MARGIN {
         return Ok(());
     }
-    let ahead = as_of - now;
-    let ahead = if ahead.num_hours() < 48 {
+    Err(usage(format!(
+        "--as-of {} is {} past the clock ({})\n  hint: a run's as_of is normally now or earlier; pass --allow-future if this time is meant",
+        as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        how_far(as_of - now),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )))
+}
+
+/// A time past the margin, in words: minutes under two hours, hours under two days, else days
+/// (always more than one of the unit, so always plural).
+fn how_far(ahead: chrono::TimeDelta) -> String {
+    if ahead.num_minutes() < 120 {
+        format!("{} minutes", ahead.num_minutes())
+    } else if ahead.num_hours() < 48 {
         format!("{} hours", ahead.num_hours())
     } else {
         format!("{} days", ahead.num_days())
-    };
-    Err(usage(format!(
-        "--as-of {} is {ahead} past the clock ({})\n  hint: a run's as_of is normally now or earlier; pass --allow-future if this time is meant",
-        as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )))
+    }
 }
 
 fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
@@ -190,7 +197,8 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
                 optimization,
                 reason,
             } => {
-                if !options.all {
+                // After a signal, what was not started is said even under --all.
+                if !options.all || crate::interrupt::received().is_some() {
                     printer.summary(&format!("{optimization}: nothing ran: {reason}"));
                 }
                 json.push(serde_json::json!({"optimization": optimization, "outcome": "skipped", "reason": reason}));
@@ -211,11 +219,7 @@ fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitStatus, Failu
     }
     printer.json(&serde_json::Value::Array(json));
     if let Some(signal) = crate::interrupt::received() {
-        return Ok(if signal == libc::SIGINT {
-            ExitStatus::Interrupted
-        } else {
-            ExitStatus::Terminated
-        });
+        return Ok(ExitStatus::stopped_by(signal));
     }
     Ok(match (trained, failed) {
         (_, 0) => ExitStatus::Success,
@@ -571,4 +575,26 @@ fn generate_command(args: GenerateArgs, printer: &Printer) -> Result<ExitStatus,
         .map_err(|e| Failure::new(ExitStatus::Data, e))?;
     printer.summary(&summary);
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_future_as_of_is_refused_with_how_far_ahead_it_lies() {
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let message = |as_of: &str| {
+            let as_of: DateTime<Utc> = as_of.parse().unwrap();
+            check_not_future(as_of, now, false)
+                .map(|()| String::new())
+                .unwrap_or_else(|f| f.error.to_string())
+        };
+        assert_eq!(message("2026-01-01T01:00:00Z"), "", "within the margin");
+        assert!(message("2026-01-01T01:01:00Z").contains(" is 61 minutes past the clock"));
+        assert!(message("2026-01-01T05:00:00Z").contains(" is 5 hours past the clock"));
+        assert!(message("2028-09-27T00:00:00Z").contains(" is 1000 days past the clock"));
+        let later: DateTime<Utc> = "2062-01-01T00:00:00Z".parse().unwrap();
+        assert!(check_not_future(later, now, true).is_ok(), "--allow-future");
+    }
 }

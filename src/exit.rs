@@ -25,6 +25,15 @@ impl ExitStatus {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The status of a run stopped by `signal` (SIGINT or SIGTERM).
+    pub fn stopped_by(signal: i32) -> ExitStatus {
+        if signal == libc::SIGINT {
+            ExitStatus::Interrupted
+        } else {
+            ExitStatus::Terminated
+        }
+    }
 }
 
 /// The table printed under `--help`.
@@ -56,11 +65,13 @@ impl Failure {
 }
 
 impl From<crate::state::LockError> for Failure {
-    /// A busy store is the lock code; a lock file that cannot be created is a data error.
+    /// A busy store is the lock code; a lock file that cannot be created is a data error; a signal
+    /// while waiting is the signal's code.
     fn from(error: crate::state::LockError) -> Failure {
         let status = match error {
             crate::state::LockError::Busy { .. } => ExitStatus::Locked,
             crate::state::LockError::Io { .. } => ExitStatus::Data,
+            crate::state::LockError::Stopped { signal, .. } => ExitStatus::stopped_by(signal),
         };
         Failure::new(status, error)
     }

@@ -9,11 +9,16 @@ use std::time::Duration;
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signal: libc::c_int) {
-    // Only an atomic store: all a signal handler may safely do here.
+    // An atomic store and signal(2), both async-signal-safe: a second signal ends the process.
     RECEIVED.store(signal, Ordering::SeqCst);
+    // SAFETY: restores the default action of the signal being handled; no memory is touched.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+    }
 }
 
-/// From now on SIGINT and SIGTERM are recorded instead of ending the process.
+/// From now on the first SIGINT or SIGTERM is recorded instead of ending the process; a second one
+/// ends it (an operator who presses Ctrl-C twice means it).
 pub fn catch() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: installs a handler that performs a single atomic store (async-signal-safe).

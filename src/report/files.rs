@@ -34,11 +34,8 @@ impl Staged {
 
     /// Writes `contents` next to `path`; it becomes visible on `publish`.
     pub fn add(&mut self, path: &Path, contents: &str) -> anyhow::Result<()> {
-        let folder = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(folder)
-            .with_context(|| format!("cannot create {}", folder.display()))?;
-        let file = Builder::new()
-            .prefix(STAGING)
+        let folder = parent(path)?;
+        let file = staging()
             .tempfile_in(folder)
             .with_context(|| format!("cannot create a file in {}", folder.display()))?;
         write_whole(file.as_file(), contents)
@@ -48,13 +45,10 @@ impl Staged {
     }
 
     /// Writes the folder `path` holding `files` (name, contents); it becomes visible, whole, on
-    /// `publish`.
+    /// `publish`, replacing a folder of that name.
     pub fn add_folder(&mut self, path: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
-        let parent = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        let folder = Builder::new()
-            .prefix(STAGING)
+        let parent = parent(path)?;
+        let folder = staging()
             .tempdir_in(parent)
             .with_context(|| format!("cannot create a folder in {}", parent.display()))?;
         for (name, contents) in files {
@@ -74,7 +68,7 @@ impl Staged {
     pub fn publish(self) -> anyhow::Result<()> {
         for (folder, path) in self.folders {
             let staged = folder.keep();
-            std::fs::rename(&staged, &path).map_err(|e| {
+            replace_folder(&staged, &path).map_err(|e| {
                 let _ = std::fs::remove_dir_all(&staged);
                 anyhow::anyhow!("cannot write {}: {e}", path.display())
             })?;
@@ -91,6 +85,41 @@ impl Default for Staged {
     fn default() -> Self {
         Staged::new()
     }
+}
+
+/// The folder `path` is written in, created if missing.
+fn parent(path: &Path) -> anyhow::Result<&Path> {
+    let folder = parent_of(path);
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    Ok(folder)
+}
+
+/// Names staged files and folders so that `remove_leftovers` can find them.
+fn staging() -> Builder<'static, 'static> {
+    let mut builder = Builder::new();
+    builder.prefix(STAGING);
+    builder
+}
+
+/// Renames the folder `staged` to `path`. A folder already there (a run written again after its
+/// state was deleted) is first renamed aside under a staged name, so that `path` always holds one
+/// whole folder, then removed; if the last rename fails, it is put back.
+fn replace_folder(staged: &Path, path: &Path) -> std::io::Result<()> {
+    if !path.exists() {
+        return std::fs::rename(staged, path);
+    }
+    let aside = staging().tempdir_in(parent_of(path))?.keep();
+    std::fs::rename(path, &aside)?;
+    if let Err(e) = std::fs::rename(staged, path) {
+        let _ = std::fs::rename(&aside, path);
+        return Err(e);
+    }
+    std::fs::remove_dir_all(&aside)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
 }
 
 /// Writes a new file's whole contents to disk, readable like any file the process would create
@@ -210,6 +239,30 @@ mod tests {
         ] {
             assert!(!is_run_id(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_published_folder_replaces_one_of_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("runs").join("20260101T000000Z-0001");
+        let mut first = Staged::new();
+        first
+            .add_folder(&run, &[("report.csv", "old"), ("extra.txt", "old")])
+            .unwrap();
+        first.publish().unwrap();
+        let mut second = Staged::new();
+        second.add_folder(&run, &[("report.csv", "new")]).unwrap();
+        second.publish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.join("report.csv")).unwrap(),
+            "new"
+        );
+        assert!(!run.join("extra.txt").exists());
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["20260101T000000Z-0001"], "nothing staged is left");
     }
 
     #[test]

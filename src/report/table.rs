@@ -107,17 +107,21 @@ pub fn diagnostics(d: &Diagnostics) -> String {
     out
 }
 
-/// `chi-square 3.2, df 1, p = 7.40e-2`, and the units on arms served at weight 0 when there are any.
+/// `chi-square 3.2, df 1, p = 0.074`, and the units on arms served at weight 0 when there are any.
 pub fn srm_text(s: &crate::model::Srm) -> String {
     let statistic = if s.statistic < 1e6 {
         format!("{:.1}", s.statistic)
     } else {
         format!("{:.3e}", s.statistic)
     };
-    let mut text = format!(
-        "chi-square {statistic}, df {}, p = {:.2e}",
-        s.degrees_of_freedom, s.p_value
-    );
+    // p is 0 exactly when units reached an arm served at weight 0; it underflows below 1e-300.
+    let p = match s.p_value {
+        0.0 if s.unexpected_units > 0.0 => "p = 0".to_string(),
+        p if p < 1e-300 => "p < 1e-300".to_string(),
+        p if p < 1e-3 => format!("p = {p:.2e}"),
+        p => format!("p = {p:.3}"),
+    };
+    let mut text = format!("chi-square {statistic}, df {}, {p}", s.degrees_of_freedom);
     if s.unexpected_units > 0.0 {
         text.push_str(&format!(
             ", {} units on arms served at weight 0",

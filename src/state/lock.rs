@@ -20,6 +20,8 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("stopped by {} while waiting for the lock of the state store {state}: nothing ran", crate::interrupt::name(*.signal))]
+    Stopped { state: PathBuf, signal: i32 },
 }
 
 /// Holds the lock until dropped.
@@ -66,6 +68,12 @@ pub fn acquire(state: &Path, timeout: Duration) -> Result<StateLock, LockError> 
             file.write_all(holder.as_bytes()).map_err(io)?;
             file.flush().map_err(io)?;
             return Ok(StateLock { _file: file });
+        }
+        if let Some(signal) = crate::interrupt::received() {
+            return Err(LockError::Stopped {
+                state: state.to_path_buf(),
+                signal,
+            });
         }
         if started.elapsed() >= timeout {
             let mut holder = String::new();

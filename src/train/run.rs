@@ -107,8 +107,12 @@ fn train_with(
     let mut store = store.map_err(|e| Failure::new(ExitStatus::Data, e))?;
     let mut outcomes = Vec::new();
     for optimization in selected {
-        if interrupt::received().is_some() {
-            break;
+        if let Some(signal) = interrupt::received() {
+            outcomes.push(Outcome::Skipped {
+                optimization: optimization.name.clone(),
+                reason: format!("not started: stopped by {}", interrupt::name(signal)),
+            });
+            continue;
         }
         if optimization.status == Status::Archived {
             outcomes.push(Outcome::Skipped {
@@ -150,14 +154,13 @@ fn train_with(
                     Ok(report) => Outcome::Trained(Box::new(report)),
                     Err(_) if interrupt::received().is_some() => {
                         let signal = interrupt::received().unwrap_or_default();
-                        outcomes.push(Outcome::Failed {
+                        Outcome::Failed {
                             optimization: optimization.name.clone(),
                             error: anyhow!(
                                 "stopped by {}: nothing of this run was written",
                                 interrupt::name(signal)
                             ),
-                        });
-                        break;
+                        }
                     }
                     Err(error) => {
                         if !options.dry_run {
@@ -178,6 +181,17 @@ fn train_with(
             }
         };
         outcomes.push(outcome);
+    }
+    // Readers (report, history) see what this run recorded, trained or failed, once it is over.
+    let recorded = outcomes
+        .iter()
+        .any(|o| !matches!(o, Outcome::Skipped { .. }));
+    if recorded && !options.dry_run {
+        if let Err(error) = store.publish_snapshot() {
+            printer.warn(&format!(
+                "{error}\n  hint: report and history read the store itself until a run publishes it"
+            ));
+        }
     }
     Ok(outcomes)
 }
@@ -621,7 +635,7 @@ fn train_one(
         &previous,
         (&run_id, &trained_at),
     );
-    let mut report = RunReport {
+    let report = RunReport {
         optimization: name.clone(),
         run_id: run_id.clone(),
         as_of: rfc3339(as_of_us),
@@ -693,11 +707,6 @@ fn train_one(
     })?;
     staged.publish()?;
     report::prune_runs(&folder.join("runs"), config.keep_runs as usize)?;
-    if let Err(error) = store.publish_snapshot() {
-        report.warnings.push(format!(
-            "{error}\n  hint: report and history read the store itself until a run publishes it"
-        ));
-    }
     Ok(report)
 }
 
@@ -1060,7 +1069,7 @@ fn record_failure(
 ) {
     if let Ok(seq) = store.next_seq(optimization) {
         let run_id = report::run_id(options.as_of, seq);
-        let recorded = store.record_failure(&state::FailedRun {
+        let _ = store.record_failure(&state::FailedRun {
             optimization,
             run_id: &run_id,
             seq,
@@ -1069,8 +1078,5 @@ fn record_failure(
             seed,
             message,
         });
-        if recorded.is_ok() {
-            let _ = store.publish_snapshot();
-        }
     }
 }

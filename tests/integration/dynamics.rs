@@ -434,8 +434,11 @@ fn units_on_an_arm_served_at_weight_zero_are_a_finite_flagged_mismatch() {
     let text = levered::report::srm_text(&srm);
     assert_eq!(
         text,
-        "chi-square 0.8, df 1, p = 0.00e0, 20 units on arms served at weight 0"
+        "chi-square 0.8, df 1, p = 0, 20 units on arms served at weight 0"
     );
+    // However few units the served arms expect, units at weight 0 are flagged, not untestable.
+    let few = levered::model::srm(&[2.0, 1.0, 7.0], &[2.0, 1.0, 0.0]).unwrap();
+    assert!(few.flagged && few.unexpected_units == 7.0, "{few:?}");
 }
 
 /// Three arms where C (arm 3) is far behind: the first run drops it and asks the generation command
@@ -624,6 +627,14 @@ fn the_srm_p_value_matches_scipy() {
         "{fair:?}"
     );
     assert!(!fair.flagged);
+    assert_eq!(
+        levered::report::srm_text(&skewed),
+        "chi-square 120.0, df 1, p = 6.33e-28"
+    );
+    assert_eq!(
+        levered::report::srm_text(&fair),
+        "chi-square 0.4, df 2, p = 0.819"
+    );
     assert!(
         levered::model::srm(&[3.0, 1.0], &[2.0, 2.0]).is_err(),
         "expected counts under 5"

@@ -1,10 +1,11 @@
-//! Untrusted definitions and broken data (README, "Security and operations"): SQL that tries to break out of levered's wrapper, level text that YAML
-//! would retype or that holds separators, NULL / non-finite / huge metric values, and a Parquet
-//! folder with writer leftovers and broken files.
+//! Untrusted definitions and broken data (README, "Security and operations"): SQL that tries to
+//! break out of levered's wrapper, level text that YAML would retype or that holds separators,
+//! NULL / non-finite / huge metric values, and a Parquet folder with writer leftovers and broken
+//! files.
 
 use std::path::Path;
 
-use crate::support::{aggregate, Project};
+use crate::support::{aggregate, red_blue, Project};
 
 const AS_OF: &str = "2026-01-02T00:00:00Z";
 const AS_OF_US: i64 = 1_767_312_000_000_000;
@@ -49,21 +50,9 @@ metrics:
     type: bool
     sql: "{metric_sql}"
 optimizations:
-  a_first:
-    status: live
-    design_factors: {{color: [red, blue]}}
-    reward: signup
-    exposures: {first_exposures}
-    attribution: {{conversion_window: 2h}}
-    model: {{kind: mab}}
-  b_second:
-    status: live
-    design_factors: {{color: [red, blue]}}
-    reward: signup
-    exposures: {{table: exposures}}
-    attribution: {{conversion_window: 2h}}
-    model: {{kind: mab}}
-"#
+{}{}"#,
+        red_blue("a_first", "signup", first_exposures),
+        red_blue("b_second", "signup", "{table: exposures}"),
     )
 }
 

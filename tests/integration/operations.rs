@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::Project;
+use crate::support::{red_blue, Project};
 
 const AS_OF: &str = "2026-01-02T00:00:00Z";
 
@@ -15,15 +15,15 @@ const WAREHOUSE: &str = "
 CREATE TABLE exposures AS
   SELECT 'v' || CAST(i AS VARCHAR) AS anonymous_id, TIMESTAMP '2026-01-01 10:00:00' AS timestamp,
          o AS optimization_id, '{\"color\":\"red\"}' AS variant
-  FROM range(10) AS t(i), (VALUES ('a_fast'), ('b_slow')) AS v(o);
+  FROM range(10) AS t(i), (VALUES ('a_fast'), ('b_slow'), ('c_after')) AS v(o);
 CREATE TABLE signups AS
   SELECT 'v' || CAST(i AS VARCHAR) AS anonymous_id, TIMESTAMP '2026-01-01 10:30:00' AS created_at
   FROM range(5) AS t(i);";
 
 const FAST: &str = "SELECT anonymous_id, created_at AS timestamp FROM signups";
 
-/// Billions of hash computations per signup: runs for minutes unless it is cancelled.
-const SLOW: &str = "SELECT s.anonymous_id, s.created_at AS timestamp FROM signups AS s, range(4000000000) AS r(i) WHERE hash(r.i + epoch(s.created_at)) = 42";
+/// 10^15 hash computations per signup: runs until it is cancelled.
+const SLOW: &str = "SELECT s.anonymous_id, s.created_at AS timestamp FROM signups AS s, range(1000000000000000) AS r(i) WHERE hash(r.i + epoch(s.created_at)) = 42";
 
 /// Two optimizations: `a_fast` on a plain metric, `b_slow` on `slow_sql`.
 fn definitions(slow_sql: &str, extra: &str) -> String {
@@ -35,22 +35,15 @@ metrics:
   fast: {{type: bool, sql: "{FAST}"}}
   slow: {{type: bool, sql: "{slow_sql}"}}
 optimizations:
-  a_fast:
-    status: live
-    design_factors: {{color: [red, blue]}}
-    reward: fast
-    exposures: {{table: exposures}}
-    attribution: {{conversion_window: 2h}}
-    model: {{kind: mab}}
-  b_slow:
-    status: live
-    design_factors: {{color: [red, blue]}}
-    reward: slow
-    exposures: {{table: exposures}}
-    attribution: {{conversion_window: 2h}}
-    model: {{kind: mab}}
-"#
+{}{}"#,
+        red_blue("a_fast", "fast", "{table: exposures}"),
+        red_blue("b_slow", "slow", "{table: exposures}"),
     )
+}
+
+/// `definitions` and a third optimization, `c_after`, trained after `b_slow`.
+fn three_optimizations(slow_sql: &str) -> String {
+    definitions(slow_sql, "") + &red_blue("c_after", "fast", "{table: exposures}")
 }
 
 fn project(slow_sql: &str, extra: &str) -> Project {
@@ -182,10 +175,9 @@ fn pruning_removes_only_run_folders_and_leftovers_of_killed_runs_are_cleaned() {
     );
 }
 
-/// Starts `train --all`, waits until `a_fast` is written and `b_slow` is aggregating, sends
-/// `signal`, and returns the exit code and how long the process took to stop.
-fn interrupt_train(project: &Project, signal: i32) -> (Option<i32>, Duration) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_levered"))
+/// Starts `train --all --format json` in `project`.
+fn spawn_train(project: &Project) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_levered"))
         .args([
             "train",
             "--all",
@@ -194,11 +186,55 @@ fn interrupt_train(project: &Project, signal: i32) -> (Option<i32>, Duration) {
             "--as-of",
             AS_OF,
         ])
+        .args(["--format", "json"])
         .current_dir(project.dir.path())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The CPU time `pid` has used, in clock ticks (utime + stime of /proc/<pid>/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Sends `signal` to `child` and waits (at most 30 s) for it to end: its exit code, its standard
+/// output, and how long it took to stop.
+fn stop(mut child: std::process::Child, signal: i32) -> (Option<i32>, String, Duration) {
+    // SAFETY: sends a signal to a child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let sent = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if sent.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = sent.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout, took)
+}
+
+/// Starts `train --all`, waits until `a_fast` is written and `b_slow` has aggregated for a third
+/// of a CPU second, sends `signal`, and returns what `stop` does.
+fn interrupt_train(project: &Project, signal: i32) -> (Option<i32>, String, Duration) {
+    let mut child = spawn_train(project);
     let started = Instant::now();
     while !project.path("out/a_fast/allocation.csv").exists() {
         assert!(
@@ -207,57 +243,125 @@ fn interrupt_train(project: &Project, signal: i32) -> (Option<i32>, Duration) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(child.try_wait().unwrap().is_none(), "b_slow was not slow");
-    // SAFETY: sends a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let sent = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code(), sent.elapsed());
-        }
-        if sent.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (None, sent.elapsed());
-        }
+    let written = cpu_ticks(child.id());
+    while cpu_ticks(child.id()) < written + 33 {
+        assert!(child.try_wait().unwrap().is_none(), "b_slow was not slow");
         std::thread::sleep(Duration::from_millis(20));
     }
+    stop(child, signal)
+}
+
+/// The `outcome` of each optimization in `train --format json`'s answer, with its error or reason.
+fn json_outcomes(stdout: &str) -> Vec<(String, String, String)> {
+    let answer: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let text = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    answer
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let detail = text(o, "error") + &text(o, "reason");
+            (text(o, "optimization"), text(o, "outcome"), detail)
+        })
+        .collect()
 }
 
 #[test]
 fn sigterm_and_sigint_stop_a_run_between_writes() {
-    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+    for (signal, code, name) in [
+        (libc::SIGTERM, 143, "SIGTERM"),
+        (libc::SIGINT, 130, "SIGINT"),
+    ] {
         let project = project(SLOW, "");
-        let (exit, took) = interrupt_train(&project, signal);
-        assert_eq!(exit, Some(code), "signal {signal}");
+        project.write("levered.yaml", &three_optimizations(SLOW));
+        let (exit, stdout, took) = interrupt_train(&project, signal);
+        assert_eq!(exit, Some(code), "{name}: {stdout}");
         assert!(
             took < Duration::from_secs(10),
             "the query was not cancelled: {took:?}"
         );
-        // The run written before the signal stands; the interrupted one left nothing.
+        // The run written before the signal stands, the interrupted one left nothing, the one after
+        // it never started, and the answer says so.
+        let outcomes = json_outcomes(&stdout);
+        let said: Vec<(&str, &str)> = outcomes
+            .iter()
+            .map(|(o, k, _)| (o.as_str(), k.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("a_fast", "trained"),
+                ("b_slow", "failed"),
+                ("c_after", "skipped")
+            ]
+        );
+        assert!(
+            outcomes[1].2.contains(&format!("stopped by {name}")),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[2].2, format!("not started: stopped by {name}"));
         assert_eq!(stored_outcomes(&project, "a_fast"), ["ok"]);
         assert!(stored_outcomes(&project, "b_slow").is_empty());
+        assert!(stored_outcomes(&project, "c_after").is_empty());
         let files = tree(&project.path("out"));
         assert!(files.iter().all(|f| f.starts_with("a_fast")), "{files:?}");
         assert!(files.iter().all(|f| !f.contains(".tmp")), "{files:?}");
         let state = tree(&project.path(".levered"));
         assert!(state.iter().all(|f| !f.contains(".tmp")), "{state:?}");
-        // The lock is free: the next run starts at once.
+        // Readers see the run that stands; the lock is free: the next run starts at once.
+        let report = levered(&project, &["report", "-o", "a_fast"]);
+        assert_eq!(report.code, 0, "{report:?}");
         let out = train(&project, &["-o", "a_fast", "--lock-timeout", "0s"]);
         assert_eq!(out.code, 0, "{out:?}");
     }
 }
 
+#[test]
+fn a_signal_while_waiting_for_the_lock_stops_the_run_at_once() {
+    let project = project(FAST, "");
+    let state = project.path(".levered/state.duckdb");
+    let _held = levered::state::acquire(&state, Duration::ZERO).unwrap();
+    let child = spawn_train(&project);
+    // The run waits for the lock (60 s by default) in a loop that sleeps 100 ms.
+    std::thread::sleep(Duration::from_millis(700));
+    let (exit, _, took) = stop(child, libc::SIGTERM);
+    assert_eq!(exit, Some(143));
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(!project.path("out").exists());
+}
+
+#[test]
+fn a_store_deleted_and_rebuilt_replaces_the_run_folders_it_makes_again() {
+    let project = project(FAST, "");
+    assert_eq!(train(&project, &["-o", "a_fast"]).code, 0);
+    let run = project.path("out/a_fast/runs/20260102T000000Z-0001");
+    std::fs::write(run.join("notes.txt"), "an analyst's file").unwrap();
+    std::fs::remove_dir_all(project.path(".levered")).unwrap();
+    // The new store numbers its first run 1 again: the same run id, the same folder.
+    let out = train(&project, &["-o", "a_fast"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(run.join("report.csv").exists() && !run.join("notes.txt").exists());
+    assert_eq!(
+        tree(&project.path("out/a_fast/runs")),
+        [
+            "20260102T000000Z-0001",
+            "20260102T000000Z-0001/allocation.csv",
+            "20260102T000000Z-0001/report.csv",
+            "20260102T000000Z-0001/run.json"
+        ]
+    );
+}
+
 /// Makes `dir` read-only for the guard's lifetime: a read-only bind mount where the process may
-/// mount (root), else permissions.
+/// mount (root), else permissions; `None` when neither makes it read-only (root without mount).
 struct ReadOnly<'a> {
     dir: &'a Path,
     mounted: bool,
 }
 
 impl<'a> ReadOnly<'a> {
-    fn new(dir: &'a Path) -> ReadOnly<'a> {
+    fn new(dir: &'a Path) -> Option<ReadOnly<'a>> {
         let run = |args: &[&str]| {
             Command::new(args[0])
                 .args(&args[1..])
@@ -272,11 +376,12 @@ impl<'a> ReadOnly<'a> {
         } else {
             assert!(run(&["chmod", "-R", "a-w", d]));
         }
-        assert!(
-            std::fs::write(dir.join("probe"), "x").is_err(),
-            "{d} is writable"
-        );
-        ReadOnly { dir, mounted }
+        let guard = ReadOnly { dir, mounted };
+        if std::fs::write(dir.join("probe"), "x").is_ok() {
+            let _ = std::fs::remove_file(dir.join("probe"));
+            return None;
+        }
+        Some(guard)
     }
 }
 
@@ -302,7 +407,8 @@ fn readers_do_not_wait_for_a_train_and_work_on_read_only_media() {
         let _store = duckdb::Connection::open(&state).unwrap();
         let started = Instant::now();
         for command in ["report", "history"] {
-            let out = levered(&project, &[command, "-o", "a_fast"]);
+            // `--lock-timeout` is accepted and has nothing to wait for.
+            let out = levered(&project, &[command, "-o", "a_fast", "--lock-timeout", "1h"]);
             assert_eq!(out.code, 0, "{command}: {out:?}");
             assert!(out.stdout.contains("red"), "{command}: {out:?}");
         }
@@ -324,7 +430,13 @@ fn readers_do_not_wait_for_a_train_and_work_on_read_only_media() {
         .unwrap();
     }
     let before = tree(media.path());
-    let _read_only = ReadOnly::new(media.path());
+    let Some(_read_only) = ReadOnly::new(media.path()) else {
+        eprintln!(
+            "skipped the read-only part: {} stays writable",
+            media.path().display()
+        );
+        return;
+    };
     for command in ["report", "history"] {
         let out = Command::new(env!("CARGO_BIN_EXE_levered"))
             .args([command, "-o", "a_fast", "--config", "levered.yaml"])

@@ -68,6 +68,21 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The definition of optimization `name` on one factor `color: [red, blue]`, a plain bandit with a
+/// two-hour window, indented under `optimizations:`.
+pub fn red_blue(name: &str, reward: &str, exposures: &str) -> String {
+    format!(
+        "  {name}:
+    status: live
+    design_factors: {{color: [red, blue]}}
+    reward: {reward}
+    exposures: {exposures}
+    attribution: {{conversion_window: 2h}}
+    model: {{kind: mab}}
+"
+    )
+}
+
 /// The repository root (where `optimizations.example.yaml` and `fixtures/` live).
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
