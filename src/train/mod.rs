@@ -1,10 +1,18 @@
 //! `levered train`: for each selected optimization, scan the warehouse for what changed, update the
 //! stored aggregates, fit the posteriors, decide the allocation and write everything at once.
 
+mod decide;
+mod diagnose;
+mod evidence;
+mod evolve;
+mod fit;
 mod generation;
+mod persist;
+mod plan;
+mod record;
 mod roster;
 mod run;
 mod tally;
 
-use run::Serving;
+use fit::Serving;
 pub use run::{rfc3339, train, train_on, Outcome, TrainOptions};

@@ -1,0 +1,262 @@
+//! Stage 5 of a training run: the allocation of each context. The pooled `*` allocation from the
+//! pooled posteriors, the winner a completed optimization serves, and for contextual models the
+//! allocations of the most frequent context cells.
+
+use std::collections::BTreeMap;
+
+use crate::allocation::{self, Phase, Roster, Settings};
+use crate::config::{MetricKind, Optimization, Status};
+use crate::model;
+use crate::report::Winner;
+use crate::state::LastRun;
+
+use super::fit::{stream_seed, Fitter, Serving};
+use super::rfc3339;
+use super::tally::{Cell, Tally};
+
+/// What every context of one run shares.
+pub(super) struct Frame<'a> {
+    pub(super) optimization: &'a Optimization,
+    pub(super) roster: &'a Roster,
+    pub(super) fitter: Fitter<'a>,
+    pub(super) baseline: Option<u32>,
+    pub(super) seed: u64,
+}
+
+/// The id of the baseline arm (the definition's first variant), if it is on the roster.
+pub(super) fn baseline(optimization: &Optimization, roster: &Roster) -> Option<u32> {
+    let first = optimization.variants.first()?;
+    roster
+        .arms
+        .iter()
+        .find(|a| first.0 == a.levels)
+        .map(|a| a.id)
+}
+
+/// Where the optimization stands before the allocation: the rule's settings, the holdout's share
+/// (`None` without a holdout) and the winner an earlier run locked.
+pub(super) struct Standing {
+    pub(super) settings: Settings,
+    pub(super) holdout_share: Option<f64>,
+    pub(super) locked: Option<Winner>,
+}
+
+pub(super) fn standing(
+    optimization: &Optimization,
+    pooled: &Cell,
+    first_exposure_us: Option<i64>,
+    last: Option<&LastRun>,
+    as_of_us: i64,
+) -> Standing {
+    let model_settings = &optimization.model;
+    let live = optimization.status == Status::Live;
+    let holdout_units = pooled.holdout_raw.units as u64;
+    let holdout_share = model_settings
+        .holdout
+        .map(|h| if live { h.share(holdout_units) } else { 0.0 });
+    let burn_in_elapsed =
+        first_exposure_us.is_some_and(|first| as_of_us >= first + model_settings.burn_in.micros());
+    let locked = last
+        .and_then(|l| l.winner.as_deref())
+        .and_then(|w| serde_json::from_str::<Winner>(w).ok());
+    let settings = Settings {
+        status: optimization.status,
+        burn_in_elapsed,
+        min_units_per_arm: model_settings.min_units_per_arm,
+        floor: model_settings.floor.get(),
+        locked_winner: locked
+            .as_ref()
+            .map(|w| w.arm_id)
+            .or(last.and_then(|l| l.winner_arm_id)),
+        holdout: holdout_share.unwrap_or(0.0),
+    };
+    Standing {
+        settings,
+        holdout_share,
+        locked,
+    }
+}
+
+/// One context's allocation: `*` (pooled) or a context cell.
+pub(super) struct View<'a> {
+    pub(super) context: String,
+    pub(super) cell: &'a Cell,
+    pub(super) fitted: BTreeMap<u32, model::Fitted>,
+    pub(super) holdout_fit: model::Fitted,
+    pub(super) comparison: Serving,
+    pub(super) decision: allocation::Decision,
+}
+
+/// Every context's allocation, the pooled `*` first, and the winner.
+pub(super) struct Decided<'a> {
+    pub(super) views: Vec<View<'a>>,
+    pub(super) winner: Option<Winner>,
+    /// Why some contexts are served `*`, when they are.
+    pub(super) context_note: Option<String>,
+}
+
+/// Decides the allocation of every context from the pooled posteriors `fitted` and their
+/// `comparison`; a context compared by Monte Carlo adds a warning.
+pub(super) fn decide<'a>(
+    frame: &Frame<'_>,
+    tally: &'a Tally,
+    (fitted, comparison): (BTreeMap<u32, model::Fitted>, Serving),
+    standing: &Standing,
+    as_of_us: i64,
+    warnings: &mut Vec<String>,
+) -> Decided<'a> {
+    let pooled = &tally.pooled;
+    let states = comparison.states(frame.roster, pooled, frame.baseline);
+    let decision = allocation::decide(&states, &standing.settings);
+    let mut views = vec![View {
+        context: "*".into(),
+        cell: pooled,
+        holdout_fit: frame.fitter.fit(&pooled.holdout_decayed),
+        fitted,
+        comparison,
+        decision,
+    }];
+    let winner = winner(frame, &views[0], standing.locked.clone(), as_of_us);
+    // Contextual models: the most frequent cells get their own allocation, from posteriors shrunk
+    // toward each arm's pooled posterior; every other visitor is served the pooled `*` rows.
+    let cell_settings = Settings {
+        locked_winner: views[0]
+            .decision
+            .phase
+            .winner()
+            .or(standing.settings.locked_winner),
+        ..standing.settings
+    };
+    let mut context_note = None;
+    let cells = context_views(frame, tally, &views[0], &cell_settings, &mut context_note);
+    views.extend(cells);
+    if let Some(context) = views.iter().skip(1).find(|v| {
+        matches!(
+            v.comparison.comparison.method,
+            model::Method::MonteCarlo { .. }
+        )
+    }) {
+        warnings.push(format!(
+            "P(best) of context {} (and maybe others) by Monte Carlo: quadrature did not converge",
+            context.context
+        ));
+    }
+    Decided {
+        views,
+        winner,
+        context_note,
+    }
+}
+
+/// The winner of a completed optimization: the one an earlier run locked, else the arm the pooled
+/// view completes on, with its evidence now (its run is filled in when the run is recorded).
+fn winner(
+    frame: &Frame<'_>,
+    pooled: &View<'_>,
+    locked: Option<Winner>,
+    as_of_us: i64,
+) -> Option<Winner> {
+    let Phase::Completed { winner } = pooled.decision.phase else {
+        return None;
+    };
+    if let Some(locked) = locked.filter(|w| w.arm_id == winner) {
+        return Some(locked);
+    }
+    let posterior = pooled.fitted[&winner].posterior;
+    let interval = posterior.interval(0.95);
+    Some(Winner {
+        arm_id: winner,
+        variant: frame
+            .roster
+            .arms
+            .iter()
+            .find(|a| a.id == winner)
+            .map(|a| a.variant.clone())
+            .unwrap_or_default(),
+        p_best: pooled.comparison.p_best(winner).unwrap_or(0.0),
+        mean: posterior.mean(),
+        ci_low: interval.low,
+        ci_high: interval.high,
+        units: pooled.cell.raw(winner).units as i64,
+        decided_run: String::new(),
+        decided_as_of: rfc3339(as_of_us),
+    })
+}
+
+/// The allocations of the most frequent context cells (contextual models): posteriors shrunk toward
+/// each arm's pooled posterior with the empirical-Bayes strength estimated across the cells.
+fn context_views<'a>(
+    frame: &Frame<'_>,
+    tally: &'a Tally,
+    pooled_view: &View<'_>,
+    settings: &Settings,
+    note: &mut Option<String>,
+) -> Vec<View<'a>> {
+    let mut views = Vec::new();
+    let mut cells: Vec<(&String, &Cell)> = tally.cells.iter().collect();
+    cells.sort_by(|a, b| {
+        b.1.bandit_units()
+            .total_cmp(&a.1.bandit_units())
+            .then(a.0.cmp(b.0))
+    });
+    if cells.len() > frame.optimization.model.max_contexts {
+        *note = Some(format!(
+            "{} of {} contexts have their own allocation (model.max_contexts); the others are served `*`",
+            frame.optimization.model.max_contexts,
+            cells.len()
+        ));
+    }
+    let strength = model::prior_strength(
+        &frame
+            .roster
+            .arms
+            .iter()
+            .map(|a| cells.iter().map(|(_, c)| c.decayed(a.id)).collect())
+            .collect::<Vec<_>>(),
+        frame.optimization.reward.kind == MetricKind::Bool,
+    )
+    .unwrap_or(f64::INFINITY);
+    for (context, cell) in cells
+        .into_iter()
+        .take(frame.optimization.model.max_contexts)
+    {
+        let shrink = |pooled_fit: &model::Fitted, pooled: &model::Sums, sums: &model::Sums| {
+            frame.fitter.fit_cell(strength, pooled_fit, pooled, sums)
+        };
+        let cell_fitted: BTreeMap<u32, model::Fitted> = pooled_view
+            .fitted
+            .iter()
+            .map(|(id, f)| {
+                (
+                    *id,
+                    shrink(f, &tally.pooled.decayed(*id), &cell.decayed(*id)),
+                )
+            })
+            .collect();
+        let comparison = Serving::compare(
+            frame.roster,
+            &cell_fitted,
+            stream_seed(
+                frame.seed,
+                &format!("{}|{context}", frame.optimization.name),
+            ),
+        );
+        let decision = allocation::decide(
+            &comparison.states(frame.roster, cell, frame.baseline),
+            settings,
+        );
+        views.push(View {
+            context: context.clone(),
+            cell,
+            holdout_fit: shrink(
+                &pooled_view.holdout_fit,
+                &tally.pooled.holdout_decayed,
+                &cell.holdout_decayed,
+            ),
+            fitted: cell_fitted,
+            comparison,
+            decision,
+        });
+    }
+    views
+}

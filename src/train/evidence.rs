@@ -1,0 +1,106 @@
+//! Stage 2 of a training run: the evidence. The warehouse aggregates the planned batches while the
+//! state store is read (the stored batches before them, the served weights, the run's sequence
+//! number and the last run's weights).
+
+use std::collections::BTreeMap;
+
+use crate::config::Optimization;
+use crate::interrupt;
+use crate::output::Printer;
+use crate::state::{Served, StateStore};
+use crate::warehouse::{self, BatchRow, Engine, ScanResult};
+
+use super::plan::Planned;
+use super::tally;
+
+/// What the run knows of the traffic.
+pub(super) struct Evidence {
+    /// The scan of the recomputed batches.
+    pub(super) scan: ScanResult,
+    /// Every batch: the stored ones before the scan's first batch, then the scanned ones.
+    pub(super) batches: Vec<BatchRow>,
+    pub(super) served: Vec<Served>,
+    /// The run's sequence number among the optimization's runs.
+    pub(super) seq: i64,
+    /// The last run's weights, by (context, arm id).
+    pub(super) previous: BTreeMap<(String, String), f64>,
+    /// The end of the batches that are final after this run.
+    pub(super) final_until_us: i64,
+    pub(super) first_exposure_us: Option<i64>,
+    pub(super) newest_exposure_us: Option<i64>,
+}
+
+/// Reads the evidence of `planned`; a signal cancels the warehouse query.
+pub(super) fn read(
+    optimization: &Optimization,
+    engine: &dyn Engine,
+    store: &mut StateStore,
+    planned: &Planned<'_>,
+    printer: &Printer,
+) -> anyhow::Result<Evidence> {
+    let name = &optimization.name;
+    let as_of_us = planned.scan.as_of_us;
+    let from_batch_us = planned.scan.from_batch_us;
+    let batch_us = optimization.model.batch.micros();
+    let window_us = optimization.attribution.window.micros();
+    // The SRM test reads the full weights of the runs that served its newest complete batches.
+    let srm_from_us = as_of_us - window_us - (tally::SRM_BATCHES as i64 + 2) * batch_us;
+    let spinner = printer.spinner(format!("{name}: aggregating in the warehouse"));
+    let (scan, reads) = std::thread::scope(|scope| {
+        let store = &mut *store;
+        let reads = scope.spawn(move || {
+            let stored = match from_batch_us {
+                Some(from) => store.batches(name, Some(from))?,
+                None => Vec::new(),
+            };
+            let served = store.served(name, srm_from_us)?;
+            Ok::<_, crate::state::StateError>((
+                stored,
+                served,
+                store.next_seq(name)?,
+                store.last_weights(name)?,
+            ))
+        });
+        let cancel = engine.canceller();
+        let scan = interrupt::cancellable(cancel.as_deref(), || engine.aggregate(&planned.scan));
+        let reads = reads
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (scan, reads)
+    });
+    spinner.finish_and_clear();
+    let scan = scan?;
+    let (stored, served, seq, previous) = reads?;
+    let incremental = from_batch_us.is_some();
+    let last = planned.last.as_ref();
+    let first_exposure_us = earliest(
+        scan.first_exposure_us,
+        last.and_then(|l| l.first_exposure_us),
+        incremental,
+    );
+    let newest_exposure_us = if incremental {
+        scan.newest_exposure_us
+            .max(last.and_then(|l| l.newest_exposure_us))
+    } else {
+        scan.newest_exposure_us
+    };
+    Ok(Evidence {
+        batches: stored.iter().chain(&scan.rows).cloned().collect(),
+        final_until_us: warehouse::final_until_us(optimization, as_of_us)
+            .max(from_batch_us.unwrap_or(i64::MIN)),
+        first_exposure_us,
+        newest_exposure_us,
+        scan,
+        served,
+        seq,
+        previous,
+    })
+}
+
+fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Option<i64> {
+    match (scanned, stored, incremental) {
+        (Some(a), Some(b), true) => Some(a.min(b)),
+        (a, b, true) => a.or(b),
+        (a, _, false) => a,
+    }
+}

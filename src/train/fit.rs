@@ -1,0 +1,123 @@
+//! Stage 3 of a training run: posteriors. Each arm's posterior from its decay-weighted sums
+//! (pooled, or a context cell's shrunk toward the pooled one), and P(best) with expected loss among
+//! the serving arms.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::allocation::{ArmState, ArmStatus, Roster};
+use crate::config::{MetricKind, Optimization};
+use crate::model::{self, Sums};
+
+use super::tally::Cell;
+
+/// Fits posteriors of one optimization's reward.
+pub(super) struct Fitter<'a> {
+    optimization: &'a Optimization,
+    /// The numeric reward's prior, from every arm's pooled sums.
+    numeric_prior: model::NumericPrior,
+}
+
+impl<'a> Fitter<'a> {
+    pub(super) fn new(optimization: &'a Optimization, roster: &Roster, pooled: &Cell) -> Self {
+        let sums: Vec<Sums> = roster.arms.iter().map(|a| pooled.decayed(a.id)).collect();
+        Fitter {
+            optimization,
+            numeric_prior: model::NumericPrior::pooled(&sums),
+        }
+    }
+
+    /// The posterior of `sums` (the prior for an arm without data).
+    pub(super) fn fit(&self, sums: &Sums) -> model::Fitted {
+        let prior = &self.optimization.model.prior;
+        match self.optimization.reward.kind {
+            MetricKind::Bool => model::fit_bool(prior.alpha, prior.beta, sums),
+            MetricKind::Numeric => self.numeric_prior.fit(sums),
+        }
+    }
+
+    /// Every arm's pooled posterior.
+    pub(super) fn fit_arms(&self, roster: &Roster, pooled: &Cell) -> BTreeMap<u32, model::Fitted> {
+        roster
+            .arms
+            .iter()
+            .map(|a| (a.id, self.fit(&pooled.decayed(a.id))))
+            .collect()
+    }
+
+    /// A context cell's posterior of `sums`, shrunk with `strength` toward the pooled posterior
+    /// `pooled_fit` of the pooled sums `pooled`.
+    pub(super) fn fit_cell(
+        &self,
+        strength: f64,
+        pooled_fit: &model::Fitted,
+        pooled: &Sums,
+        sums: &Sums,
+    ) -> model::Fitted {
+        match self.optimization.reward.kind {
+            MetricKind::Bool => model::fit_bool_cell(pooled_fit, strength, sums),
+            MetricKind::Numeric => {
+                model::fit_numeric_cell(&self.numeric_prior, pooled, strength, sums)
+            }
+        }
+    }
+}
+
+/// P(best) and expected loss among the serving arms.
+pub(super) struct Serving {
+    ids: Vec<u32>,
+    pub(super) comparison: model::Comparison,
+}
+
+impl Serving {
+    pub(super) fn compare(
+        roster: &Roster,
+        fitted: &BTreeMap<u32, model::Fitted>,
+        seed: u64,
+    ) -> Serving {
+        let ids: Vec<u32> = roster.serving().map(|a| a.id).collect();
+        let posteriors: Vec<model::Posterior> = ids.iter().map(|id| fitted[id].posterior).collect();
+        Serving {
+            comparison: model::compare(&posteriors, seed),
+            ids,
+        }
+    }
+
+    pub(super) fn index(&self, id: u32) -> Option<usize> {
+        self.ids.iter().position(|i| *i == id)
+    }
+
+    pub(super) fn p_best(&self, id: u32) -> Option<f64> {
+        self.index(id).map(|i| self.comparison.p_best[i])
+    }
+
+    /// What the allocation rule knows about each serving arm.
+    pub(super) fn states(
+        &self,
+        roster: &Roster,
+        cell: &Cell,
+        baseline: Option<u32>,
+    ) -> Vec<ArmState> {
+        roster
+            .serving()
+            .map(|arm| ArmState {
+                id: arm.id,
+                units: cell.raw(arm.id).units as u64,
+                p_best: self.p_best(arm.id).unwrap_or(0.0),
+                initial: arm.initial,
+                droppable: arm.status == ArmStatus::Active && Some(arm.id) != baseline,
+            })
+            .collect()
+    }
+}
+
+/// The seed of one optimization's random stream, derived from the run seed and its name.
+pub(super) fn stream_seed(seed: u64, optimization: &str) -> u64 {
+    let digest = Sha256::digest(format!("{seed}:{optimization}").as_bytes());
+    u64::from_be_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes"),
+    )
+}

@@ -1,0 +1,87 @@
+//! Stage 8 of a training run: persistence. The report files are staged, the run is committed to the
+//! state store in one transaction, then the files are published and old run folders pruned; a
+//! signal before the commit abandons the run whole.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+
+use crate::config::Config;
+use crate::interrupt;
+use crate::report::{self, RunReport, Staged};
+use crate::state::{RunWrite, StateStore, StoredArm};
+
+use super::evidence::Evidence;
+use super::plan::Planned;
+use super::roster::stored_arm;
+use super::TrainOptions;
+
+/// What the run writes beyond its report.
+pub(super) struct Written<'a> {
+    pub(super) planned: &'a Planned<'a>,
+    pub(super) evidence: &'a Evidence,
+    pub(super) duckdb_version: String,
+    pub(super) duration_ms: i64,
+}
+
+/// Writes `report`: its files under `config.output_dir` and the run in `store`.
+pub(super) fn persist(
+    config: &Config,
+    store: &mut StateStore,
+    report: &RunReport,
+    written: &Written<'_>,
+    options: &TrainOptions,
+) -> anyhow::Result<()> {
+    let folder = report::inside(&config.output_dir, &report.optimization)?;
+    let mut staged = Staged::new();
+    stage_files(&mut staged, &folder, report)?;
+    if let Some(signal) = interrupt::received() {
+        return Err(anyhow!("stopped by {}", interrupt::name(signal)));
+    }
+    let Written {
+        planned, evidence, ..
+    } = written;
+    let arms: Vec<StoredArm> = planned.roster.arms.iter().map(stored_arm).collect();
+    store.commit(&RunWrite {
+        report,
+        seq: evidence.seq,
+        as_of_us: planned.scan.as_of_us,
+        trained_at_us: options.trained_at.timestamp_micros(),
+        definition_hash: &planned.definition_hash,
+        sql_hash: &planned.sql_hash,
+        duckdb_version: &written.duckdb_version,
+        replaced_from_us: planned.scan.from_batch_us,
+        final_until_us: evidence.final_until_us,
+        first_exposure_us: evidence.first_exposure_us,
+        newest_exposure_us: evidence.newest_exposure_us,
+        winner_arm_id: report.winner.as_ref().map(|w| w.arm_id),
+        new_batches: &evidence.scan.rows,
+        arms: &arms,
+        events: &planned.roster.events,
+        duration_ms: written.duration_ms,
+    })?;
+    staged.publish()?;
+    report::prune_runs(&folder.join("runs"), config.keep_runs as usize)?;
+    Ok(())
+}
+
+fn stage_files(staged: &mut Staged, folder: &Path, report: &RunReport) -> anyhow::Result<()> {
+    let allocation = report::allocation_csv(&report.allocation);
+    let arms = report::report_csv(&report.arms);
+    let runs = folder.join("runs");
+    let json = serde_json::to_string_pretty(report).context("cannot render the run as JSON")?;
+    // What killed runs staged here is dead: this run holds the state store's lock.
+    report::remove_leftovers(folder)?;
+    report::remove_leftovers(&runs)?;
+    staged.add_folder(
+        &report::inside(&runs, &report.run_id)?,
+        &[
+            ("allocation.csv", &allocation),
+            ("report.csv", &arms),
+            ("run.json", &json),
+        ],
+    )?;
+    staged.add(&folder.join("allocation.csv"), &allocation)?;
+    staged.add(&folder.join("report.csv"), &arms)?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Stage 1 of a training run: what to scan. The roster of arms (stored arms reconciled with the
+//! definition), whether every batch must be recomputed and why, and the scan plan.
+
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+use sha2::{Digest, Sha256};
+
+use crate::allocation::Roster;
+use crate::config::{Config, Optimization};
+use crate::state::{LastRun, StateStore};
+use crate::warehouse::{self, ScanPlan};
+
+use super::roster::{is_excluded, roster_arm};
+use super::{rfc3339, TrainOptions};
+
+/// The run's starting point: the last run, the arms and the scan.
+pub(super) struct Planned<'a> {
+    pub(super) last: Option<LastRun>,
+    pub(super) roster: Roster,
+    pub(super) scan: ScanPlan<'a>,
+    /// Why every batch is recomputed; `None` for an incremental run.
+    pub(super) full_reason: Option<String>,
+    pub(super) sql_hash: String,
+    pub(super) definition_hash: String,
+}
+
+/// Plans the run of `optimization` as of `options.as_of`; an `as_of` earlier than the last run's is
+/// refused unless `--full`.
+pub(super) fn plan<'a>(
+    config: &Config,
+    optimization: &'a Optimization,
+    store: &StateStore,
+    options: &TrainOptions,
+) -> anyhow::Result<Planned<'a>> {
+    let name = &optimization.name;
+    let as_of_us = options.as_of.timestamp_micros();
+    let last = store.last_run(name)?;
+    let roster = reconcile(optimization, store, as_of_us)?;
+    let probe = ScanPlan {
+        optimization,
+        arms: roster
+            .arms
+            .iter()
+            .map(|a| (a.id, a.levels.clone()))
+            .collect(),
+        as_of_us,
+        from_batch_us: None,
+    };
+    let sql_hash = sql_hash(optimization, &config.warehouse.tables, &probe);
+    let definition_hash = sha256_hex(&serde_json::to_string(optimization).unwrap_or_default());
+    if let Some(last) = &last {
+        if as_of_us < last.as_of_us && !options.full {
+            return Err(anyhow!(
+                "the run's as_of {} is earlier than the last run's ({}, run {})\n  hint: to train as of this time, add --full once (every batch is recomputed up to it); if the last run's as_of was a mistake (a typo, a time in the future), one `levered train --full` without --as-of puts the optimization back on the clock",
+                rfc3339(as_of_us),
+                rfc3339(last.as_of_us),
+                last.run_id
+            ));
+        }
+    }
+    let full_reason = full_reason(optimization, options.full, last.as_ref(), &sql_hash);
+    let from_batch_us = match (&full_reason, &last) {
+        (None, Some(last)) => last.final_until_us,
+        _ => None,
+    };
+    Ok(Planned {
+        last,
+        roster,
+        scan: ScanPlan {
+            from_batch_us,
+            ..probe
+        },
+        full_reason,
+        sql_hash,
+        definition_hash,
+    })
+}
+
+/// The stored arms reconciled with the definition's variants, under the generation cap.
+fn reconcile(
+    optimization: &Optimization,
+    store: &StateStore,
+    as_of_us: i64,
+) -> anyhow::Result<Roster> {
+    let factor_names: Vec<String> = optimization
+        .factors
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let defined: Vec<(Vec<String>, String)> = optimization
+        .variants
+        .iter()
+        .map(|v| (v.0.clone(), optimization.variant_json(v)))
+        .collect();
+    let cap = optimization
+        .generation
+        .as_ref()
+        .map_or(usize::MAX, |g| g.max_active_arms);
+    Ok(Roster::reconcile(
+        store
+            .arms(&optimization.name)?
+            .iter()
+            .map(|a| roster_arm(a, &factor_names))
+            .collect(),
+        &defined,
+        |levels| is_excluded(optimization, levels),
+        cap,
+        as_of_us,
+    ))
+}
+
+/// Why this run must recompute every batch, if it must.
+fn full_reason(
+    optimization: &Optimization,
+    full: bool,
+    last: Option<&LastRun>,
+    sql_hash: &str,
+) -> Option<String> {
+    if full {
+        return Some("--full".into());
+    }
+    let Some(last) = last else {
+        return Some("first run".into());
+    };
+    if last.sql_hash != sql_hash {
+        return Some(
+            "the SQL or a data-affecting setting (arms, window, batch, unit, attribution) changed"
+                .into(),
+        );
+    }
+    if optimization.attribution.unit == crate::config::Unit::Visitor {
+        return Some("unit: visitor reads every visitor's first exposure".into());
+    }
+    last.final_until_us
+        .is_none()
+        .then(|| "no batch is final yet".into())
+}
+
+/// Identifies everything that determines the stored aggregates: the generated SQL (with the user's
+/// SQL inside), the arms, the lengths and the context factors bound into it.
+fn sql_hash(
+    optimization: &Optimization,
+    tables: &BTreeMap<String, String>,
+    plan: &ScanPlan<'_>,
+) -> String {
+    let source = format!("{:?} {tables:?}", optimization.exposures.source);
+    let sql = warehouse::aggregation(optimization, &source, true);
+    let a = &optimization.attribution;
+    sha256_hex(&format!(
+        "{sql}\n{:?}\n{}\n{}\n{}\n{}\n{:?}",
+        plan.arms,
+        a.window.micros(),
+        a.late_grace.micros(),
+        optimization.model.batch.micros(),
+        optimization.name,
+        optimization.context_factors
+    ))
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}

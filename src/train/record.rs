@@ -1,0 +1,216 @@
+//! Stage 7 of a training run: the run record. The allocation rows and the report rows of every
+//! context, and the run report that renderers and the state store take.
+
+use std::collections::BTreeMap;
+
+use crate::config::MetricKind;
+use crate::model::{self, Sums};
+use crate::report::{self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
+
+use super::decide::{Decided, Frame, View};
+use super::evidence::Evidence;
+use super::plan::Planned;
+use super::rfc3339;
+use super::tally::HOLDOUT_ID;
+use super::TrainOptions;
+
+/// The report of the run planned as `planned`, decided as `decided`.
+pub(super) fn record(
+    frame: &Frame<'_>,
+    (planned, evidence, decided): (&Planned<'_>, &Evidence, Decided<'_>),
+    (diagnostics, warnings): (Diagnostics, Vec<String>),
+    options: &TrainOptions,
+) -> RunReport {
+    let as_of_us = planned.scan.as_of_us;
+    let from_batch_us = planned.scan.from_batch_us;
+    let run_id = report::run_id(options.as_of, evidence.seq);
+    let winner = decided.winner.map(|w| Winner {
+        decided_run: if w.decided_run.is_empty() {
+            run_id.clone()
+        } else {
+            w.decided_run
+        },
+        ..w
+    });
+    let trained_at = options.trained_at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (allocation, arms) = rows(
+        frame,
+        &decided.views,
+        diagnostics.holdout_share,
+        &evidence.previous,
+        (&run_id, &trained_at),
+    );
+    let pooled = &decided.views[0];
+    RunReport {
+        optimization: frame.optimization.name.clone(),
+        run_id,
+        as_of: rfc3339(as_of_us),
+        trained_at,
+        seed: frame.seed,
+        phase: pooled.decision.phase.clone(),
+        p_best_method: pooled.comparison.comparison.method,
+        scan: ScanSummary {
+            mode: if from_batch_us.is_some() {
+                "incremental"
+            } else {
+                "full"
+            }
+            .into(),
+            full_reason: planned.full_reason.clone(),
+            from_batch: from_batch_us.map(rfc3339),
+            batches_recomputed: evidence
+                .scan
+                .rows
+                .iter()
+                .map(|r| r.batch_start_us)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            mature_units: evidence
+                .batches
+                .iter()
+                .filter(|b| !b.holdout)
+                .map(|b| b.units)
+                .sum(),
+            unmatched: evidence
+                .scan
+                .unmatched
+                .iter()
+                .map(|(reason, count)| (reason.label().to_string(), *count))
+                .collect(),
+            newest_exposure: evidence.newest_exposure_us.map(rfc3339),
+        },
+        diagnostics,
+        winner,
+        warnings,
+        allocation,
+        arms,
+    }
+}
+
+/// The allocation and report rows of every context: each arm (whatever its status) and the holdout.
+fn rows(
+    frame: &Frame<'_>,
+    views: &[View<'_>],
+    holdout_share: Option<f64>,
+    previous: &BTreeMap<(String, String), f64>,
+    (run_id, trained_at): (&str, &str),
+) -> (Vec<AllocationRow>, Vec<ArmReport>) {
+    let mut allocation_rows = Vec::new();
+    let mut arm_reports = Vec::new();
+    let baseline_json = frame
+        .optimization
+        .variants
+        .first()
+        .map(|v| frame.optimization.variant_json(v))
+        .unwrap_or_default();
+    for view in views {
+        let states = view
+            .comparison
+            .states(frame.roster, view.cell, frame.baseline);
+        let weight_of: BTreeMap<u32, f64> = states
+            .iter()
+            .zip(&view.decision.weights)
+            .map(|(s, w)| (s.id, *w))
+            .collect();
+        let mut rows: Vec<Row> = frame
+            .roster
+            .arms
+            .iter()
+            .map(|arm| Row {
+                arm_id: arm.id.to_string(),
+                role: "bandit",
+                variant: arm.variant.clone(),
+                status: arm.status.as_str().to_string(),
+                counts: view.cell.raw(arm.id),
+                fitted: view.fitted[&arm.id],
+                weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
+            })
+            .collect();
+        if holdout_share.is_some() {
+            rows.push(Row {
+                arm_id: HOLDOUT_ID.into(),
+                role: "holdout",
+                variant: baseline_json.clone(),
+                status: "active".into(),
+                counts: view.cell.holdout_raw,
+                fitted: view.holdout_fit,
+                weight: view.decision.holdout,
+            });
+        }
+        for row in rows {
+            let Row {
+                arm_id,
+                role,
+                variant,
+                status,
+                counts,
+                fitted,
+                weight,
+            } = row;
+            let bandit_id: Option<u32> = arm_id.parse().ok();
+            allocation_rows.push(AllocationRow {
+                optimization: frame.optimization.name.clone(),
+                run_id: run_id.to_string(),
+                trained_at: trained_at.to_string(),
+                context: view.context.clone(),
+                arm_id: arm_id.clone(),
+                role: role.into(),
+                variant: variant.clone(),
+                weight,
+                status: status.clone(),
+            });
+            let rate = (counts.units > 0.0).then(|| match frame.optimization.reward.kind {
+                MetricKind::Bool => counts.conversions / counts.units,
+                MetricKind::Numeric => counts.value_sum / counts.units,
+            });
+            let arm_lift = match (bandit_id, frame.optimization.model.holdout) {
+                (Some(id), Some(_)) => model::lift(
+                    &view.cell.strata(Some(id)),
+                    frame.optimization.reward.kind == MetricKind::Bool,
+                )
+                .ok(),
+                _ => None,
+            };
+            let interval = fitted.posterior.interval(0.95);
+            let in_bandit = bandit_id.and_then(|id| view.comparison.index(id));
+            arm_reports.push(ArmReport {
+                context: view.context.clone(),
+                arm_id: arm_id.clone(),
+                role: role.into(),
+                variant,
+                status,
+                units: counts.units as i64,
+                conversions: counts.conversions as i64,
+                rate,
+                alpha: fitted.alpha,
+                beta: fitted.beta,
+                mean: fitted.posterior.mean(),
+                ci_low: interval.low,
+                ci_high: interval.high,
+                p_best: in_bandit.map(|i| view.comparison.comparison.p_best[i]),
+                expected_loss: in_bandit.map(|i| view.comparison.comparison.expected_loss[i]),
+                weight_prev: bandit_id.and(
+                    previous
+                        .get(&(view.context.clone(), arm_id.clone()))
+                        .copied(),
+                ),
+                weight_new: bandit_id.map(|_| weight),
+                lift_vs_holdout: arm_lift.and_then(|l| l.relative),
+                lift_ci_low: arm_lift.and_then(|l| l.relative_low),
+                lift_ci_high: arm_lift.and_then(|l| l.relative_high),
+            });
+        }
+    }
+    (allocation_rows, arm_reports)
+}
+
+/// One row of the allocation and the report, before rendering.
+struct Row {
+    arm_id: String,
+    role: &'static str,
+    variant: String,
+    status: String,
+    counts: Sums,
+    fitted: model::Fitted,
+    weight: f64,
+}
