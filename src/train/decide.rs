@@ -260,3 +260,69 @@ fn context_views<'a>(
     }
     views
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::plan::tests::optimization;
+
+    fn last_run(winner: Option<&Winner>) -> LastRun {
+        LastRun {
+            run_id: "20260101T000000Z-0001".into(),
+            as_of_us: 0,
+            sql_hash: String::new(),
+            final_until_us: None,
+            first_exposure_us: None,
+            newest_exposure_us: None,
+            winner_arm_id: winner.map(|w| w.arm_id),
+            winner: winner.map(|w| serde_json::to_string(w).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_completed_optimization_keeps_the_winner_an_earlier_run_locked() {
+        let locked = Winner {
+            arm_id: 2,
+            variant: r#"{"color":"blue"}"#.into(),
+            p_best: 0.97,
+            mean: 0.2,
+            ci_low: 0.1,
+            ci_high: 0.3,
+            units: 500,
+            decided_run: "20260101T000000Z-0001".into(),
+            decided_as_of: "2026-01-01T00:00:00Z".into(),
+        };
+        let hour = 3_600_000_000;
+        let done = optimization("visitor_batch", "completed");
+        let kept = standing(
+            &done,
+            &Cell::default(),
+            Some(0),
+            Some(&last_run(Some(&locked))),
+            hour,
+        );
+        assert_eq!(kept.locked.as_ref(), Some(&locked));
+        assert_eq!(kept.settings.locked_winner, Some(2));
+        assert!(kept.holdout_share.is_none(), "no holdout is configured");
+        // burn_in defaults to a longer time than one hour after the first exposure.
+        assert!(!kept.settings.burn_in_elapsed);
+        let live = optimization("visitor_batch", "live");
+        let fresh = standing(&live, &Cell::default(), None, None, hour);
+        assert!(fresh.locked.is_none() && fresh.settings.locked_winner.is_none());
+        assert!(!fresh.settings.burn_in_elapsed, "no exposure yet");
+    }
+
+    #[test]
+    fn the_baseline_is_the_first_variant_of_the_definition() {
+        let hero = optimization("visitor_batch", "live");
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::StateStore::open(&dir.path().join("state.duckdb")).unwrap();
+        let roster = crate::train::plan::reconcile(&hero, &store, 0).unwrap();
+        let first = &hero.variants[0].0;
+        let id = baseline(&hero, &roster).unwrap();
+        assert_eq!(
+            &roster.arms.iter().find(|a| a.id == id).unwrap().levels,
+            first
+        );
+    }
+}

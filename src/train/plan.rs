@@ -78,7 +78,7 @@ pub(super) fn plan<'a>(
 }
 
 /// The stored arms reconciled with the definition's variants, under the generation cap.
-fn reconcile(
+pub(super) fn reconcile(
     optimization: &Optimization,
     store: &StateStore,
     as_of_us: i64,
@@ -160,4 +160,70 @@ fn sql_hash(
 
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A two-arm optimization `hero` with `attribution.unit: unit` and the given `status`.
+    pub(in crate::train) fn optimization(unit: &str, status: &str) -> Optimization {
+        let yaml = format!(
+            "warehouse: {{path: warehouse}}
+metrics:
+  signup: {{type: bool, sql: 'SELECT anonymous_id, created_at AS timestamp FROM signups'}}
+optimizations:
+  hero:
+    status: {status}
+    design_factors: {{color: [red, blue]}}
+    reward: signup
+    exposures: {{table: exposures}}
+    attribution: {{conversion_window: 2h, unit: {unit}}}
+    model: {{kind: mab}}
+"
+        );
+        let mut config = crate::config::parse(Path::new("levered.yaml"), &yaml).unwrap();
+        config.optimizations.remove("hero").unwrap()
+    }
+
+    fn last(sql_hash: &str, final_until_us: Option<i64>) -> LastRun {
+        LastRun {
+            run_id: "20260101T000000Z-0001".into(),
+            as_of_us: 0,
+            sql_hash: sql_hash.into(),
+            final_until_us,
+            first_exposure_us: None,
+            newest_exposure_us: None,
+            winner_arm_id: None,
+            winner: None,
+        }
+    }
+
+    #[test]
+    fn a_run_is_incremental_only_when_nothing_that_shapes_the_batches_changed() {
+        let hero = optimization("visitor_batch", "live");
+        let same = last("abc", Some(3_600_000_000));
+        assert_eq!(full_reason(&hero, false, Some(&same), "abc"), None);
+        assert_eq!(
+            full_reason(&hero, true, Some(&same), "abc").as_deref(),
+            Some("--full")
+        );
+        assert_eq!(
+            full_reason(&hero, false, None, "abc").as_deref(),
+            Some("first run")
+        );
+        assert!(full_reason(&hero, false, Some(&same), "other")
+            .unwrap()
+            .starts_with("the SQL or a data-affecting setting"));
+        assert_eq!(
+            full_reason(&hero, false, Some(&last("abc", None)), "abc").as_deref(),
+            Some("no batch is final yet")
+        );
+        let visitor = optimization("visitor", "live");
+        assert!(full_reason(&visitor, false, Some(&same), "abc")
+            .unwrap()
+            .starts_with("unit: visitor"));
+    }
 }
