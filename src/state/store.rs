@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use duckdb::types::{TimeUnit, Value};
-use duckdb::{params, AccessMode, Config, Connection};
+use duckdb::{params, AccessMode, Config, Connection, Transaction};
 
 use crate::report::{ArmReport, RunReport};
 use crate::warehouse::BatchRow;
@@ -747,160 +747,16 @@ impl StateStore {
             path: path.clone(),
             message: e.to_string(),
         };
-        let r = w.report;
         let tx = self.connection.transaction().map_err(error)?;
-        match w.replaced_from_us {
-            Some(from) => tx.execute(
-                "DELETE FROM batch_stats WHERE optimization = ? AND batch_start >= make_timestamp(?)",
-                params![r.optimization, from],
-            ),
-            None => tx.execute("DELETE FROM batch_stats WHERE optimization = ?", params![r.optimization]),
-        }
-        .map_err(error)?;
-        {
-            let mut appender = tx.appender("batch_stats").map_err(error)?;
-            for b in w.new_batches {
-                appender
-                    .append_row(params![
-                        r.optimization,
-                        ts(b.batch_start_us),
-                        b.context,
-                        b.arm_id as i32,
-                        b.holdout,
-                        b.units,
-                        b.conversions,
-                        b.value_sum,
-                        b.value_sq_sum,
-                        b.batch_start_us < w.final_until_us,
-                        r.run_id
-                    ])
-                    .map_err(error)?;
-            }
-            appender.flush().map_err(error)?;
-        }
-        tx.execute(
-            "DELETE FROM arms WHERE optimization = ?",
-            params![r.optimization],
-        )
-        .map_err(error)?;
-        {
-            let mut appender = tx.appender("arms").map_err(error)?;
-            for arm in w.arms {
-                appender
-                    .append_row(params![
-                        r.optimization,
-                        arm.arm_id as i32,
-                        arm.variant,
-                        arm.status,
-                        ts(arm.since_us),
-                        arm.reason,
-                        opt_ts(arm.started_us),
-                        arm.initial,
-                        arm.origin
-                    ])
-                    .map_err(error)?;
-            }
-            appender.flush().map_err(error)?;
-        }
-        for event in w.events {
-            tx.execute(
-                "INSERT INTO arm_events VALUES (?, ?, ?, ?, ?, ?)",
-                params![
-                    r.optimization,
-                    r.run_id,
-                    event.arm_id as i32,
-                    event.status.as_str(),
-                    ts(w.as_of_us),
-                    event.reason
-                ],
-            )
-            .map_err(error)?;
-        }
-        let unmatched = serde_json::to_string(&r.scan.unmatched).unwrap_or_default();
-        let warnings = serde_json::to_string(&r.warnings).unwrap_or_default();
-        let diagnostics = serde_json::to_string(&r.diagnostics).unwrap_or_default();
-        let winner = r
-            .winner
-            .as_ref()
-            .map(|w| serde_json::to_string(w).unwrap_or_default());
-        tx.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?)",
-            params![
-                r.run_id,
-                r.optimization,
-                w.seq,
-                ts(w.as_of_us),
-                ts(w.trained_at_us),
-                r.seed,
-                w.definition_hash,
-                w.sql_hash,
-                env!("CARGO_PKG_VERSION"),
-                w.duckdb_version,
-                r.scan.mode,
-                opt_ts(w.replaced_from_us),
-                ts(w.final_until_us),
-                opt_ts(w.first_exposure_us),
-                opt_ts(w.newest_exposure_us),
-                r.scan.mature_units,
-                unmatched,
-                warnings,
-                w.winner_arm_id.map(|id| id as i32),
-                w.duration_ms,
-                diagnostics,
-                winner
-            ],
-        )
-        .map_err(error)?;
-        {
-            let mut appender = tx.appender("allocations").map_err(error)?;
-            for a in &r.allocation {
-                appender
-                    .append_row(params![
-                        a.run_id,
-                        a.optimization,
-                        ts(w.trained_at_us),
-                        a.context,
-                        a.arm_id,
-                        a.role,
-                        a.variant,
-                        a.weight,
-                        a.status
-                    ])
-                    .map_err(error)?;
-            }
-            appender.flush().map_err(error)?;
-        }
-        {
-            let mut appender = tx.appender("arm_reports").map_err(error)?;
-            for a in &r.arms {
-                appender
-                    .append_row(params![
-                        r.run_id,
-                        r.optimization,
-                        a.context,
-                        a.arm_id,
-                        a.role,
-                        a.variant,
-                        a.status,
-                        a.units,
-                        a.conversions,
-                        a.rate,
-                        a.alpha,
-                        a.beta,
-                        a.mean,
-                        a.ci_low,
-                        a.ci_high,
-                        a.p_best,
-                        a.expected_loss,
-                        a.weight_prev,
-                        a.weight_new,
-                        a.lift_vs_holdout,
-                        a.lift_ci_low,
-                        a.lift_ci_high
-                    ])
-                    .map_err(error)?;
-            }
-            appender.flush().map_err(error)?;
+        for write in [
+            replace_batches,
+            replace_arms,
+            insert_events,
+            insert_run,
+            append_allocations,
+            append_arm_reports,
+        ] {
+            write(&tx, w).map_err(error)?;
         }
         tx.commit().map_err(error)
     }
@@ -924,4 +780,181 @@ impl StateStore {
             .map(|_| ())
             .map_err(|e| self.error(e))
     }
+}
+
+/// The batch aggregates the run recomputed, in place of the stored ones from its first batch.
+fn replace_batches(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
+    let r = w.report;
+    match w.replaced_from_us {
+        Some(from) => tx.execute(
+            "DELETE FROM batch_stats WHERE optimization = ? AND batch_start >= make_timestamp(?)",
+            params![r.optimization, from],
+        ),
+        None => tx.execute(
+            "DELETE FROM batch_stats WHERE optimization = ?",
+            params![r.optimization],
+        ),
+    }?;
+    {
+        let mut appender = tx.appender("batch_stats")?;
+        for b in w.new_batches {
+            appender.append_row(params![
+                r.optimization,
+                ts(b.batch_start_us),
+                b.context,
+                b.arm_id as i32,
+                b.holdout,
+                b.units,
+                b.conversions,
+                b.value_sum,
+                b.value_sq_sum,
+                b.batch_start_us < w.final_until_us,
+                r.run_id
+            ])?;
+        }
+        appender.flush()?;
+    }
+    Ok(())
+}
+
+/// The roster after the run.
+fn replace_arms(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
+    let r = w.report;
+    tx.execute(
+        "DELETE FROM arms WHERE optimization = ?",
+        params![r.optimization],
+    )?;
+    {
+        let mut appender = tx.appender("arms")?;
+        for arm in w.arms {
+            appender.append_row(params![
+                r.optimization,
+                arm.arm_id as i32,
+                arm.variant,
+                arm.status,
+                ts(arm.since_us),
+                arm.reason,
+                opt_ts(arm.started_us),
+                arm.initial,
+                arm.origin
+            ])?;
+        }
+        appender.flush()?;
+    }
+    Ok(())
+}
+
+/// What the run changed on the roster.
+fn insert_events(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
+    let r = w.report;
+    for event in w.events {
+        tx.execute(
+            "INSERT INTO arm_events VALUES (?, ?, ?, ?, ?, ?)",
+            params![
+                r.optimization,
+                r.run_id,
+                event.arm_id as i32,
+                event.status.as_str(),
+                ts(w.as_of_us),
+                event.reason
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The run itself.
+fn insert_run(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
+    let r = w.report;
+    let unmatched = serde_json::to_string(&r.scan.unmatched).unwrap_or_default();
+    let warnings = serde_json::to_string(&r.warnings).unwrap_or_default();
+    let diagnostics = serde_json::to_string(&r.diagnostics).unwrap_or_default();
+    let winner = r
+        .winner
+        .as_ref()
+        .map(|w| serde_json::to_string(w).unwrap_or_default());
+    tx.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?)",
+        params![
+            r.run_id,
+            r.optimization,
+            w.seq,
+            ts(w.as_of_us),
+            ts(w.trained_at_us),
+            r.seed,
+            w.definition_hash,
+            w.sql_hash,
+            env!("CARGO_PKG_VERSION"),
+            w.duckdb_version,
+            r.scan.mode,
+            opt_ts(w.replaced_from_us),
+            ts(w.final_until_us),
+            opt_ts(w.first_exposure_us),
+            opt_ts(w.newest_exposure_us),
+            r.scan.mature_units,
+            unmatched,
+            warnings,
+            w.winner_arm_id.map(|id| id as i32),
+            w.duration_ms,
+            diagnostics,
+            winner
+        ],
+    )
+    ?;
+    Ok(())
+}
+
+/// The allocation the run published.
+fn append_allocations(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
+    let r = w.report;
+    let mut appender = tx.appender("allocations")?;
+    for a in &r.allocation {
+        appender.append_row(params![
+            a.run_id,
+            a.optimization,
+            ts(w.trained_at_us),
+            a.context,
+            a.arm_id,
+            a.role,
+            a.variant,
+            a.weight,
+            a.status
+        ])?;
+    }
+    appender.flush()?;
+    Ok(())
+}
+
+/// The report rows of every context and arm.
+fn append_arm_reports(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
+    let r = w.report;
+    let mut appender = tx.appender("arm_reports")?;
+    for a in &r.arms {
+        appender.append_row(params![
+            r.run_id,
+            r.optimization,
+            a.context,
+            a.arm_id,
+            a.role,
+            a.variant,
+            a.status,
+            a.units,
+            a.conversions,
+            a.rate,
+            a.alpha,
+            a.beta,
+            a.mean,
+            a.ci_low,
+            a.ci_high,
+            a.p_best,
+            a.expected_loss,
+            a.weight_prev,
+            a.weight_new,
+            a.lift_vs_holdout,
+            a.lift_ci_low,
+            a.lift_ci_high
+        ])?;
+    }
+    appender.flush()?;
+    Ok(())
 }
