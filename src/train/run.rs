@@ -132,63 +132,67 @@ fn train_with(
                 optimization: optimization.name.clone(),
                 error: anyhow!("{message}"),
             },
-            Ok(engine) => {
-                let seed = options
-                    .seed
-                    .or(optimization.model.seed)
-                    .unwrap_or_else(rand::random::<u64>);
-                match train_one(
-                    config,
-                    optimization,
-                    engine,
-                    &mut store,
-                    options,
-                    printer,
-                    seed,
-                ) {
-                    Ok(report) => Outcome::Trained(Box::new(report)),
-                    Err(_) if interrupt::received().is_some() => {
-                        let signal = interrupt::received().unwrap_or_default();
-                        Outcome::Failed {
-                            optimization: optimization.name.clone(),
-                            error: anyhow!(
-                                "stopped by {}: nothing of this run was written",
-                                interrupt::name(signal)
-                            ),
-                        }
-                    }
-                    Err(error) => {
-                        if !options.dry_run {
-                            record_failure(
-                                &mut store,
-                                &optimization.name,
-                                options,
-                                seed,
-                                &format!("{error:#}"),
-                            );
-                        }
-                        Outcome::Failed {
-                            optimization: optimization.name.clone(),
-                            error,
-                        }
-                    }
-                }
-            }
+            Ok(engine) => trained(config, optimization, engine, &mut store, options, printer),
         };
         outcomes.push(outcome);
     }
-    // Readers (report, history) see what this run recorded, trained or failed, once it is over.
+    if !options.dry_run {
+        publish_snapshot(&store, &outcomes, printer);
+    }
+    Ok(outcomes)
+}
+
+/// Trains one optimization on `engine`; a failure is recorded in the store (unless a dry run or a
+/// signal stopped it, which write nothing).
+fn trained(
+    config: &Config,
+    optimization: &Optimization,
+    engine: &dyn Engine,
+    store: &mut StateStore,
+    options: &TrainOptions,
+    printer: &Printer,
+) -> Outcome {
+    let seed = options
+        .seed
+        .or(optimization.model.seed)
+        .unwrap_or_else(rand::random::<u64>);
+    let error = match train_one(config, optimization, engine, store, options, printer, seed) {
+        Ok(report) => return Outcome::Trained(Box::new(report)),
+        Err(error) => error,
+    };
+    let name = optimization.name.clone();
+    if let Some(signal) = interrupt::received() {
+        return Outcome::Failed {
+            optimization: name,
+            error: anyhow!(
+                "stopped by {}: nothing of this run was written",
+                interrupt::name(signal)
+            ),
+        };
+    }
+    if !options.dry_run {
+        record_failure(store, &name, options, seed, &format!("{error:#}"));
+    }
+    Outcome::Failed {
+        optimization: name,
+        error,
+    }
+}
+
+/// Publishes the snapshot readers (report, history) open, when the run recorded anything, trained
+/// or failed; a snapshot that cannot be written is a warning.
+fn publish_snapshot(store: &StateStore, outcomes: &[Outcome], printer: &Printer) {
     let recorded = outcomes
         .iter()
         .any(|o| !matches!(o, Outcome::Skipped { .. }));
-    if recorded && !options.dry_run {
-        if let Err(error) = store.publish_snapshot() {
-            printer.warn(&format!(
-                "{error}\n  hint: report and history read the store itself until a run publishes it"
-            ));
-        }
+    if !recorded {
+        return;
     }
-    Ok(outcomes)
+    if let Err(error) = store.publish_snapshot() {
+        printer.warn(&format!(
+            "{error}\n  hint: report and history read the store itself until a run publishes it"
+        ));
+    }
 }
 
 fn select<'c>(
