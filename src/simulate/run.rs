@@ -2,9 +2,8 @@
 //! current allocation, their exposures and (delayed) conversions land in a DuckDB warehouse, and the
 //! real `levered train` runs on it, so that the simulation exercises the product, not a model of it.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -66,6 +65,240 @@ struct ServedUnit {
     expected: f64,
 }
 
+/// One policy's deployment of one repetition: the definitions, the engine its units go to, and
+/// the serving side's view of the variants.
+struct Deployment<'s> {
+    scenario: &'s Scenario,
+    policy: Policy,
+    repetition: u32,
+    config: config::Config,
+    optimization: config::Optimization,
+    factors: Vec<String>,
+    /// Every variant as factor → level, in definition order.
+    variants: Vec<BTreeMap<String, String>>,
+    /// The DuckDB warehouse (without `fast`).
+    warehouse: PathBuf,
+    /// The in-memory engine (with `fast`).
+    memory: Option<Memory>,
+    printer: Printer,
+}
+
+/// One served visitor: the unit the engine receives, its id, variant and context JSON for the
+/// warehouse, and what it was worth.
+struct Visit {
+    unit: Unit,
+    names: (String, String, String),
+    served: ServedUnit,
+    /// The expected reward of the visitor's best arm minus that of the arm served.
+    regret: f64,
+    /// Whether the arm served is (within 1e-12) the visitor's best.
+    best: bool,
+}
+
+impl<'s> Deployment<'s> {
+    /// Writes the scenario's definitions for `policy` into the (empty) folder `dir`, and the empty
+    /// warehouse tables unless `fast`.
+    fn new(
+        scenario: &'s Scenario,
+        policy: Policy,
+        repetition: u32,
+        dir: &Path,
+        fast: bool,
+    ) -> anyhow::Result<Self> {
+        let file = dir.join("levered.yaml");
+        let text = scenario.definitions(policy);
+        std::fs::write(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;
+        let config =
+            config::parse(&file, &text).map_err(|e| anyhow!("the scenario's optimization: {e}"))?;
+        let optimization = config.optimizations[OPTIMIZATION].clone();
+        let warehouse = dir.join("warehouse.duckdb");
+        if !fast {
+            duckdb::Connection::open(&warehouse)?.execute_batch(
+                "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
+                                         variant VARCHAR, context VARCHAR, holdout BOOLEAN);
+                 CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);",
+            )?;
+        }
+        let factors: Vec<String> = optimization
+            .factors
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let variants = optimization
+            .variants
+            .iter()
+            .map(|v| factors.iter().cloned().zip(v.0.iter().cloned()).collect())
+            .collect();
+        Ok(Deployment {
+            scenario,
+            policy,
+            repetition,
+            config,
+            optimization,
+            factors,
+            variants,
+            warehouse,
+            memory: fast.then(Memory::default),
+            printer: Printer::new(true, true, Format::Text),
+        })
+    }
+
+    /// Runs the real `levered train` as of `as_of`.
+    fn train_at(&self, as_of: chrono::DateTime<chrono::Utc>) -> anyhow::Result<RunReport> {
+        let options = TrainOptions {
+            optimizations: Vec::new(),
+            all: true,
+            as_of,
+            trained_at: as_of,
+            seed: Some(
+                self.scenario
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(u64::from(self.repetition)),
+            ),
+            dry_run: false,
+            full: false,
+            lock_timeout: Duration::from_secs(60),
+        };
+        let outcomes = match &self.memory {
+            Some(memory) => train_on(&self.config, &options, &self.printer, memory),
+            None => train(&self.config, &options, &self.printer),
+        };
+        match outcomes.map_err(|f| f.error)?.pop() {
+            Some(Outcome::Trained(report)) => Ok(*report),
+            Some(Outcome::Failed { error, .. }) => Err(error),
+            other => Err(anyhow!("the simulated run did not train: {other:?}")),
+        }
+    }
+
+    /// The first allocation: the uniform policy's equal split, else the first run's.
+    fn first_allocation(&self) -> anyhow::Result<Vec<ServingRow>> {
+        if self.policy != Policy::Uniform {
+            return Ok(rows(&self.train_at(self.scenario.start)?));
+        }
+        let variants = &self.optimization.variants;
+        Ok(variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ServingRow {
+                context: "*".into(),
+                arm_id: (i + 1).to_string(),
+                role: "bandit".into(),
+                variant: self.optimization.variant_json(v),
+                weight: 1.0 / variants.len() as f64,
+            })
+            .collect())
+    }
+
+    /// Hands the new units to the engine (at each batch boundary, before the run there).
+    fn flush(&mut self, pending: &mut Vec<(Unit, (String, String, String))>) -> anyhow::Result<()> {
+        let (units, names): (Vec<Unit>, Vec<(String, String, String)>) = pending.drain(..).unzip();
+        match &mut self.memory {
+            Some(memory) => memory.units.extend(units),
+            None => append(&self.warehouse, &units, &names)?,
+        }
+        Ok(())
+    }
+
+    /// Serves visitor `unit` at `t` from `allocation` and draws its context and reward.
+    fn visit(
+        &self,
+        allocation: &[ServingRow],
+        rng: &mut ChaCha8Rng,
+        (unit, t): (String, i64),
+    ) -> anyhow::Result<Visit> {
+        let scenario = self.scenario;
+        let optimization = &self.optimization;
+        let batch_start = floor_to(t, optimization.model.batch.micros()).div_euclid(1_000_000);
+        let holdout_share = allocation
+            .iter()
+            .find(|r| r.context == "*" && r.role == "holdout")
+            .map_or(0.0, |r| r.weight);
+        let total_share: f64 = scenario.contexts.iter().map(|c| c.share).sum();
+        let pick: f64 = rng.random::<f64>() * total_share;
+        let (u, delay, noise): (f64, f64, f64) = (rng.random(), rng.random(), rng.random());
+        let mut acc = 0.0;
+        let context = scenario
+            .contexts
+            .iter()
+            .find(|c| {
+                acc += c.share;
+                pick < acc
+            })
+            .or(scenario.contexts.last())
+            .map(|c| c.values.clone())
+            .unwrap_or_default();
+        let pairs: Vec<(String, String)> = context.clone().into_iter().collect();
+        let key = context_key(&optimization.context_factors, &pairs);
+        let served = assign(allocation, OPTIMIZATION, &unit, &key, batch_start)
+            .ok_or_else(|| anyhow!("the allocation has no row to serve"))?;
+        let variant: BTreeMap<String, String> = served
+            .variant
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let at = t - scenario.start.timestamp_micros();
+        let truth = scenario
+            .truth(&variant, &context, at)
+            .ok_or_else(|| anyhow!("the scenario gives no true rate for {variant:?}"))?;
+        let best_value = self
+            .variants
+            .iter()
+            .filter_map(|v| scenario.truth(v, &context, at))
+            .map(|t| t.expected())
+            .fold(f64::MIN, f64::max);
+        let mut reward = None;
+        if u < truth.rate {
+            let value = if scenario.numeric {
+                let normal = Normal::new(truth.value_mean, truth.value_sd.max(1e-12))
+                    .map_err(|e| anyhow!("value distribution: {e}"))?;
+                normal.inverse_cdf(noise).max(0.0)
+            } else {
+                1.0
+            };
+            let window_us = optimization.attribution.window.micros();
+            let delay_us = (delay * scenario.delay_max_us.min(window_us) as f64) as i64;
+            reward = Some((t + delay_us, value));
+        }
+        let levels = self
+            .factors
+            .iter()
+            .map(|f| variant.get(f).cloned().unwrap_or_default())
+            .collect();
+        Ok(Visit {
+            names: (
+                unit,
+                served.variant.to_string(),
+                serde_json::to_string(&context)?,
+            ),
+            unit: Unit {
+                exposure_us: t,
+                levels,
+                context: key,
+                holdout: served.holdout,
+                reward,
+            },
+            served: ServedUnit {
+                exposure_us: t,
+                stratum: (holdout_share * 1e6).round() as i64,
+                holdout: served.holdout,
+                expected: truth.expected(),
+            },
+            regret: best_value - truth.expected(),
+            best: truth.expected() >= best_value - 1e-12,
+        })
+    }
+}
+
 /// Runs `policy` for repetition `repetition` in the (empty) folder `dir`; with `fast`, the units go
 /// to an in-memory engine instead of a DuckDB warehouse and SQL.
 pub fn run(
@@ -75,101 +308,20 @@ pub fn run(
     dir: &Path,
     fast: bool,
 ) -> anyhow::Result<Trace> {
-    let file = dir.join("levered.yaml");
-    let text = scenario.definitions(policy);
-    std::fs::write(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;
-    let config =
-        config::parse(&file, &text).map_err(|e| anyhow!("the scenario's optimization: {e}"))?;
-    let optimization = config.optimizations[OPTIMIZATION].clone();
-    let warehouse = dir.join("warehouse.duckdb");
-    if !fast {
-        duckdb::Connection::open(&warehouse)?.execute_batch(
-            "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
-                                     variant VARCHAR, context VARCHAR, holdout BOOLEAN);
-             CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);",
-        )?;
-    }
-    let factors: Vec<String> = optimization
-        .factors
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    let variants: Vec<BTreeMap<String, String>> = optimization
-        .variants
-        .iter()
-        .map(|v| factors.iter().cloned().zip(v.0.iter().cloned()).collect())
-        .collect();
-    let printer = Printer::new(true, true, Format::Text);
-    let memory = RefCell::new(Memory::default());
-    let train_at = |as_of: chrono::DateTime<chrono::Utc>| -> anyhow::Result<RunReport> {
-        let options = TrainOptions {
-            optimizations: Vec::new(),
-            all: true,
-            as_of,
-            trained_at: as_of,
-            seed: Some(
-                scenario
-                    .seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(u64::from(repetition)),
-            ),
-            dry_run: false,
-            full: false,
-            lock_timeout: Duration::from_secs(60),
-        };
-        let outcomes = if fast {
-            train_on(&config, &options, &printer, &*memory.borrow())
-        } else {
-            train(&config, &options, &printer)
-        };
-        match outcomes.map_err(|f| f.error)?.pop() {
-            Some(Outcome::Trained(report)) => Ok(*report),
-            Some(Outcome::Failed { error, .. }) => Err(error),
-            other => Err(anyhow!("the simulated run did not train: {other:?}")),
-        }
-    };
-    let uniform: Vec<ServingRow> = optimization
-        .variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| ServingRow {
-            context: "*".into(),
-            arm_id: (i + 1).to_string(),
-            role: "bandit".into(),
-            variant: optimization.variant_json(v),
-            weight: 1.0 / optimization.variants.len() as f64,
-        })
-        .collect();
-    let mut allocation = match policy {
-        Policy::Uniform => uniform,
-        _ => rows(&train_at(scenario.start)?),
-    };
+    let mut deployment = Deployment::new(scenario, policy, repetition, dir, fast)?;
+    let mut allocation = deployment.first_allocation()?;
     // The same visitors, contexts and random draws for every policy of a repetition.
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ (u64::from(repetition) << 32));
-    let total_share: f64 = scenario.contexts.iter().map(|c| c.share).sum();
     let start_us = scenario.start.timestamp_micros();
     let hour_us = 3_600_000_000i64;
-    let window_us = optimization.attribution.window.micros();
+    let window_us = deployment.optimization.attribution.window.micros();
     let n = scenario.visitors_per_hour.max(1);
     let (mut regret, mut cumulative, mut best_share) = (Vec::new(), 0.0, Vec::new());
     let mut served_units = Vec::new();
     let mut last_report = None;
-    let batch_us = optimization.model.batch.micros();
+    let batch_us = deployment.optimization.model.batch.micros();
     let mut next_train = floor_to(start_us, batch_us) + batch_us;
-    let (mut units, mut names): (Vec<Unit>, Vec<(String, String, String)>) =
-        (Vec::new(), Vec::new());
-    // New units reach the engine at each batch boundary, before the run there.
-    let flush =
-        |units: &mut Vec<Unit>, names: &mut Vec<(String, String, String)>| -> anyhow::Result<()> {
-            if fast {
-                memory.borrow_mut().units.append(units);
-            } else {
-                append(&warehouse, units, names)?;
-                units.clear();
-            }
-            names.clear();
-            Ok(())
-        };
+    let mut pending = Vec::new();
     let as_time = |us: i64| {
         chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap_or(scenario.start)
     };
@@ -182,9 +334,9 @@ pub fn run(
             let t = hour_start + (i64::from(i) * hour_us) / i64::from(n);
             // Allocations change only between batches: train at every batch boundary passed.
             while t >= next_train {
-                flush(&mut units, &mut names)?;
+                deployment.flush(&mut pending)?;
                 if policy != Policy::Uniform {
-                    let report = train_at(as_time(next_train))?;
+                    let report = deployment.train_at(as_time(next_train))?;
                     allocation = rows(&report);
                     last_report = Some(report);
                 }
@@ -193,88 +345,12 @@ pub fn run(
             if closing {
                 break;
             }
-            let batch_start = floor_to(t, batch_us).div_euclid(1_000_000);
-            let holdout_share = allocation
-                .iter()
-                .find(|r| r.context == "*" && r.role == "holdout")
-                .map_or(0.0, |r| r.weight);
-            let pick: f64 = rng.random::<f64>() * total_share;
-            let (u, delay, noise): (f64, f64, f64) = (rng.random(), rng.random(), rng.random());
-            let mut acc = 0.0;
-            let context = scenario
-                .contexts
-                .iter()
-                .find(|c| {
-                    acc += c.share;
-                    pick < acc
-                })
-                .or(scenario.contexts.last())
-                .map(|c| c.values.clone())
-                .unwrap_or_default();
-            let unit = format!("r{repetition}-{hour}-{i}");
-            let pairs: Vec<(String, String)> = context.clone().into_iter().collect();
-            let key = context_key(&optimization.context_factors, &pairs);
-            let served = assign(&allocation, OPTIMIZATION, &unit, &key, batch_start)
-                .ok_or_else(|| anyhow!("the allocation has no row to serve"))?;
-            let variant: BTreeMap<String, String> = served
-                .variant
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let at = t - start_us;
-            let truth = scenario
-                .truth(&variant, &context, at)
-                .ok_or_else(|| anyhow!("the scenario gives no true rate for {variant:?}"))?;
-            let best_value = variants
-                .iter()
-                .filter_map(|v| scenario.truth(v, &context, at))
-                .map(|t| t.expected())
-                .fold(f64::MIN, f64::max);
-            cumulative += best_value - truth.expected();
-            best += usize::from(truth.expected() >= best_value - 1e-12);
-            served_units.push(ServedUnit {
-                exposure_us: t,
-                stratum: (holdout_share * 1e6).round() as i64,
-                holdout: served.holdout,
-                expected: truth.expected(),
-            });
-            let mut reward = None;
-            if u < truth.rate {
-                let value = if scenario.numeric {
-                    let normal = Normal::new(truth.value_mean, truth.value_sd.max(1e-12))
-                        .map_err(|e| anyhow!("value distribution: {e}"))?;
-                    normal.inverse_cdf(noise).max(0.0)
-                } else {
-                    1.0
-                };
-                let delay_us = (delay * scenario.delay_max_us.min(window_us) as f64) as i64;
-                reward = Some((t + delay_us, value));
-            }
-            let levels = factors
-                .iter()
-                .map(|f| variant.get(f).cloned().unwrap_or_default())
-                .collect();
-            names.push((
-                unit,
-                served.variant.to_string(),
-                serde_json::to_string(&context)?,
-            ));
-            units.push(Unit {
-                exposure_us: t,
-                levels,
-                context: key,
-                holdout: served.holdout,
-                reward,
-            });
+            let id = format!("r{repetition}-{hour}-{i}");
+            let visit = deployment.visit(&allocation, &mut rng, (id, t))?;
+            cumulative += visit.regret;
+            best += usize::from(visit.best);
+            served_units.push(visit.served);
+            pending.push((visit.unit, visit.names));
         }
         if !closing {
             regret.push(cumulative);
