@@ -6,5 +6,5 @@ mod store;
 pub use lock::{acquire, lock_path, LockError, StateLock};
 pub use store::{
     snapshot_path, FailedRun, HistoryRow, LastRun, RunInfo, RunWrite, Served, StateError,
-    StateStore, StoredArm, StoredEvent,
+    StateStore, StoredArm,
 };

@@ -184,15 +184,6 @@ pub struct StoredArm {
     pub origin: String,
 }
 
-/// A status change of an arm, as `levered history` shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct StoredEvent {
-    pub run_id: String,
-    pub arm_id: u32,
-    pub status: String,
-    pub reason: String,
-}
-
 /// The weights one successful run published, by context and arm id (`holdout` for the holdout row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Served {
@@ -595,29 +586,6 @@ impl StateStore {
             }
         }
         Ok(served)
-    }
-
-    /// Every arm status change of an optimization, oldest first.
-    pub fn events(&self, optimization: &str) -> Result<Vec<StoredEvent>, StateError> {
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT e.run_id, e.arm_id, e.status, e.reason
-                 FROM arm_events AS e JOIN runs AS r ON r.optimization = e.optimization AND r.run_id = e.run_id
-                 WHERE e.optimization = ? ORDER BY r.seq, e.arm_id",
-            )
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map(params![optimization], |row| {
-                Ok(StoredEvent {
-                    run_id: row.get(0)?,
-                    arm_id: row.get::<_, i32>(1)? as u32,
-                    status: row.get(2)?,
-                    reason: row.get(3)?,
-                })
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
     /// The latest successful run of an optimization and its report rows, in context and arm order.
