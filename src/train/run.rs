@@ -132,7 +132,15 @@ fn train_with(
                 optimization: optimization.name.clone(),
                 error: anyhow!("{message}"),
             },
-            Ok(engine) => trained(config, optimization, engine, &mut store, options, printer),
+            Ok(engine) => {
+                let job = Job {
+                    config,
+                    optimization,
+                    options,
+                    printer,
+                };
+                trained(job, engine, &mut store)
+            }
         };
         outcomes.push(outcome);
     }
@@ -142,21 +150,28 @@ fn train_with(
     Ok(outcomes)
 }
 
+/// One optimization to train, and what every stage of its run reads.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    config: &'a Config,
+    optimization: &'a Optimization,
+    options: &'a TrainOptions,
+    printer: &'a Printer,
+}
+
 /// Trains one optimization on `engine`; a failure is recorded in the store (unless a dry run or a
 /// signal stopped it, which write nothing).
-fn trained(
-    config: &Config,
-    optimization: &Optimization,
-    engine: &dyn Engine,
-    store: &mut StateStore,
-    options: &TrainOptions,
-    printer: &Printer,
-) -> Outcome {
+fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome {
+    let Job {
+        optimization,
+        options,
+        ..
+    } = job;
     let seed = options
         .seed
         .or(optimization.model.seed)
         .unwrap_or_else(rand::random::<u64>);
-    let error = match train_one(config, optimization, engine, store, options, printer, seed) {
+    let error = match train_one(job, engine, store, seed) {
         Ok(report) => return Outcome::Trained(Box::new(report)),
         Err(error) => error,
     };
@@ -225,14 +240,17 @@ pub fn rfc3339(us: i64) -> String {
 
 /// One optimization's run: a chain of stages, each in a file of its own.
 fn train_one(
-    config: &Config,
-    optimization: &Optimization,
+    job: Job<'_>,
     engine: &dyn Engine,
     store: &mut StateStore,
-    options: &TrainOptions,
-    printer: &Printer,
     seed: u64,
 ) -> anyhow::Result<RunReport> {
+    let Job {
+        config,
+        optimization,
+        options,
+        printer,
+    } = job;
     let started = Instant::now();
     let mut planned = plan::plan(config, optimization, store, options)?;
     let evidence = evidence::read(optimization, engine, store, &planned, printer)?;
