@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
@@ -13,6 +13,7 @@ use crate::cli::{
     TrainArgs, ValidateArgs, ValidateFormat,
 };
 use crate::config::{self, Span};
+use crate::domain::{ArmId, ContextKey, Role};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::{Format, Printer};
 use crate::train::{self, Outcome, TrainOptions};
@@ -238,7 +239,7 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
             let best = report
                 .arms
                 .iter()
-                .filter(|a| a.context == "*")
+                .filter(|a| a.context.is_pooled())
                 .max_by(|a, b| a.p_best.unwrap_or(0.0).total_cmp(&b.p_best.unwrap_or(0.0)));
             best.map_or_else(String::new, |b| {
                 format!(
@@ -258,7 +259,7 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
     let cells = report
         .allocation
         .iter()
-        .filter(|a| a.context != "*")
+        .filter(|a| !a.context.is_pooled())
         .map(|a| a.context.as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .len();
@@ -280,7 +281,7 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
         report
             .arms
             .iter()
-            .filter(|a| a.context == "*" && a.role == "bandit")
+            .filter(|a| a.context.is_pooled() && a.role == Role::Bandit)
             .count(),
         report.scan.mature_units,
         report.scan.mode
@@ -347,11 +348,11 @@ fn validate_command(args: ValidateArgs, printer: &Printer) -> Result<ExitStatus,
 }
 
 /// Keeps the report rows of the asked contexts: every pair given must appear in the row's context key.
-fn in_context(context: &str, wanted: &[String]) -> bool {
+fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
     wanted.is_empty()
-        || wanted.iter().all(|pair| {
-            pair == "*" && context == "*" || context.split('|').any(|part| part == pair)
-        })
+        || wanted
+            .iter()
+            .all(|pair| pair == "*" && context.is_pooled() || context.pairs().any(|p| p == pair))
 }
 
 /// Opens the state store of the definitions for reading: its snapshot, without waiting for a
@@ -442,7 +443,7 @@ fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Fa
 }
 
 fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    use crate::allocation::{assign, context_key, ServingRow};
+    use crate::allocation::{assign, context_key};
     let config = load_config(args.config, printer)?;
     let optimization = config
         .select(std::slice::from_ref(&args.optimization))
@@ -487,24 +488,15 @@ fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Fai
             ),
         )
     })?;
-    let rows: Vec<ServingRow> = crate::report::parse_csv(&text)
-        .into_iter()
-        .map(|row| {
-            let get = |k: &str| row.get(k).cloned().unwrap_or_default();
-            Ok(ServingRow {
-                context: get("context"),
-                arm_id: get("arm_id"),
-                role: get("role"),
-                variant: get("variant"),
-                weight: get("weight").parse().map_err(|_| {
-                    Failure::new(
-                        ExitStatus::Data,
-                        anyhow!("{}: a weight is not a number: {row:?}", path.display()),
-                    )
-                })?,
-            })
-        })
-        .collect::<Result<_, Failure>>()?;
+    let rows = serving_rows(&text).map_err(|why| {
+        Failure::new(
+            ExitStatus::Data,
+            anyhow!(
+                "{}: {why:#}\n  hint: run levered train to rewrite it",
+                path.display()
+            ),
+        )
+    })?;
     let batch = (optimization.model.batch.micros() / 1_000_000).max(1);
     let batch_start = at.timestamp().div_euclid(batch) * batch;
     let key = context_key(factors, &pairs);
@@ -575,6 +567,32 @@ fn generate_command(args: GenerateArgs, printer: &Printer) -> Result<ExitStatus,
         .map_err(|e| Failure::new(ExitStatus::Data, e))?;
     printer.summary(&summary);
     Ok(ExitStatus::Success)
+}
+
+/// The rows of an `allocation.csv` as the serving side reads them.
+fn serving_rows(text: &str) -> anyhow::Result<Vec<crate::allocation::ServingRow>> {
+    crate::report::parse_csv(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let record = i + 1;
+            let get = |column: &str| {
+                row.get(column)
+                    .map(String::as_str)
+                    .ok_or_else(|| anyhow!("record {record} has no `{column}` column"))
+            };
+            let weight = get("weight")?;
+            Ok(crate::allocation::ServingRow {
+                context: ContextKey::new(get("context")?),
+                arm_id: ArmId::parse(get("arm_id")?).with_context(|| format!("record {record}"))?,
+                role: Role::parse(get("role")?).with_context(|| format!("record {record}"))?,
+                variant: get("variant")?.to_string(),
+                weight: weight.parse().map_err(|_| {
+                    anyhow!("record {record}: the weight `{weight}` is not a number")
+                })?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod allocation;
 pub mod cli;
 mod command;
 pub mod config;
+pub mod domain;
 pub mod exit;
 mod generator;
 pub mod interrupt;

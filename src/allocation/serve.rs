@@ -4,13 +4,14 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::{ArmId, ContextKey, Role};
+
 /// One row of `allocation.csv`, as the serving side reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServingRow {
-    pub context: String,
-    pub arm_id: String,
-    /// `bandit` or `holdout`.
-    pub role: String,
+    pub context: ContextKey,
+    pub arm_id: ArmId,
+    pub role: Role,
     pub variant: String,
     pub weight: f64,
 }
@@ -19,10 +20,10 @@ pub struct ServingRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Assignment {
     /// The context whose rows were used: the visitor's own, or `*`.
-    pub context: String,
+    pub context: ContextKey,
     pub batch_start: i64,
     pub holdout: bool,
-    pub arm_id: String,
+    pub arm_id: ArmId,
     pub variant: serde_json::Value,
     /// The weight of the served row in the allocation.
     pub weight: f64,
@@ -43,21 +44,14 @@ pub fn unit_hash(s: &str) -> f64 {
 
 /// The context key of a visitor: `factor=value` in `factors` order joined by `|` (a factor the
 /// visitor lacks has an empty value); `*` for a model without context factors.
-pub fn context_key(factors: &[String], given: &[(String, String)]) -> String {
-    if factors.is_empty() {
-        return "*".into();
-    }
-    factors
-        .iter()
-        .map(|f| {
-            let value = given
-                .iter()
-                .find(|(k, _)| k == f)
-                .map_or("", |(_, v)| v.as_str());
-            format!("{f}={value}")
-        })
-        .collect::<Vec<_>>()
-        .join("|")
+pub fn context_key(factors: &[String], given: &[(String, String)]) -> ContextKey {
+    ContextKey::of_pairs(factors.iter().map(|f| {
+        let value = given
+            .iter()
+            .find(|(k, _)| k == f)
+            .map_or("", |(_, v)| v.as_str());
+        (f.as_str(), value)
+    }))
 }
 
 /// Serves `unit` of `optimization` in the batch starting at `batch_start` (whole Unix seconds):
@@ -68,22 +62,23 @@ pub fn assign(
     rows: &[ServingRow],
     optimization: &str,
     unit: &str,
-    context: &str,
+    context: &ContextKey,
     batch_start: i64,
 ) -> Option<Assignment> {
-    let context = if rows.iter().any(|r| r.context == context) {
+    let pooled = ContextKey::pooled();
+    let context = if rows.iter().any(|r| &r.context == context) {
         context
     } else {
-        "*"
+        &pooled
     };
-    let rows: Vec<&ServingRow> = rows.iter().filter(|r| r.context == context).collect();
-    let holdout_row = rows.iter().find(|r| r.role == "holdout");
+    let rows: Vec<&ServingRow> = rows.iter().filter(|r| &r.context == context).collect();
+    let holdout_row = rows.iter().find(|r| r.role == Role::Holdout);
     let h = holdout_row.map_or(0.0, |r| r.weight);
     let serve = |row: &ServingRow, holdout: bool| Assignment {
-        context: context.to_string(),
+        context: context.clone(),
         batch_start,
         holdout,
-        arm_id: row.arm_id.clone(),
+        arm_id: row.arm_id,
         variant: serde_json::from_str(&row.variant)
             .unwrap_or_else(|_| serde_json::Value::String(row.variant.clone())),
         weight: row.weight,
@@ -96,14 +91,9 @@ pub fn assign(
     let mut bandit: Vec<&ServingRow> = rows
         .iter()
         .copied()
-        .filter(|r| r.role == "bandit")
+        .filter(|r| r.role == Role::Bandit)
         .collect();
-    bandit.sort_by_key(|r| {
-        (
-            r.arm_id.parse::<u64>().unwrap_or(u64::MAX),
-            r.arm_id.clone(),
-        )
-    });
+    bandit.sort_by_key(|r| r.arm_id);
     let u = unit_hash(&format!("{optimization}:{unit}:{batch_start}"));
     let scale = 1.0 - h;
     let mut cumulative = 0.0;

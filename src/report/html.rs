@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::model::ArmReport;
+use crate::domain::{ArmId, Role};
 use crate::state::{HistoryRow, RunInfo};
 
 const PALETTE: [&str; 10] = [
@@ -58,7 +59,7 @@ fn intervals(arms: &[&ArmReport]) -> String {
             r#"<text x="{}" y="{}" text-anchor="end" class="label">{} · {}</text><line x1="{:.1}" x2="{:.1}" y1="{y}" y2="{y}" stroke="{}" stroke-width="3"/><circle cx="{:.1}" cy="{y}" r="5" fill="{}"><title>mean {:.5}, 95% [{:.5}, {:.5}]</title></circle>"#,
             left - 10.0,
             y + 4.0,
-            escape(&arm.arm_id),
+            arm.arm_id,
             escape(&label(&arm.variant)),
             x(arm.ci_low),
             x(arm.ci_high),
@@ -96,15 +97,15 @@ fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>
     let span = (last - first).max(1) as f64;
     let x = |t: i64| left + (t - first) as f64 / span * (WIDTH - left - 20.0);
     let y = |v: f64| top + (1.0 - v) * (height - top - bottom);
-    let mut arms: BTreeMap<(usize, String), Vec<(i64, f64)>> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut arms: BTreeMap<(usize, ArmId), Vec<(i64, f64)>> = BTreeMap::new();
+    let mut order: Vec<ArmId> = Vec::new();
     for h in history {
         if !order.contains(&h.arm_id) {
-            order.push(h.arm_id.clone());
+            order.push(h.arm_id);
         }
         let index = order.iter().position(|a| a == &h.arm_id).unwrap_or(0);
         if let Some(v) = value(h) {
-            arms.entry((index, h.arm_id.clone()))
+            arms.entry((index, h.arm_id))
                 .or_default()
                 .push((h.as_of_us, v));
         }
@@ -133,7 +134,7 @@ fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>
             r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"><title>arm {}</title></polyline>"#,
             color(*index),
             path.join(" "),
-            escape(arm)
+            arm
         );
         if points.len() == 1 {
             let (cx, cy) = (x(points[0].0), y(points[0].1));
@@ -162,7 +163,7 @@ fn legend(arms: &[&ArmReport]) -> String {
             out,
             r#"<span><i style="background:{}"></i>{} · {}</span>"#,
             color(i),
-            escape(&arm.arm_id),
+            arm.arm_id,
             escape(&label(&arm.variant))
         );
     }
@@ -174,11 +175,11 @@ fn legend(arms: &[&ArmReport]) -> String {
 pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String {
     let bandit: Vec<&ArmReport> = arms
         .iter()
-        .filter(|a| a.role == "bandit" && a.context == "*")
+        .filter(|a| a.role == Role::Bandit && a.context.is_pooled())
         .collect();
     let pooled: Vec<&HistoryRow> = history
         .iter()
-        .filter(|h| h.context == "*" && h.role == "bandit")
+        .filter(|h| h.context.is_pooled() && h.role == Role::Bandit)
         .collect();
     let holdout: Vec<&ArmReport> = arms
         .iter()
@@ -193,7 +194,7 @@ pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String
             let _ = write!(
                 lift,
                 "<tr><td>{}</td><td>{:.5}</td><td>[{:.5}, {:.5}]</td></tr>",
-                escape(&a.arm_id),
+                a.arm_id,
                 a.lift_vs_holdout.unwrap_or(f64::NAN),
                 a.lift_ci_low.unwrap_or(f64::NAN),
                 a.lift_ci_high.unwrap_or(f64::NAN)
@@ -209,8 +210,8 @@ pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.5}</td><td>[{:.5}, {:.5}]</td><td>{}</td><td>{}</td></tr>",
-            escape(&a.context),
-            escape(&a.arm_id),
+            escape(a.context.as_str()),
+            a.arm_id,
             escape(&label(&a.variant)),
             a.units,
             a.conversions,

@@ -2,15 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{ArmId, ContextKey, Role};
+
 /// One row of `allocation.csv`: the traffic weight the serving side reads.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AllocationRow {
     pub optimization: String,
     pub run_id: String,
     pub trained_at: String,
-    pub context: String,
-    pub arm_id: String,
-    pub role: String,
+    pub context: ContextKey,
+    pub arm_id: ArmId,
+    pub role: Role,
     pub variant: String,
     pub weight: f64,
     pub status: String,
@@ -19,9 +21,9 @@ pub struct AllocationRow {
 /// One row of `report.csv`: an arm's data, posterior and weights.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArmReport {
-    pub context: String,
-    pub arm_id: String,
-    pub role: String,
+    pub context: ContextKey,
+    pub arm_id: ArmId,
+    pub role: Role,
     pub variant: String,
     pub status: String,
     pub units: i64,

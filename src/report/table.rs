@@ -25,8 +25,8 @@ pub fn table(title: &str, arms: &[ArmReport]) -> String {
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for arm in arms {
         rows.push(vec![
-            arm.context.clone(),
-            arm.arm_id.clone(),
+            arm.context.to_string(),
+            arm.arm_id.to_string(),
             arm.variant.clone(),
             arm.status.clone(),
             arm.units.to_string(),

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::ContextKey;
 use crate::warehouse::{
     floor_to, BatchRow, Engine, ScanPlan, ScanResult, WarehouseError, BEGINNING_US,
 };
@@ -18,7 +19,7 @@ pub struct Unit {
     /// One level per design factor, in factor order.
     pub levels: Vec<String>,
     /// The context key (`*` for a model without context factors).
-    pub context: String,
+    pub context: ContextKey,
     pub holdout: bool,
     /// When the reward lands and its value.
     pub reward: Option<(i64, f64)>,
@@ -46,7 +47,7 @@ impl Engine for Memory {
         let arm_of: BTreeMap<&Vec<String>, u32> =
             plan.arms.iter().map(|(id, levels)| (levels, *id)).collect();
         let bool_reward = plan.optimization.reward.kind == crate::config::MetricKind::Bool;
-        let mut cells: BTreeMap<(i64, String, u32, bool), Cell> = BTreeMap::new();
+        let mut cells: BTreeMap<(i64, ContextKey, u32, bool), Cell> = BTreeMap::new();
         let mut result = ScanResult::default();
         for unit in self
             .units

@@ -14,6 +14,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::allocation::{assign, context_key, ServingRow};
 use crate::config;
+use crate::domain::{ArmId, ContextKey, Role};
 use crate::output::{Format, Printer};
 use crate::report::RunReport;
 use crate::train::{train, train_on, Outcome, TrainOptions};
@@ -49,8 +50,8 @@ fn rows(report: &RunReport) -> Vec<ServingRow> {
         .iter()
         .map(|a| ServingRow {
             context: a.context.clone(),
-            arm_id: a.arm_id.clone(),
-            role: a.role.clone(),
+            arm_id: a.arm_id,
+            role: a.role,
             variant: a.variant.clone(),
             weight: a.weight,
         })
@@ -181,9 +182,9 @@ impl<'s> Deployment<'s> {
             .iter()
             .enumerate()
             .map(|(i, v)| ServingRow {
-                context: "*".into(),
-                arm_id: (i + 1).to_string(),
-                role: "bandit".into(),
+                context: ContextKey::pooled(),
+                arm_id: ArmId::Arm(i as u32 + 1),
+                role: Role::Bandit,
                 variant: self.optimization.variant_json(v),
                 weight: 1.0 / variants.len() as f64,
             })
@@ -212,7 +213,7 @@ impl<'s> Deployment<'s> {
         let batch_start = floor_to(t, optimization.model.batch.micros()).div_euclid(1_000_000);
         let holdout_share = allocation
             .iter()
-            .find(|r| r.context == "*" && r.role == "holdout")
+            .find(|r| r.context.is_pooled() && r.role == Role::Holdout)
             .map_or(0.0, |r| r.weight);
         let total_share: f64 = scenario.contexts.iter().map(|c| c.share).sum();
         let pick: f64 = rng.random::<f64>() * total_share;
@@ -369,7 +370,7 @@ pub fn run(
         });
     let final_weights = allocation
         .iter()
-        .filter(|r| r.context == "*" && r.role == "bandit")
+        .filter(|r| r.context.is_pooled() && r.role == Role::Bandit)
         .map(|r| (r.variant.clone(), r.weight))
         .collect();
     Ok(Trace {

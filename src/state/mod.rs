@@ -1,5 +1,6 @@
 //! levered's own store (runs, aggregates, arms, allocation history) and its lock.
 
+mod columns;
 mod lock;
 mod store;
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, AccessMode, Config, Connection, Transaction};
 
+use crate::domain::{ArmId, ContextKey, Role};
 use crate::report::{ArmReport, RunReport};
 use crate::warehouse::BatchRow;
 
@@ -155,9 +156,9 @@ pub struct HistoryRow {
     pub run_id: String,
     pub as_of_us: i64,
     pub seed: u64,
-    pub context: String,
-    pub arm_id: String,
-    pub role: String,
+    pub context: ContextKey,
+    pub arm_id: ArmId,
+    pub role: Role,
     pub status: String,
     /// The arm's status changes in this run (`status: reason`, `; `-separated).
     pub change: Option<String>,
@@ -190,13 +191,15 @@ pub struct Served {
     pub as_of_us: i64,
     /// Whether `weights` holds every row the run published (else only the pooled holdout row).
     pub complete: bool,
-    pub weights: BTreeMap<String, BTreeMap<String, f64>>,
+    pub weights: BTreeMap<ContextKey, BTreeMap<ArmId, f64>>,
 }
 
 impl Served {
     /// The weights a visitor of `context` was served: its own rows, else `*`.
-    pub fn for_context(&self, context: &str) -> Option<&BTreeMap<String, f64>> {
-        self.weights.get(context).or_else(|| self.weights.get("*"))
+    pub fn for_context(&self, context: &ContextKey) -> Option<&BTreeMap<ArmId, f64>> {
+        self.weights
+            .get(context)
+            .or_else(|| self.weights.get(&ContextKey::pooled()))
     }
 }
 
@@ -502,7 +505,7 @@ impl StateStore {
     pub fn last_weights(
         &self,
         optimization: &str,
-    ) -> Result<BTreeMap<(String, String), f64>, StateError> {
+    ) -> Result<BTreeMap<(ContextKey, ArmId), f64>, StateError> {
         let mut statement = self
             .connection
             .prepare(
@@ -550,8 +553,8 @@ impl StateStore {
                 |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
-                        row.get::<_, Option<String>>(1)?,
-                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<ContextKey>>(1)?,
+                        row.get::<_, Option<ArmId>>(2)?,
                         row.get::<_, Option<f64>>(3)?,
                         row.get::<_, i64>(4)?,
                         row.get::<_, bool>(5)?,

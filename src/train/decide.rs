@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::allocation::{self, Phase, Roster, Settings};
 use crate::config::{MetricKind, Optimization, Status};
+use crate::domain::ContextKey;
 use crate::model;
 use crate::report::Winner;
 use crate::state::LastRun;
@@ -79,7 +80,7 @@ pub(super) fn standing(
 
 /// One context's allocation: `*` (pooled) or a context cell.
 pub(super) struct View<'a> {
-    pub(super) context: String,
+    pub(super) context: ContextKey,
     pub(super) cell: &'a Cell,
     pub(super) fitted: BTreeMap<u32, model::Fitted>,
     pub(super) holdout_fit: model::Fitted,
@@ -109,7 +110,7 @@ pub(super) fn decide<'a>(
     let states = comparison.states(frame.roster, pooled, frame.baseline);
     let decision = allocation::decide(&states, &standing.settings);
     let mut views = vec![View {
-        context: "*".into(),
+        context: ContextKey::pooled(),
         cell: pooled,
         holdout_fit: frame.fitter.fit(&pooled.holdout_decayed),
         fitted,
@@ -193,7 +194,7 @@ fn context_views<'a>(
     note: &mut Option<String>,
 ) -> Vec<View<'a>> {
     let mut views = Vec::new();
-    let mut cells: Vec<(&String, &Cell)> = tally.cells.iter().collect();
+    let mut cells: Vec<(&ContextKey, &Cell)> = tally.cells.iter().collect();
     cells.sort_by(|a, b| {
         b.1.bandit_units()
             .total_cmp(&a.1.bandit_units())

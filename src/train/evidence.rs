@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::Optimization;
+use crate::domain::{ArmId, ContextKey};
 use crate::interrupt;
 use crate::output::Printer;
 use crate::state::{Served, StateStore};
@@ -23,7 +24,7 @@ pub(super) struct Evidence {
     /// The run's sequence number among the optimization's runs.
     pub(super) seq: i64,
     /// The last run's weights, by (context, arm id).
-    pub(super) previous: BTreeMap<(String, String), f64>,
+    pub(super) previous: BTreeMap<(ContextKey, ArmId), f64>,
     /// The end of the batches that are final after this run.
     pub(super) final_until_us: i64,
     pub(super) first_exposure_us: Option<i64>,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::MetricKind;
+use crate::domain::{ArmId, ContextKey};
 use crate::model::{self, Sums};
 use crate::report::{self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
 
@@ -11,7 +12,6 @@ use super::decide::{Decided, Frame, View};
 use super::evidence::Evidence;
 use super::plan::Planned;
 use super::rfc3339;
-use super::tally::HOLDOUT_ID;
 use super::TrainOptions;
 
 /// The report of the run planned as `planned`, decided as `decided`.
@@ -92,7 +92,7 @@ fn rows(
     frame: &Frame<'_>,
     views: &[View<'_>],
     holdout_share: Option<f64>,
-    previous: &BTreeMap<(String, String), f64>,
+    previous: &BTreeMap<(ContextKey, ArmId), f64>,
     (run_id, trained_at): (&str, &str),
 ) -> (Vec<AllocationRow>, Vec<ArmReport>) {
     let mut allocation_rows = Vec::new();
@@ -117,8 +117,7 @@ fn rows(
             .arms
             .iter()
             .map(|arm| Row {
-                arm_id: arm.id.to_string(),
-                role: "bandit",
+                arm_id: ArmId::Arm(arm.id),
                 variant: arm.variant.clone(),
                 status: arm.status.as_str().to_string(),
                 counts: view.cell.raw(arm.id),
@@ -128,8 +127,7 @@ fn rows(
             .collect();
         if holdout_share.is_some() {
             rows.push(Row {
-                arm_id: HOLDOUT_ID.into(),
-                role: "holdout",
+                arm_id: ArmId::Holdout,
                 variant: baseline_json.clone(),
                 status: "active".into(),
                 counts: view.cell.holdout_raw,
@@ -140,21 +138,20 @@ fn rows(
         for row in rows {
             let Row {
                 arm_id,
-                role,
                 variant,
                 status,
                 counts,
                 fitted,
                 weight,
             } = row;
-            let bandit_id: Option<u32> = arm_id.parse().ok();
+            let bandit_id = arm_id.arm();
             allocation_rows.push(AllocationRow {
                 optimization: frame.optimization.name.clone(),
                 run_id: run_id.to_string(),
                 trained_at: trained_at.to_string(),
                 context: view.context.clone(),
-                arm_id: arm_id.clone(),
-                role: role.into(),
+                arm_id,
+                role: arm_id.role(),
                 variant: variant.clone(),
                 weight,
                 status: status.clone(),
@@ -175,8 +172,8 @@ fn rows(
             let in_bandit = bandit_id.and_then(|id| view.comparison.index(id));
             arm_reports.push(ArmReport {
                 context: view.context.clone(),
-                arm_id: arm_id.clone(),
-                role: role.into(),
+                arm_id,
+                role: arm_id.role(),
                 variant,
                 status,
                 units: counts.units as i64,
@@ -189,11 +186,7 @@ fn rows(
                 ci_high: interval.high,
                 p_best: in_bandit.map(|i| view.comparison.comparison.p_best[i]),
                 expected_loss: in_bandit.map(|i| view.comparison.comparison.expected_loss[i]),
-                weight_prev: bandit_id.and(
-                    previous
-                        .get(&(view.context.clone(), arm_id.clone()))
-                        .copied(),
-                ),
+                weight_prev: bandit_id.and(previous.get(&(view.context.clone(), arm_id)).copied()),
                 weight_new: bandit_id.map(|_| weight),
                 lift_vs_holdout: arm_lift.and_then(|l| l.relative),
                 lift_ci_low: arm_lift.and_then(|l| l.relative_low),
@@ -206,8 +199,7 @@ fn rows(
 
 /// One row of the allocation and the report, before rendering.
 struct Row {
-    arm_id: String,
-    role: &'static str,
+    arm_id: ArmId,
     variant: String,
     status: String,
     counts: Sums,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::{ArmId, ContextKey};
 use crate::model::{self, Sums};
 use crate::state::Served;
 use crate::warehouse::BatchRow;
@@ -26,7 +27,7 @@ pub(super) struct Cell {
 /// The stored and scanned batches, pooled and per context cell (cells only for contextual models).
 pub(super) struct Tally {
     pub(super) pooled: Cell,
-    pub(super) cells: BTreeMap<String, Cell>,
+    pub(super) cells: BTreeMap<ContextKey, Cell>,
 }
 
 impl Tally {
@@ -51,14 +52,14 @@ impl Tally {
             let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
             let stratum = served_during(served, b.batch_start_us, batch_us).map(|s| {
                 let share = s
-                    .for_context("*")
-                    .and_then(|w| w.get(HOLDOUT_ID))
+                    .for_context(&ContextKey::pooled())
+                    .and_then(|w| w.get(&ArmId::Holdout))
                     .copied()
                     .unwrap_or(0.0);
                 (share * 1e6).round() as i64
             });
             tally.pooled.add(b, &sums, weight, stratum);
-            if b.context != "*" {
+            if !b.context.is_pooled() {
                 tally
                     .cells
                     .entry(b.context.clone())
@@ -125,9 +126,6 @@ impl Cell {
     }
 }
 
-/// The arm id of the holdout row in allocations and reports.
-pub(super) const HOLDOUT_ID: &str = "holdout";
-
 /// The allocation that served the whole batch starting at `batch_start_us`: the newest one published
 /// at or before it, when no other was published during the batch.
 fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Option<&Served> {
@@ -142,7 +140,7 @@ fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Optio
 }
 
 /// Units of one batch by context, then by arm id (or `holdout`).
-type UnitsByContext<'a> = BTreeMap<&'a str, BTreeMap<String, f64>>;
+type UnitsByContext<'a> = BTreeMap<&'a ContextKey, BTreeMap<ArmId, f64>>;
 
 /// How many of the newest complete batches the sample-ratio test covers.
 pub(super) const SRM_BATCHES: usize = 24;
@@ -163,14 +161,14 @@ pub(super) fn sample_ratio(
         .filter(|b| b.batch_start_us + batch_us + window_us <= as_of_us)
     {
         let key = if b.holdout {
-            HOLDOUT_ID.to_string()
+            ArmId::Holdout
         } else {
-            b.arm_id.to_string()
+            ArmId::Arm(b.arm_id)
         };
         *per_batch
             .entry(b.batch_start_us)
             .or_default()
-            .entry(b.context.as_str())
+            .entry(&b.context)
             .or_default()
             .entry(key)
             .or_default() += b.units as f64;
@@ -191,18 +189,18 @@ pub(super) fn sample_ratio(
             "no complete batch was served by a recorded allocation yet".into(),
         );
     }
-    let mut observed: BTreeMap<String, f64> = BTreeMap::new();
-    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    let mut observed: BTreeMap<ArmId, f64> = BTreeMap::new();
+    let mut expected: BTreeMap<ArmId, f64> = BTreeMap::new();
     for (_, contexts, allocation) in &chosen {
         for (context, counts) in *contexts {
             let total: f64 = counts.values().sum();
             for (key, units) in counts {
-                *observed.entry(key.clone()).or_default() += units;
-                expected.entry(key.clone()).or_default();
+                *observed.entry(*key).or_default() += units;
+                expected.entry(*key).or_default();
             }
             for (key, weight) in allocation.for_context(context).into_iter().flatten() {
-                *expected.entry(key.clone()).or_default() += total * weight;
-                observed.entry(key.clone()).or_default();
+                *expected.entry(*key).or_default() += total * weight;
+                observed.entry(*key).or_default();
             }
         }
     }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::Optimization;
+use crate::domain::ContextKey;
 
 use super::contract;
 use super::scan::{BatchRow, ScanPlan, ScanResult, BEGINNING_US};
@@ -251,7 +252,7 @@ fn scan_result(rows: Vec<AggregateRow>, batch_us: i64, arm_span: i64) -> ScanRes
             let arm_key = arm_key % arm_span;
             result.rows.push(BatchRow {
                 batch_start_us: batch * batch_us,
-                context: row.context.unwrap_or_else(|| "*".into()),
+                context: row.context.map_or_else(ContextKey::pooled, ContextKey::new),
                 arm_id: (arm_key / 2) as u32,
                 holdout: arm_key % 2 == 1,
                 units: row.units,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Optimization, Touch, Unit};
+use crate::domain::ContextKey;
 
 use super::sql::Unmatched;
 
@@ -91,7 +92,7 @@ pub fn floor_to(t: i64, step: i64) -> i64 {
 pub struct BatchRow {
     pub batch_start_us: i64,
     /// The context key (`country=US|device=mobile`), or `*` for a model without context factors.
-    pub context: String,
+    pub context: ContextKey,
     pub arm_id: u32,
     /// Units of the holdout (served the baseline, never part of an arm's posterior).
     pub holdout: bool,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use levered::domain::{ArmId, Role};
 use levered::report::RunReport;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -183,8 +184,8 @@ fn statuses(report: &RunReport) -> BTreeMap<u32, String> {
     report
         .arms
         .iter()
-        .filter(|a| a.role == "bandit")
-        .map(|a| (a.arm_id.parse().unwrap(), a.status.clone()))
+        .filter(|a| a.role == Role::Bandit)
+        .map(|a| (a.arm_id.arm().unwrap(), a.status.clone()))
         .collect()
 }
 
@@ -256,7 +257,7 @@ fn drop_generate_incubate_cycle_never_brings_a_dropped_arm_back() {
     assert!(
         last.arms
             .iter()
-            .all(|a| a.arm_id == "holdout" || a.arm_id.parse::<u32>().unwrap() <= 8),
+            .all(|a| a.arm_id == ArmId::Holdout || a.arm_id.arm().unwrap() <= 8),
         "no id beyond the 8 defined arms"
     );
     let best = last
@@ -335,8 +336,16 @@ fn a_holdout_share_that_falls_from_half_to_a_tenth_does_not_bias_the_stratified_
     assert_eq!(lift.strata, 2);
     assert!((lift.difference - 0.02).abs() < 1e-12, "{lift:?}");
     // Pooling the periods compares 1,290/7,000 with 350/3,000: a difference of .068, visibly biased.
-    let holdout = report.arms.iter().find(|a| a.role == "holdout").unwrap();
-    let treated: Vec<_> = report.arms.iter().filter(|a| a.role == "bandit").collect();
+    let holdout = report
+        .arms
+        .iter()
+        .find(|a| a.role == Role::Holdout)
+        .unwrap();
+    let treated: Vec<_> = report
+        .arms
+        .iter()
+        .filter(|a| a.role == Role::Bandit)
+        .collect();
     let pooled = treated.iter().map(|a| a.conversions).sum::<i64>() as f64
         / treated.iter().map(|a| a.units).sum::<i64>() as f64
         - holdout.conversions as f64 / holdout.units as f64;
@@ -670,7 +679,7 @@ fn completed_locks_the_winner_with_its_evidence_and_archived_explains_why_nothin
     let weights: Vec<(String, f64)> = done
         .allocation
         .iter()
-        .map(|r| (r.arm_id.clone(), r.weight))
+        .map(|r| (r.arm_id.to_string(), r.weight))
         .collect();
     assert_eq!(
         weights,

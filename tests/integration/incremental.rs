@@ -70,8 +70,8 @@ fn check(touch: &str) {
         assert!(h.scan.mature_units > 1000, "{} units", h.scan.mature_units);
         for (a, b) in h.arms.iter().zip(&f.arms) {
             assert_eq!(
-                (a.arm_id.as_str(), a.units, a.conversions),
-                (b.arm_id.as_str(), b.units, b.conversions)
+                (a.arm_id, a.units, a.conversions),
+                (b.arm_id, b.units, b.conversions)
             );
             let tolerance = 1e-9 * b.alpha.abs().max(b.beta.abs()).max(1.0);
             assert!(

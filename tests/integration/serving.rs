@@ -3,6 +3,7 @@
 //! weights by a chi-square test.
 
 use levered::allocation::{assign, context_key, ServingRow};
+use levered::domain::{ArmId, ContextKey, Role};
 
 use crate::support::{repo, Project};
 
@@ -17,9 +18,9 @@ fn rows(file: &serde_json::Value) -> Vec<ServingRow> {
         .unwrap()
         .iter()
         .map(|r| ServingRow {
-            context: r["context"].as_str().unwrap().into(),
-            arm_id: r["arm_id"].as_str().unwrap().into(),
-            role: r["role"].as_str().unwrap().into(),
+            context: ContextKey::new(r["context"].as_str().unwrap()),
+            arm_id: ArmId::parse(r["arm_id"].as_str().unwrap()).unwrap(),
+            role: Role::parse(r["role"].as_str().unwrap()).unwrap(),
             variant: r["variant"].as_str().unwrap().into(),
             weight: r["weight"].as_f64().unwrap(),
         })
@@ -61,9 +62,17 @@ fn the_reference_assignment_reproduces_the_test_vectors() {
             expected["batch_start"].as_i64().unwrap(),
             "{v}"
         );
-        assert_eq!(got.context, expected["context"].as_str().unwrap(), "{v}");
+        assert_eq!(
+            got.context.as_str(),
+            expected["context"].as_str().unwrap(),
+            "{v}"
+        );
         assert_eq!(got.holdout, expected["holdout"].as_bool().unwrap(), "{v}");
-        assert_eq!(got.arm_id, expected["arm_id"].as_str().unwrap(), "{v}");
+        assert_eq!(
+            got.arm_id.to_string(),
+            expected["arm_id"].as_str().unwrap(),
+            "{v}"
+        );
         holdouts += usize::from(got.holdout);
     }
     assert!(holdouts > 0, "the vectors exercise the holdout");
@@ -156,11 +165,18 @@ fn served_shares_follow_the_weights() {
     for i in 0..n {
         // A new batch every 7 visitors: the hash must mix batch and visitor.
         let batch_start = 1_772_323_200 + 3600 * (i / 7);
-        let got = assign(&rows, "hero", &format!("v{i}"), "*", batch_start).unwrap();
+        let got = assign(
+            &rows,
+            "hero",
+            &format!("v{i}"),
+            &ContextKey::pooled(),
+            batch_start,
+        )
+        .unwrap();
         let slot = if got.holdout {
             0
         } else {
-            got.arm_id.parse::<usize>().unwrap()
+            got.arm_id.arm().unwrap() as usize
         };
         counts[slot] += 1.0;
     }
