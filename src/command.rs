@@ -12,10 +12,11 @@ use crate::cli::{
     AssignArgs, AssignFormat, Cli, Command, GenerateArgs, ReportArgs, ReportFormat, SimulateArgs,
     TrainArgs, ValidateArgs, ValidateFormat,
 };
-use crate::config::{self, Span};
+use crate::config;
 use crate::domain::{ArmId, ContextKey, Role};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::{Format, Printer};
+use crate::time::Span;
 use crate::train::{self, Outcome, TrainOptions};
 
 /// Runs levered with these arguments (the first is the program name).
@@ -408,7 +409,7 @@ fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Fai
                     "{} (run {}, as of {})",
                     run.optimization,
                     run.run_id,
-                    crate::train::rfc3339(run.as_of_us)
+                    crate::time::rfc3339(run.as_of_us)
                 ),
                 &arms,
             ));
@@ -525,7 +526,7 @@ fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Fai
         served.variant,
         crate::report::sig17(served.weight),
         served.context,
-        crate::train::rfc3339(served.batch_start * 1_000_000)
+        crate::time::rfc3339(served.batch_start * 1_000_000)
     ));
     Ok(ExitStatus::Success)
 }

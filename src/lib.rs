@@ -16,6 +16,7 @@ pub mod report;
 pub mod simulate;
 pub mod state;
 pub mod synth;
+pub mod time;
 pub mod train;
 pub mod validate;
 pub mod warehouse;

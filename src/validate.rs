@@ -238,7 +238,7 @@ pub fn engine_checks(
                 Err(e) => v.add(config, Severity::Error, path, e.to_string(), None),
                 Ok(scan) => v.samples.push(Sample {
                     optimization: optimization.name.clone(),
-                    from: crate::train::rfc3339(from),
+                    from: crate::time::rfc3339(from),
                     mature_units: scan.rows.iter().map(|r| r.units).sum(),
                     conversions: scan.rows.iter().map(|r| r.conversions).sum(),
                     unmatched: scan

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::duration::Span;
+use crate::time::Span;
 
 /// A whole definitions file, validated.
 #[derive(Debug, Clone)]

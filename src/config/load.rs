@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::{Location, Spanned};
 
 use super::definition::*;
-use super::duration::Span;
 use super::raw::*;
+use crate::time::Span;
 
 /// One thing wrong with a definitions file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -149,9 +149,9 @@ fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>
     let _ = write!(
         svg,
         r#"<text x="{left}" y="{axis_y}" class="axis">{}</text><text x="{}" y="{axis_y}" text-anchor="end" class="axis">{}</text></svg>"#,
-        crate::train::rfc3339(first),
+        crate::time::rfc3339(first),
         WIDTH - 20.0,
-        crate::train::rfc3339(last)
+        crate::time::rfc3339(last)
     );
     svg
 }
@@ -251,7 +251,7 @@ td:nth-child(3), th:nth-child(3) {{ text-align: left; white-space: normal; }}
 "#,
         name = escape(&run.optimization),
         run_id = escape(&run.run_id),
-        as_of = crate::train::rfc3339(run.as_of_us),
+        as_of = crate::time::rfc3339(run.as_of_us),
         units = run.mature_units,
         seed = run.seed,
         intervals = intervals(&bandit),

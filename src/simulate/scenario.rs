@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
-use crate::config::Span;
+use crate::time::Span;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

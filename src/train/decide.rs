@@ -12,8 +12,8 @@ use crate::report::Winner;
 use crate::state::LastRun;
 
 use super::fit::{stream_seed, Fitter, Serving};
-use super::rfc3339;
 use super::tally::{Cell, Tally};
+use crate::time::rfc3339;
 
 /// What every context of one run shares.
 pub(super) struct Frame<'a> {

@@ -9,8 +9,8 @@ use crate::report::{self, Diagnostics};
 
 use super::decide::Decided;
 use super::evidence::Evidence;
-use super::rfc3339;
 use super::tally::{sample_ratio, Tally};
+use crate::time::rfc3339;
 
 /// The diagnostics of one run; its warnings are added to `warnings`.
 pub(super) fn diagnose(

@@ -10,7 +10,8 @@ use crate::model;
 
 use super::roster::is_excluded;
 use super::tally::Cell;
-use super::{rfc3339, Serving};
+use super::Serving;
+use crate::time::rfc3339;
 
 /// What generation may rank new arms by.
 pub(super) struct Evidence<'a> {

@@ -15,4 +15,4 @@ mod run;
 mod tally;
 
 use fit::Serving;
-pub use run::{rfc3339, train, train_on, Outcome, TrainOptions};
+pub use run::{train, train_on, Outcome, TrainOptions};

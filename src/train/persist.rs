@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::interrupt;
 use crate::report::{self, RunReport, Staged};
 use crate::state::{RunWrite, StateStore, StoredArm};
+use crate::time::micros;
 
 use super::evidence::Evidence;
 use super::plan::Planned;
@@ -46,7 +47,7 @@ pub(super) fn persist(
         report,
         seq: evidence.seq,
         as_of_us: planned.scan.as_of_us,
-        trained_at_us: options.trained_at.timestamp_micros(),
+        trained_at_us: micros(options.trained_at),
         definition_hash: &planned.definition_hash,
         sql_hash: &planned.sql_hash,
         duckdb_version: &written.duckdb_version,

@@ -12,7 +12,8 @@ use crate::state::{LastRun, StateStore};
 use crate::warehouse::{self, ScanPlan};
 
 use super::roster::{is_excluded, roster_arm};
-use super::{rfc3339, TrainOptions};
+use super::TrainOptions;
+use crate::time::{micros, rfc3339};
 
 /// The run's starting point: the last run, the arms and the scan.
 pub(super) struct Planned<'a> {
@@ -34,7 +35,7 @@ pub(super) fn plan<'a>(
     options: &TrainOptions,
 ) -> anyhow::Result<Planned<'a>> {
     let name = &optimization.name;
-    let as_of_us = options.as_of.timestamp_micros();
+    let as_of_us = micros(options.as_of);
     let last = store.last_run(name)?;
     let roster = reconcile(optimization, store, as_of_us)?;
     let probe = ScanPlan {

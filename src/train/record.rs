@@ -11,8 +11,8 @@ use crate::report::{self, AllocationRow, ArmReport, Diagnostics, RunReport, Scan
 use super::decide::{Decided, Frame, View};
 use super::evidence::Evidence;
 use super::plan::Planned;
-use super::rfc3339;
 use super::TrainOptions;
+use crate::time::rfc3339;
 
 /// The report of the run planned as `planned`, decided as `decided`.
 pub(super) fn record(

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Optimization, Status};
 use crate::exit::{ExitStatus, Failure};
@@ -13,6 +13,7 @@ use crate::interrupt;
 use crate::output::Printer;
 use crate::report::{self, RunReport};
 use crate::state::{self, StateStore};
+use crate::time::micros;
 use crate::warehouse::{self, Engine, SqlEngine};
 
 use super::decide::{self, Frame};
@@ -225,17 +226,6 @@ fn select<'c>(
     config
         .select(&options.optimizations)
         .map_err(|message| Failure::new(ExitStatus::Usage, anyhow!(message)))
-}
-
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-pub fn rfc3339(us: i64) -> String {
-    Utc.timestamp_micros(us)
-        .single()
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
 }
 
 /// One optimization's run: a chain of stages, each in a file of its own.

@@ -8,7 +8,7 @@ use crate::model::{self, Sums};
 use crate::state::Served;
 use crate::warehouse::BatchRow;
 
-use super::rfc3339;
+use crate::time::rfc3339;
 
 /// Sums of one context (or of all, pooled): per arm (raw for the report, decay-weighted for the
 /// posterior), for the holdout, and per stratum of equal served holdout share for the lift.

@@ -1,6 +1,9 @@
-//! Durations as written in the YAML file: `30m`, `1h`, `5d`.
+//! Time: lengths of time as written in the YAML file (`30m`, `1h`, `5d`), and instants, which
+//! levered carries as microseconds since the Unix epoch (UTC) and renders as RFC 3339 seconds.
 
 use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
 
 /// A non-negative length of time, in whole microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -59,6 +62,19 @@ impl fmt::Display for Span {
         }
         write!(f, "{seconds}s")
     }
+}
+
+/// An instant in microseconds since the Unix epoch.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// An instant as RFC 3339 in whole seconds, `2026-01-08T00:00:00Z`; empty outside chrono's range.
+pub fn rfc3339(us: i64) -> String {
+    Utc.timestamp_micros(us)
+        .single()
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
