@@ -2,6 +2,7 @@
 
 mod columns;
 mod lock;
+mod schema;
 mod store;
 
 pub use lock::{acquire, lock_path, LockError, StateLock};

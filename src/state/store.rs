@@ -11,115 +11,14 @@ use crate::domain::{ArmId, ContextKey, Role};
 use crate::report::{ArmReport, RunReport};
 use crate::warehouse::BatchRow;
 
+use super::schema;
+
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {message}")]
 pub struct StateError {
     pub path: PathBuf,
     pub message: String,
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR NOT NULL,
-    optimization VARCHAR NOT NULL,
-    seq BIGINT NOT NULL,
-    as_of TIMESTAMP NOT NULL,
-    trained_at TIMESTAMP NOT NULL,
-    seed UBIGINT NOT NULL,
-    definition_hash VARCHAR NOT NULL,
-    sql_hash VARCHAR NOT NULL,
-    levered_version VARCHAR NOT NULL,
-    duckdb_version VARCHAR NOT NULL,
-    scan_mode VARCHAR NOT NULL,
-    scan_from TIMESTAMP,
-    final_until TIMESTAMP,
-    first_exposure TIMESTAMP,
-    newest_exposure TIMESTAMP,
-    mature_units BIGINT NOT NULL,
-    unmatched JSON NOT NULL,
-    warnings JSON NOT NULL,
-    winner_arm_id INTEGER,
-    duration_ms BIGINT NOT NULL,
-    outcome VARCHAR NOT NULL,
-    error VARCHAR,
-    diagnostics JSON,
-    winner JSON,
-    PRIMARY KEY (optimization, run_id)
-);
-CREATE TABLE IF NOT EXISTS batch_stats (
-    optimization VARCHAR NOT NULL,
-    batch_start TIMESTAMP NOT NULL,
-    context VARCHAR NOT NULL,
-    arm_id INTEGER NOT NULL,
-    holdout BOOLEAN NOT NULL,
-    units BIGINT NOT NULL,
-    conversions BIGINT NOT NULL,
-    value_sum DOUBLE NOT NULL,
-    value_sq_sum DOUBLE NOT NULL,
-    is_final BOOLEAN NOT NULL,
-    run_id VARCHAR NOT NULL
-);
-CREATE TABLE IF NOT EXISTS arms (
-    optimization VARCHAR NOT NULL,
-    arm_id INTEGER NOT NULL,
-    variant JSON NOT NULL,
-    status VARCHAR NOT NULL,
-    since TIMESTAMP NOT NULL,
-    reason VARCHAR NOT NULL,
-    started TIMESTAMP,
-    initial BOOLEAN NOT NULL DEFAULT true,
-    origin VARCHAR NOT NULL DEFAULT 'definition',
-    PRIMARY KEY (optimization, arm_id)
-);
-CREATE TABLE IF NOT EXISTS arm_events (
-    optimization VARCHAR NOT NULL,
-    run_id VARCHAR NOT NULL,
-    arm_id INTEGER NOT NULL,
-    status VARCHAR NOT NULL,
-    changed_at TIMESTAMP NOT NULL,
-    reason VARCHAR NOT NULL
-);
-CREATE TABLE IF NOT EXISTS allocations (
-    run_id VARCHAR NOT NULL,
-    optimization VARCHAR NOT NULL,
-    trained_at TIMESTAMP NOT NULL,
-    context VARCHAR NOT NULL,
-    arm_id VARCHAR NOT NULL,
-    role VARCHAR NOT NULL,
-    variant JSON NOT NULL,
-    weight DOUBLE NOT NULL,
-    status VARCHAR NOT NULL
-);
-CREATE TABLE IF NOT EXISTS arm_reports (
-    run_id VARCHAR NOT NULL,
-    optimization VARCHAR NOT NULL,
-    context VARCHAR NOT NULL,
-    arm_id VARCHAR NOT NULL,
-    role VARCHAR NOT NULL,
-    variant JSON NOT NULL,
-    status VARCHAR NOT NULL,
-    units BIGINT NOT NULL,
-    conversions BIGINT NOT NULL,
-    rate DOUBLE,
-    alpha DOUBLE NOT NULL,
-    beta DOUBLE NOT NULL,
-    mean DOUBLE NOT NULL,
-    ci_low DOUBLE NOT NULL,
-    ci_high DOUBLE NOT NULL,
-    p_best DOUBLE,
-    expected_loss DOUBLE,
-    weight_prev DOUBLE,
-    weight_new DOUBLE,
-    lift_vs_holdout DOUBLE,
-    lift_ci_low DOUBLE,
-    lift_ci_high DOUBLE
-);
-ALTER TABLE runs ADD COLUMN IF NOT EXISTS diagnostics JSON;
-ALTER TABLE runs ADD COLUMN IF NOT EXISTS winner JSON;
-ALTER TABLE arms ADD COLUMN IF NOT EXISTS started TIMESTAMP;
-ALTER TABLE arms ADD COLUMN IF NOT EXISTS initial BOOLEAN DEFAULT true;
-ALTER TABLE arms ADD COLUMN IF NOT EXISTS origin VARCHAR DEFAULT 'definition';
-";
 
 /// What the previous successful run of an optimization left behind.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,10 +183,8 @@ impl StateStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| error(format!("cannot create its folder: {e}")))?;
         }
-        let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
-        connection
-            .execute_batch(SCHEMA)
-            .map_err(|e| error(e.to_string()))?;
+        let mut connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
+        schema::migrate(&mut connection).map_err(|e| error(e.to_string()))?;
         Ok(StateStore {
             path: path.to_path_buf(),
             connection,
@@ -309,28 +206,11 @@ impl StateStore {
             let connection =
                 Connection::open_with_flags(path, config).map_err(|e| error(e.to_string()))?;
             // A read-only store cannot be migrated: say so instead of failing on a missing column.
-            let current: i64 = connection
-                .query_row(
-                    "SELECT count(*) FROM duckdb_columns()
-                     WHERE (table_name = 'runs' AND column_name IN ('diagnostics', 'winner'))
-                        OR (table_name = 'arms' AND column_name IN ('started', 'initial', 'origin'))
-                        OR (table_name = 'arm_events' AND column_name = 'arm_id')",
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(|e| error(e.to_string()))?;
-            if current < 6 {
-                return Err(error(
-                    "was written by an older levered and cannot be read without updating it\n  hint: run levered train once (without --dry-run); it updates the store"
-                        .into(),
-                ));
-            }
+            schema::check(&connection).map_err(|e| error(e.to_string()))?;
             connection
         } else {
-            let connection = Connection::open_in_memory().map_err(|e| error(e.to_string()))?;
-            connection
-                .execute_batch(SCHEMA)
-                .map_err(|e| error(e.to_string()))?;
+            let mut connection = Connection::open_in_memory().map_err(|e| error(e.to_string()))?;
+            schema::migrate(&mut connection).map_err(|e| error(e.to_string()))?;
             connection
         };
         Ok(StateStore {
