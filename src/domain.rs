@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-/// Whether a row of an allocation is an arm the bandit allocates or the holdout (docs/design.md §4.3, §5.1).
+/// Whether a row of an allocation is an arm the bandit allocates or the holdout
+/// (docs/design.md §4.3, §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -1,6 +1,6 @@
 //! The fast path: an engine that aggregates the simulated units in memory instead of writing them to
 //! a warehouse and running SQL. Every simulated visitor is new and has one exposure, so the
-//! aggregation of the README's "What `train` does"
+//! aggregation of docs/design.md §2
 //! reduces to: a unit per visitor, counted when mature, converted when its reward came before
 //! `as_of`. The training code that consumes the aggregates is the real one; a test checks that both
 //! paths give the same simulation.

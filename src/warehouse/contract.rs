@@ -1,4 +1,4 @@
-//! The warehouse contract (README, "Checking definitions in CI"): the columns and kinds an exposure
+//! The warehouse contract (docs/design.md §1.9, §1.10): the columns and kinds an exposure
 //! source and a metric's SQL must return. `validate` reports a breach as a finding at the YAML key;
 //! `train` refuses to aggregate a source that breaches it, naming the source and the column.
 

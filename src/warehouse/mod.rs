@@ -12,6 +12,7 @@ mod scan;
 mod spark;
 mod sql;
 mod statement;
+mod template;
 
 use crate::config::{Optimization, Warehouse, WarehouseSource};
 
@@ -56,7 +57,7 @@ pub enum ColumnKind {
     Other(String),
 }
 
-/// What training needs from an engine: the aggregates of a scan plan (README, "What `train` does"), and a version
+/// What training needs from an engine: the aggregates of a scan plan (docs/design.md §2.9), and a version
 /// for the run record. The warehouse's engines and the simulator's in-memory fast path implement it.
 pub trait Engine {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError>;

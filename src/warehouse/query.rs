@@ -147,7 +147,7 @@ pub fn columns(
     )
 }
 
-/// Runs the aggregation of one optimization (README, "What `train` does") on any engine.
+/// Runs the aggregation of one optimization (docs/design.md §2) on any engine.
 pub fn aggregate(
     backend: &impl Backend,
     plan: &ScanPlan<'_>,

@@ -61,7 +61,7 @@ impl ScanPlan<'_> {
         }
     }
 
-    /// `$start`: the earliest reward time the run needs (README, "What `train` does").
+    /// `$start`: the earliest reward time the run needs (docs/design.md §1.12).
     pub fn rewards_from_us(&self) -> i64 {
         match (self.from_batch_us, self.optimization.attribution.touch) {
             (None, _) => BEGINNING_US,
@@ -72,7 +72,7 @@ impl ScanPlan<'_> {
 }
 
 /// Where the final batches end at `as_of`: a batch `[b, b + batch)` is final once
-/// `b + batch + window + late_grace <= as_of` (README, "What `train` does", step 3).
+/// `b + batch + window + late_grace <= as_of` (docs/design.md §2.8).
 pub fn final_until_us(optimization: &Optimization, as_of_us: i64) -> i64 {
     let batch_us = optimization.model.batch.micros();
     let attribution = &optimization.attribution;

@@ -1,20 +1,12 @@
 //! The aggregation query levered generates around the user's exposure source and metric SQL
-//! (README, "What `train` does"). Values are bound as named parameters; the only text levered splices in is the user's
-//! own SQL (as a subquery), quoted identifiers and the choice between fixed expressions.
-//!
-//! Shape: exposures are tagged with a small integer arm key (the variant JSON is matched once per
-//! distinct string) and deduplicated to units with `QUALIFY row_number() = 1`, except the late
-//! rows, whose units cannot be mature yet: they only rival for rewards, as plain rows. Rewards,
-//! pre-aggregated per (visitor, time), are joined to the units (and late rows) of their visitor
-//! inside the window, and each reward keeps the latest (or earliest) one with its arm key. The
-//! credited units then join the units in one grouping (a union, not a join back to all units), which
-//! yields the aggregates, the unmatched counts and the exposure time range; a small one gives the
-//! late rows' counts. So each exposure row is read once by the heavy steps, and the units are joined
-//! to nothing but the rewards. On an hourly run the late rows are nearly all the rows scanned (the
-//! newest day, against the two or three hours whose units are maturing), which halves the query's
-//! cost.
+//! (docs/design.md §2.12): the templates of the `sql/` folder, filled with the dialect's names and
+//! the optimization's columns and model. Values are bound as named parameters; the only text levered
+//! splices in is the user's own SQL (as a subquery), quoted identifiers and the choice between fixed
+//! expressions. `sql/aggregation.sql` says how the query is shaped and why.
 
 use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
+
+use super::template::render;
 
 /// Why an exposure row did not become a unit. The code is what the query returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -109,27 +101,74 @@ impl Dialect {
             .join(".")
     }
 
-    fn text(self) -> &'static str {
+    /// The dialect's names in the templates: types, operators and functions.
+    fn names(self) -> [(&'static str, &'static str); 6] {
         match self {
-            Dialect::DuckDb => "VARCHAR",
-            Dialect::Spark => "STRING",
+            Dialect::DuckDb => [
+                ("text", "VARCHAR"),
+                // Exact integers wide enough for sums of squared micro-units.
+                ("wide", "HUGEINT"),
+                // Integer division truncating toward zero.
+                ("div", "//"),
+                // A CTE that the engine should compute once (a few rows joined to every exposure).
+                ("once", " MATERIALIZED"),
+                // Microseconds since the epoch of a TIMESTAMP, and the TIMESTAMP of microseconds.
+                ("epoch_us", "epoch_us"),
+                ("timestamp_of_us", "make_timestamp"),
+            ],
+            Dialect::Spark => [
+                ("text", "STRING"),
+                ("wide", "DECIMAL(38,0)"),
+                ("div", "div"),
+                ("once", ""),
+                ("epoch_us", "unix_micros"),
+                ("timestamp_of_us", "timestamp_micros"),
+            ],
         }
     }
 
-    /// Exact integers wide enough for sums of squared micro-units.
-    fn wide_integer(self) -> &'static str {
+    fn name(self, name: &str) -> &'static str {
+        self.names()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, value)| value)
+    }
+
+    /// The dialect's own fragments: `$arms` as rows, the variant keys and the context keys.
+    fn fragments(self) -> [(&'static str, &'static str); 3] {
         match self {
-            Dialect::DuckDb => "HUGEINT",
-            Dialect::Spark => "DECIMAL(38,0)",
+            Dialect::DuckDb => [
+                ("arms", include_str!("../../sql/duckdb/arms.sql")),
+                (
+                    "variant_keys",
+                    include_str!("../../sql/duckdb/variant_keys.sql"),
+                ),
+                (
+                    "context_keys",
+                    include_str!("../../sql/duckdb/context_keys.sql"),
+                ),
+            ],
+            Dialect::Spark => [
+                ("arms", include_str!("../../sql/spark/arms.sql")),
+                (
+                    "variant_keys",
+                    include_str!("../../sql/spark/variant_keys.sql"),
+                ),
+                (
+                    "context_keys",
+                    include_str!("../../sql/spark/context_keys.sql"),
+                ),
+            ],
         }
     }
 
-    /// Microseconds since the epoch of a timestamp expression.
-    fn epoch_us(self, timestamp: &str) -> String {
-        match self {
-            Dialect::DuckDb => format!("epoch_us(CAST({timestamp} AS TIMESTAMP))"),
-            Dialect::Spark => format!("unix_micros(CAST({timestamp} AS TIMESTAMP))"),
-        }
+    fn fragment(self, name: &str) -> String {
+        let text = self
+            .fragments()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, text)| text);
+        render(text, &self.names())
     }
 
     /// Whether a DOUBLE expression is finite (not NaN, not infinite).
@@ -138,103 +177,6 @@ impl Dialect {
             Dialect::DuckDb => format!("isfinite({value})"),
             Dialect::Spark => {
                 format!("(NOT isnan({value}) AND abs({value}) < double('Infinity'))")
-            }
-        }
-    }
-
-    /// The timestamp of a number of microseconds since the epoch.
-    fn timestamp_of_us(self, micros: &str) -> String {
-        match self {
-            Dialect::DuckDb => format!("make_timestamp({micros})"),
-            Dialect::Spark => format!("timestamp_micros({micros})"),
-        }
-    }
-
-    /// Integer division truncating toward zero.
-    fn divide(self) -> &'static str {
-        match self {
-            Dialect::DuckDb => "//",
-            Dialect::Spark => "div",
-        }
-    }
-
-    /// A CTE that the engine should compute once (a few rows joined to every exposure).
-    fn once(self) -> &'static str {
-        match self {
-            Dialect::DuckDb => " MATERIALIZED",
-            Dialect::Spark => "",
-        }
-    }
-
-    /// `$arms` (a JSON list of `{arm_id, canonical}`) as rows.
-    fn arms(self) -> &'static str {
-        match self {
-            Dialect::DuckDb => {
-                r#"SELECT a.arm_id, a.canonical
-    FROM (SELECT unnest(from_json(CAST($arms AS VARCHAR), '[{"arm_id":"INTEGER","canonical":"VARCHAR"}]')) AS a)"#
-            }
-            Dialect::Spark => {
-                r#"SELECT arm_id, canonical
-    FROM (SELECT inline(from_json(CAST($arms AS STRING), 'array<struct<arm_id:int,canonical:string>>')))"#
-            }
-        }
-    }
-
-    /// Each distinct variant string that is a JSON object, with its canonical key (see
-    /// [`canonical_variant`]): pairs sorted by key, each written as its lengths and texts; a value is
-    /// its JSON text (strings unquoted), a JSON null is `~` (no level is null). An object with a
-    /// repeated key matches no arm.
-    fn variant_keys(self) -> &'static str {
-        match self {
-            Dialect::DuckDb => {
-                r#"SELECT d.variant,
-           string_agg(CAST(length(j.key) AS VARCHAR) || ':' || j.key
-                      || coalesce(CAST(length(json_extract_string(j.value, '$')) AS VARCHAR) || ':' || json_extract_string(j.value, '$'), '~'),
-                      '' ORDER BY j.key) AS canonical
-    FROM (
-        SELECT DISTINCT variant FROM shown
-        WHERE CASE WHEN json_valid(variant) THEN json_type(CAST(variant AS JSON)) = 'OBJECT' ELSE false END
-    ) AS d, json_each(CAST(d.variant AS JSON)) AS j
-    GROUP BY d.variant"#
-            }
-            Dialect::Spark => {
-                r#"SELECT variant,
-           array_join(transform(array_sort(map_entries(pairs)), p -> concat(length(p.key), ':', p.key, coalesce(concat(length(p.value), ':', p.value), '~'))), '') AS canonical
-    FROM (
-        SELECT variant, json_object_keys(variant) AS keys, from_json(variant, 'map<string,string>') AS pairs
-        FROM (SELECT DISTINCT variant FROM shown)
-    )
-    WHERE keys IS NOT NULL AND size(keys) = size(pairs)"#
-            }
-        }
-    }
-
-    /// Each distinct context string with its key: `factor=value` pairs in `$context_factors` order,
-    /// joined by `|`; a missing value (or a context that is not a JSON object) is empty.
-    fn context_keys(self) -> &'static str {
-        match self {
-            Dialect::DuckDb => {
-                r#"context_factors AS (
-    SELECT unnest(f) AS name, generate_subscripts(f, 1) AS position
-    FROM (SELECT from_json(CAST($context_factors AS VARCHAR), '["VARCHAR"]') AS f)
-),
-context_keys AS (
-    SELECT d.context,
-           string_agg(f.name || '=' || coalesce(
-               CASE WHEN CASE WHEN json_valid(d.context) THEN json_type(CAST(d.context AS JSON)) = 'OBJECT' ELSE false END
-                    THEN CAST(d.context AS JSON) ->> f.name END, ''), '|' ORDER BY f.position) AS key
-    FROM (SELECT DISTINCT context FROM shown) AS d, context_factors AS f
-    GROUP BY d.context
-),"#
-            }
-            Dialect::Spark => {
-                r#"context_keys AS (
-    SELECT context,
-           array_join(transform(from_json(CAST($context_factors AS STRING), 'array<string>'),
-               f -> concat(f, '=', coalesce(CASE WHEN json_object_keys(context) IS NOT NULL
-                   THEN try_element_at(from_json(context, 'map<string,string>'), f) END, ''))), '|') AS key
-    FROM (SELECT DISTINCT context FROM shown)
-),"#
             }
         }
     }
@@ -369,305 +311,192 @@ pub fn aggregation_in(
 ) -> String {
     let c = &optimization.exposures.columns;
     let quote = |name: &str| dialect.quote_identifier(name);
-    let id = quote(&c.anonymous_id);
-    let ts = quote(&c.timestamp);
-    let opt = quote(&c.optimization_id);
-    let variant = quote(&c.variant);
-    let text = dialect.text();
-    let wide = dialect.wide_integer();
-    let div = dialect.divide();
-    let once = dialect.once();
     let holdout = if holdout_column {
         format!("coalesce(CAST(e.{} AS BOOLEAN), false)", quote(&c.holdout))
     } else {
         "false".to_string()
     };
-    let unit_partition = match optimization.attribution.unit {
-        Unit::VisitorBatch => "anonymous_id, batch",
-        Unit::Visitor => "anonymous_id",
-    };
-    // The unit a reward goes to: the latest (last touch) or earliest (first touch) unit of the same
-    // visitor with `t <= reward <= t + window`, with its arm key (`max_by`/`min_by`; a visitor's
-    // units have distinct times). A late row that wins carries the arm key -1 and credits no unit.
-    let touch_pick = match optimization.attribution.touch {
-        Touch::LastTouch => "max",
-        Touch::FirstTouch => "min",
-    };
-    // Values are summed exactly, as whole micro-units in a wide integer, so that the sums do not
-    // depend on the order the engine adds them in (a double sum does, in its last bits). A credited
-    // unit has at least one reward, so it is a conversion, and under a bool metric it is worth 1.
     let numeric = optimization.reward.kind == MetricKind::Numeric;
+    // A credited unit has at least one reward, so it is a conversion, and under a bool metric it
+    // is worth 1 (in micro-units).
+    let wide = dialect.name("wide");
     let unit_value = if numeric {
         format!("coalesce(sum(value), CAST(0 AS {wide}))")
     } else {
         format!("CAST(1000000 AS {wide})")
     };
-    let bound_micro = format!("CAST({} AS {wide})", VALUE_BOUND * 1e6);
-    let source_ts = dialect.epoch_us(&format!("e.{ts}"));
-    let exposures_from = dialect.timestamp_of_us("CAST($exposures_from_us AS BIGINT)");
-    // The exposure rows a run reads. The distinct variant (and context) strings come from a pass of
-    // their own over these rows, so that the early rows stream through the heavy steps once instead
-    // of being held in memory for two readers (at 10M exposures: 21% less peak memory, 10% less time).
-    let scanned = format!(
-        "CAST(e.{opt} AS {text}) = CAST($optimization AS {text})
-      AND (e.{ts} >= {exposures_from} OR e.{ts} IS NULL)"
-    );
-    let arms = dialect.arms();
-    let variant_keys = dialect.variant_keys();
-    // Contextual models: each distinct context JSON string gets its key (`factor=value` pairs in
-    // `context_factors` order, joined by `|`; a missing value is empty) and a small integer id once,
-    // and the id rides inside the arm key: `arm_key = 2·arm_id + holdout + $arm_span · context_id`.
-    let contextual = !optimization.context_factors.is_empty();
-    let (context_column, context_ctes, context_join, context_term, context_out) = if contextual {
+    let columns = [
+        quote(&c.anonymous_id),
+        quote(&c.timestamp),
+        quote(&c.optimization_id),
+        quote(&c.variant),
+    ];
+    let context = contextual_parts(dialect, optimization);
+    let (rewards, value_checks, value_check_rows) = reward_parts(dialect, optimization);
+    let arms = dialect.fragment("arms");
+    let variant_keys = dialect.fragment("variant_keys");
+    let bound_micro = format!("{}", VALUE_BOUND * 1e6);
+    let mut values = dialect.names().to_vec();
+    values.extend([
+        ("anonymous_id", columns[0].as_str()),
+        ("timestamp", &columns[1]),
+        ("optimization_id", &columns[2]),
+        ("variant", &columns[3]),
+        ("exposure_relation", exposure_relation),
+        ("holdout", &holdout),
         (
-            format!(
-                ",\n        coalesce(CAST(e.{} AS {text}), '') AS context",
-                quote(&c.context)
-            ),
-            format!(
-                "
-{}
-contexts AS{once} (
-    SELECT context, key, CAST(dense_rank() OVER (ORDER BY key) AS INTEGER) AS context_id FROM context_keys
-),",
-                dialect.context_keys()
-            ),
-            "
-    LEFT JOIN contexts AS x ON s.context = x.context"
-                .to_string(),
+            "unit_partition",
+            match optimization.attribution.unit {
+                Unit::VisitorBatch => "anonymous_id, batch",
+                Unit::Visitor => "anonymous_id",
+            },
+        ),
+        (
+            "touch",
+            match optimization.attribution.touch {
+                Touch::LastTouch => "max",
+                Touch::FirstTouch => "min",
+            },
+        ),
+        ("unit_value", &unit_value),
+        ("bound_micro", &bound_micro),
+        ("arms", &arms),
+        ("variant_keys", &variant_keys),
+        ("rewards", &rewards),
+        ("value_checks", &value_checks),
+        ("value_check_rows", &value_check_rows),
+    ]);
+    values.extend(context.iter().map(|(name, value)| (*name, value.as_str())));
+    render(include_str!("../../sql/aggregation.sql"), &values) + "\n"
+}
+
+/// The parts of the aggregation that contextual models add (`sql/contexts.sql`, the context column,
+/// its join and its term in the arm key, `arm_key = 2·arm_id + holdout + $arm_span · context_id`),
+/// and the context key of an aggregate row (`*` without context factors).
+fn contextual_parts(dialect: Dialect, optimization: &Optimization) -> [(&'static str, String); 5] {
+    if optimization.context_factors.is_empty() {
+        return [
+            ("context_column", String::new()),
+            ("contexts", String::new()),
+            ("context_join", String::new()),
+            ("context_term", String::new()),
+            ("context_out", "'*'".to_string()),
+        ];
+    }
+    let text = dialect.name("text");
+    let div = dialect.name("div");
+    let context_keys = dialect.fragment("context_keys");
+    let mut values = dialect.names().to_vec();
+    values.push(("context_keys", &context_keys));
+    let context = dialect.quote_identifier(&optimization.exposures.columns.context);
+    [
+        (
+            "context_column",
+            format!(",\n        coalesce(CAST(e.{context} AS {text}), '') AS context"),
+        ),
+        (
+            "contexts",
+            format!("\n{}", render(include_str!("../../sql/contexts.sql"), &values)),
+        ),
+        (
+            "context_join",
+            "\n    LEFT JOIN contexts AS x ON s.context = x.context".to_string(),
+        ),
+        (
+            "context_term",
             " + CAST($arm_span AS BIGINT) * x.context_id".to_string(),
+        ),
+        (
+            "context_out",
             format!(
                 "(SELECT any_value(key) FROM contexts WHERE context_id = arm_key {div} CAST($arm_span AS BIGINT))"
             ),
-        )
-    } else {
-        (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "'*'".to_string(),
-        )
-    };
-    let rewards = rewards(dialect, optimization);
-    let (value_checks, value_check_rows) = if numeric {
-        value_checks(dialect)
-    } else {
-        (String::new(), String::new())
-    };
-    let late_from = dialect.timestamp_of_us("CAST($late_from_us AS BIGINT)");
-    // The exposure rows are read in two disjoint parts: the early rows, which become units, and the
-    // late rows (see `ScanPlan::late_from_us`), which never count. A late row only competes for
-    // rewards: it takes a reward from an earlier unit exactly when the unit of its batch would
-    // (that unit starts no later than the row and after every earlier unit), so late rows skip
-    // deduplication. On an hourly run nearly all rows are late.
-    let source = |name: &str, part: &str| {
-        format!(
-            r#"{name} AS (
-    SELECT
-        CAST(e.{id} AS {text}) AS anonymous_id,
-        {source_ts} AS ts,
-        CAST(e.{variant} AS {text}) AS variant,
-        {holdout} AS holdout{context_column}
-    FROM {exposure_relation} AS e
-    WHERE {scanned}
-      AND {part}
-),"#
-        )
-    };
-    let tagged = |name: &str, source: &str| {
-        format!(
-            r#"{name} AS (
-    SELECT s.anonymous_id, s.ts, s.ts {div} CAST($batch_us AS BIGINT) AS batch,
-           2 * v.arm_id + CAST(s.holdout AS INTEGER){context_term} AS arm_key,
-           CASE WHEN s.anonymous_id IS NULL THEN 1
-                WHEN s.ts IS NULL THEN 2
-                WHEN s.ts >= CAST($as_of_us AS BIGINT) THEN 3
-                WHEN v.arm_id IS NULL THEN 4
-                ELSE 0 END AS reason
-    FROM {source} AS s LEFT JOIN variants AS v ON s.variant = v.variant{context_join}
-),"#
-        )
-    };
-    let early_source = source(
-        "source",
-        &format!("(e.{ts} < {late_from} OR e.{ts} IS NULL)"),
-    );
-    let late_source = source("late_source", &format!("e.{ts} >= {late_from}"));
-    let early_tagged = tagged("tagged", "source");
-    let late_tagged = tagged("late_tagged", "late_source");
-    // `valued` lists the credited units before the units: DuckDB keeps a copy of the units for the
-    // attribution, and in the other order it held a second one in 3 of 12 full runs (at 10M
-    // exposures a peak of ~1.05 GiB instead of ~0.76 GiB); in this order about one run in eight.
-    format!(
-        r#"WITH
-arms AS (
-    {arms}
-),
-{early_source}
-{late_source}
-shown AS (
-    SELECT DISTINCT CAST(e.{variant} AS {text}) AS variant{context_column}
-    FROM {exposure_relation} AS e
-    WHERE {scanned}
-),
-variant_keys AS (
-    {variant_keys}
-),
-variants AS{once} (
-    SELECT k.variant, a.arm_id FROM variant_keys AS k JOIN arms AS a ON a.canonical = k.canonical
-),{context_ctes}
-{early_tagged}
-{late_tagged}
-exposed AS (
-    SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged
-    QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {unit_partition} ORDER BY ts, arm_key) = 1
-),
-{rewards}
-attributed AS (
-    SELECT r.anonymous_id, {touch_pick}(u.ts) AS unit_ts, {touch_pick}_by(u.arm_key, u.ts) AS arm_key,
-           any_value(r.value) AS value
-    FROM rewards AS r JOIN (
-        SELECT anonymous_id, ts, arm_key FROM exposed WHERE reason = 0
-        UNION ALL
-        SELECT anonymous_id, ts, -1 FROM late_tagged WHERE reason = 0
-    ) AS u
-      ON u.anonymous_id = r.anonymous_id
-     AND u.ts <= r.ts AND r.ts <= u.ts + CAST($window_us AS BIGINT)
-    GROUP BY r.anonymous_id, r.ts
-),
-credited AS (
-    SELECT unit_ts, arm_key, {unit_value} AS unit_value
-    FROM attributed
-    WHERE arm_key >= 0
-    GROUP BY anonymous_id, unit_ts, arm_key
-),{value_checks}
-valued AS (
-    SELECT 0 AS reason, unit_ts {div} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, 1 AS conversions, unit_value
-    FROM credited
-    UNION ALL
-    SELECT reason, batch, arm_key, ts, 1, 0, CAST(0 AS {wide})
-    FROM exposed
-),
-aggregated AS (
-    SELECT reason,
-           reason = 0
-               AND unit_ts + CAST($window_us AS BIGINT) <= CAST($as_of_us AS BIGINT)
-               AND batch * CAST($batch_us AS BIGINT) >= CAST($from_batch_us AS BIGINT) AS counted,
-           CASE WHEN reason = 0 THEN batch END AS batch,
-           CASE WHEN reason = 0 THEN arm_key END AS arm_key,
-           CAST(sum(units) AS BIGINT) AS exposures,
-           CAST(sum(units) AS BIGINT) AS units,
-           CAST(sum(conversions) AS BIGINT) AS conversions,
-           CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
-           CAST(coalesce(sum(CASE WHEN abs(unit_value) <= {bound_micro} THEN unit_value * unit_value END), 0) AS DOUBLE) / 1e12 AS value_sq_sum,
-           min(unit_ts) AS first_us,
-           max(unit_ts) AS last_us
-    FROM valued
-    GROUP BY ALL
-    UNION ALL
-    SELECT reason, false, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
-           CAST(count(*) AS BIGINT), CAST(count(*) AS BIGINT), CAST(0 AS BIGINT),
-           CAST(0 AS DOUBLE), CAST(0 AS DOUBLE), min(ts), max(ts)
-    FROM late_tagged
-    GROUP BY reason{value_check_rows}
-)
-SELECT *, CASE WHEN reason = 0 AND counted THEN {context_out} END AS context
-FROM aggregated
-ORDER BY reason, counted, batch, arm_key
-"#
-    )
-}
-
-/// The rewards per (visitor, time): for a bool metric, any row; for a numeric metric, the rows with a
-/// finite value within ±[`VALUE_BOUND`], summed as micro-units, and per (visitor, time) the counts of
-/// rows with a NULL (5, [`Unmatched::NullValue`]), a non-finite (6) or a too large value (7), which
-/// are no rewards.
-fn rewards(dialect: Dialect, optimization: &Optimization) -> String {
-    let text = dialect.text();
-    let wide = dialect.wide_integer();
-    let metric_sql = &optimization.reward.sql;
-    let reward_ts = dialect.epoch_us("m.timestamp");
-    let rows = |columns: &str| {
-        format!(
-            r#"SELECT CAST(m.anonymous_id AS {text}) AS anonymous_id,
-           {reward_ts} AS ts{columns}
-    FROM (
-{metric_sql}
-    ) AS m
-    WHERE m.anonymous_id IS NOT NULL
-      AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP)"#
-        )
-    };
-    if optimization.reward.kind == MetricKind::Bool {
-        let rows = rows(&format!(",\n           CAST(NULL AS {wide}) AS value"));
-        return format!("rewards AS (\n    {rows}\n    GROUP BY 1, 2\n),");
-    }
-    let finite = dialect.is_finite("CAST(m.value AS DOUBLE)");
-    let rows = rows(&format!(
-        ",
-           CAST(m.value AS DOUBLE) AS v,
-           CASE WHEN m.value IS NULL THEN 5
-                WHEN NOT {finite} THEN 6
-                WHEN abs(CAST(m.value AS DOUBLE)) > {VALUE_BOUND:e} THEN 7
-                ELSE 0 END AS problem"
-    ));
-    format!(
-        r#"reward_rows AS (
-    SELECT anonymous_id, ts,
-           sum(CASE WHEN problem = 0 THEN CAST(round(v * 1000000) AS {wide}) END) AS value,
-           sum(CASE WHEN problem = 0 THEN 1 ELSE 0 END) AS valid_rows,
-           sum(CASE WHEN problem = 5 THEN 1 ELSE 0 END) AS null_values,
-           sum(CASE WHEN problem = 6 THEN 1 ELSE 0 END) AS non_finite,
-           sum(CASE WHEN problem = 7 THEN 1 ELSE 0 END) AS out_of_range
-    FROM (
-    {rows}
-    ) AS m
-    GROUP BY 1, 2
-),
-rewards AS (
-    SELECT anonymous_id, ts, value FROM reward_rows WHERE valid_rows > 0
-),"#
-    )
-}
-
-/// A numeric metric's value checks: the CTE that counts its NULL, non-finite and too large values
-/// (rows, and credited units whose summed value lies beyond the bound), and the rows of the result
-/// that report them (reasons 5, 6 and 7).
-fn value_checks(dialect: Dialect) -> (String, String) {
-    let wide = dialect.wide_integer();
-    let bound_micro = format!("CAST({} AS {wide})", VALUE_BOUND * 1e6);
-    let cte = format!(
-        r#"
-value_checks AS (
-    SELECT CAST(coalesce(sum(null_values), 0) AS BIGINT) AS null_values,
-           CAST(coalesce(sum(non_finite), 0) AS BIGINT) AS non_finite,
-           CAST(coalesce(sum(out_of_range), 0)
-                + (SELECT count(*) FROM credited WHERE abs(unit_value) > {bound_micro}) AS BIGINT) AS out_of_range
-    FROM reward_rows
-),"#
-    );
-    let row = |reason: u8, column: &str| {
-        format!(
-            "
-    UNION ALL
-    SELECT {reason}, false, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), {column}, {column}, CAST(0 AS BIGINT),
-           CAST(0 AS DOUBLE), CAST(0 AS DOUBLE), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
-    FROM value_checks WHERE {column} > 0"
-        )
-    };
-    let rows = [
-        row(5, "null_values"),
-        row(6, "non_finite"),
-        row(7, "out_of_range"),
+        ),
     ]
-    .concat();
-    (cte, rows)
+}
+
+/// The rewards CTEs of the metric (`sql/rewards_bool.sql` or `sql/rewards_numeric.sql`), and for a
+/// numeric metric its value checks (`sql/value_checks.sql`) and the result rows that report them
+/// (`sql/value_check_rows.sql`).
+fn reward_parts(dialect: Dialect, optimization: &Optimization) -> (String, String, String) {
+    let is_finite = dialect.is_finite("CAST(m.value AS DOUBLE)");
+    let value_bound = format!("{VALUE_BOUND:e}");
+    let bound_micro = format!("{}", VALUE_BOUND * 1e6);
+    let mut values = dialect.names().to_vec();
+    values.extend([
+        ("metric_sql", optimization.reward.sql.as_str()),
+        ("is_finite", &is_finite),
+        ("value_bound", &value_bound),
+        ("bound_micro", &bound_micro),
+    ]);
+    if optimization.reward.kind == MetricKind::Bool {
+        let rewards = render(include_str!("../../sql/rewards_bool.sql"), &values);
+        return (rewards, String::new(), String::new());
+    }
+    (
+        render(include_str!("../../sql/rewards_numeric.sql"), &values),
+        format!(
+            "\n{}",
+            render(include_str!("../../sql/value_checks.sql"), &values)
+        ),
+        format!(
+            "\n{}",
+            render(include_str!("../../sql/value_check_rows.sql"), &values)
+        ),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{canonical_variant, spark_parameters, Dialect};
+    use super::{aggregation_in, canonical_variant, exposure_relation, spark_parameters, Dialect};
+
+    fn optimization(kind: &str, model: &str) -> crate::config::Optimization {
+        let value = if kind == "numeric" { ", value" } else { "" };
+        let yaml = format!(
+            "warehouse: {{path: warehouse}}
+metrics:
+  m: {{type: {kind}, sql: 'SELECT anonymous_id, at AS timestamp{value} FROM orders'}}
+optimizations:
+  hero:
+    status: live
+    design_factors: {{color: [red, blue]}}
+    reward: m
+    exposures: {{sql: 'SELECT * FROM ex -- {{{{arms}}}}'}}
+    attribution: {{conversion_window: 2h, unit: visitor_batch}}
+    model: {model}
+"
+        );
+        let path = std::path::Path::new("levered.yaml");
+        let mut config = crate::config::parse(path, &yaml).unwrap();
+        config.optimizations.remove("hero").unwrap()
+    }
+
+    #[test]
+    fn every_template_is_filled_and_user_sql_is_not_read_for_placeholders() {
+        let models = [
+            "{kind: mab}",
+            "{kind: cmab}\n    context_factors: [country]",
+        ];
+        for dialect in [Dialect::DuckDb, Dialect::Spark] {
+            for kind in ["bool", "numeric"] {
+                for model in models {
+                    let o = optimization(kind, model);
+                    let relation = exposure_relation(&o, |t| dialect.relation(t));
+                    let sql = aggregation_in(dialect, &o, &relation, true);
+                    let left = sql.replace("-- {{arms}}", "");
+                    assert!(!left.contains("{{"), "{dialect:?} {kind} {model}: {sql}");
+                    assert!(
+                        sql.contains("-- {{arms}}"),
+                        "the user's SQL is kept as written"
+                    );
+                    assert!(
+                        !sql.contains("\n--"),
+                        "no template header reaches the query"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn canonical_keys_do_not_collide_for_any_text() {

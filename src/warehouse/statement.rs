@@ -2,7 +2,7 @@
 //! of its own besides the one duckdb-rs runs queries on (duckdb-rs keeps its handle private). That
 //! second connection only parses and prepares: it proves that a text is exactly one read-only SELECT
 //! before the text is ever prepared for running, because duckdb-rs `Connection::prepare` executes
-//! every statement of a text but the last (README, "Security and operations").
+//! every statement of a text but the last (docs/design.md §1.13).
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
