@@ -4,7 +4,7 @@
 
 pub mod allocation;
 pub mod cli;
-mod command;
+mod commands;
 pub mod config;
 pub mod domain;
 pub mod exit;
@@ -21,4 +21,4 @@ pub mod train;
 pub mod validate;
 pub mod warehouse;
 
-pub use command::run;
+pub use commands::run;

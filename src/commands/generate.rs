@@ -1,0 +1,15 @@
+//! `levered generate`: a synthetic warehouse with known truth.
+
+use crate::cli::GenerateArgs;
+use crate::exit::{ExitStatus, Failure};
+use crate::output::Printer;
+
+pub(super) fn generate_command(
+    args: GenerateArgs,
+    printer: &Printer,
+) -> Result<ExitStatus, Failure> {
+    let summary = crate::synth::generate(&args.out, args.exposures, args.days, args.seed)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    printer.summary(&summary);
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,91 @@
+//! `levered report`: the latest stored run of an optimization, from the state store's snapshot;
+//! and what `history` shares with it.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+
+use crate::cli::{ReportArgs, ReportFormat};
+use crate::domain::ContextKey;
+use crate::exit::{ExitStatus, Failure};
+use crate::output::Printer;
+
+use super::settings::{load_config, usage};
+
+/// Keeps the report rows of the asked contexts: every pair given must appear in the row's context key.
+pub(super) fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
+    wanted.is_empty()
+        || wanted
+            .iter()
+            .all(|pair| pair == "*" && context.is_pooled() || context.pairs().any(|p| p == pair))
+}
+
+/// Opens the state store of the definitions for reading: its snapshot, without waiting for a
+/// training run and without writing anything (so it works on read-only media too).
+pub(super) fn stored(
+    args: &ReportArgs,
+    printer: &Printer,
+) -> Result<crate::state::StateStore, Failure> {
+    let config = load_config(args.config.clone(), printer)?;
+    config
+        .select(std::slice::from_ref(&args.optimization))
+        .map_err(usage)?;
+    if !config.state.exists() {
+        return Err(no_runs(&args.optimization, &config.state));
+    }
+    crate::state::StateStore::open_for_reading(&config.state)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))
+}
+
+pub(super) fn no_runs(optimization: &str, state: &Path) -> Failure {
+    Failure::new(
+        ExitStatus::Data,
+        anyhow!(
+            "no run of `{optimization}` is stored in {}\n  hint: run levered train first",
+            state.display()
+        ),
+    )
+}
+
+pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let store = stored(&args, printer)?;
+    let (run, arms) = store
+        .latest_report(&args.optimization)
+        .map_err(|e| Failure::new(ExitStatus::Data, e))?
+        .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;
+    let arms: Vec<_> = arms
+        .into_iter()
+        .filter(|a| in_context(&a.context, &args.context))
+        .collect();
+    if let Some(file) = &args.html {
+        let history = store
+            .history(&args.optimization)
+            .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+        let mut staged = crate::report::Staged::new();
+        staged
+            .add(file, &crate::report::html_page(&run, &arms, &history))
+            .and_then(|()| staged.publish())
+            .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+        printer.summary(&format!("{}: wrote {}", args.optimization, file.display()));
+        return Ok(ExitStatus::Success);
+    }
+    match args.format {
+        ReportFormat::Table => {
+            printer.result(&crate::report::table(
+                &format!(
+                    "{} (run {}, as of {})",
+                    run.optimization,
+                    run.run_id,
+                    crate::time::rfc3339(run.as_of_us)
+                ),
+                &arms,
+            ));
+            if let Some(diagnostics) = &run.diagnostics {
+                printer.result(&crate::report::diagnostics_text(diagnostics));
+            }
+        }
+        ReportFormat::Csv => printer.result(&crate::report::report_csv(&arms)),
+        ReportFormat::Json => printer.json(&serde_json::json!({"run": run, "arms": arms})),
+    }
+    Ok(ExitStatus::Success)
+}
