@@ -48,31 +48,98 @@ Exit codes:
   130, 143  train stopped by SIGINT or SIGTERM: runs written before it stand, the one in progress
             wrote nothing";
 
-/// An error that knows which exit code it maps to.
+/// Why a command failed, by what its caller can do about it. [`Failure::status`] is the one place
+/// an error becomes an exit code (the table above); below the commands, errors are typed per
+/// module, and each converts into the kind it is here.
 #[derive(Debug)]
-pub struct Failure {
-    pub status: ExitStatus,
-    pub error: anyhow::Error,
+pub enum Failure {
+    /// The command line, or a value given on it, is wrong.
+    Usage(anyhow::Error),
+    /// The definitions file is invalid (also: an exposure source without its holdout column).
+    Definition(anyhow::Error),
+    /// The warehouse, a query, a file or the state store failed.
+    Data(anyhow::Error),
+    /// Another levered process holds the state store's lock.
+    Locked(anyhow::Error),
+    /// A signal stopped the command.
+    Stopped { signal: i32, error: anyhow::Error },
 }
 
 impl Failure {
-    pub fn new(status: ExitStatus, error: impl Into<anyhow::Error>) -> Self {
-        Failure {
-            status,
-            error: error.into(),
+    pub fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure::Usage(anyhow::anyhow!("{message}"))
+    }
+
+    pub fn data(error: impl Into<anyhow::Error>) -> Failure {
+        Failure::Data(error.into())
+    }
+
+    /// The exit code of this failure.
+    pub fn status(&self) -> ExitStatus {
+        match self {
+            Failure::Usage(_) => ExitStatus::Usage,
+            Failure::Definition(_) => ExitStatus::InvalidDefinition,
+            Failure::Data(_) => ExitStatus::Data,
+            Failure::Locked(_) => ExitStatus::Locked,
+            Failure::Stopped { signal, .. } => ExitStatus::stopped_by(*signal),
+        }
+    }
+
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Usage(error)
+            | Failure::Definition(error)
+            | Failure::Data(error)
+            | Failure::Locked(error)
+            | Failure::Stopped { error, .. } => error,
+        }
+    }
+
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            Failure::Usage(error)
+            | Failure::Definition(error)
+            | Failure::Data(error)
+            | Failure::Locked(error)
+            | Failure::Stopped { error, .. } => error,
+        }
+    }
+
+    /// The failure of one optimization's training run: a definition error when its exposure source
+    /// lacks the holdout column the definition needs, else a data error.
+    pub fn of_training(error: anyhow::Error) -> Failure {
+        match error.downcast_ref::<crate::warehouse::WarehouseError>() {
+            Some(crate::warehouse::WarehouseError::MissingHoldout { .. }) => {
+                Failure::Definition(error)
+            }
+            _ => Failure::Data(error),
         }
     }
 }
 
+impl From<crate::config::ConfigError> for Failure {
+    fn from(error: crate::config::ConfigError) -> Failure {
+        Failure::Definition(error.into())
+    }
+}
+
+impl From<crate::state::StateError> for Failure {
+    fn from(error: crate::state::StateError) -> Failure {
+        Failure::Data(error.into())
+    }
+}
+
 impl From<crate::state::LockError> for Failure {
-    /// A busy store is the lock code; a lock file that cannot be created is a data error; a signal
-    /// while waiting is the signal's code.
+    /// A busy store is the lock's failure; a lock file that cannot be created is a data error; a
+    /// signal while waiting is the signal's.
     fn from(error: crate::state::LockError) -> Failure {
-        let status = match error {
-            crate::state::LockError::Busy { .. } => ExitStatus::Locked,
-            crate::state::LockError::Io { .. } => ExitStatus::Data,
-            crate::state::LockError::Stopped { signal, .. } => ExitStatus::stopped_by(signal),
-        };
-        Failure::new(status, error)
+        match error {
+            crate::state::LockError::Busy { .. } => Failure::Locked(error.into()),
+            crate::state::LockError::Io { .. } => Failure::Data(error.into()),
+            crate::state::LockError::Stopped { signal, .. } => Failure::Stopped {
+                signal,
+                error: error.into(),
+            },
+        }
     }
 }

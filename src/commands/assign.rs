@@ -49,32 +49,26 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
         .join(&optimization.name)
         .join("allocation.csv");
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Failure::new(
-            ExitStatus::Data,
-            anyhow!(
-                "cannot read {}: {e}\n  hint: run levered train first",
-                path.display()
-            ),
-        )
+        Failure::Data(anyhow!(
+            "cannot read {}: {e}\n  hint: run levered train first",
+            path.display()
+        ))
     })?;
     let rows = serving_rows(&text).map_err(|why| {
-        Failure::new(
-            ExitStatus::Data,
-            anyhow!(
-                "{}: {why:#}\n  hint: run levered train to rewrite it",
-                path.display()
-            ),
-        )
+        Failure::Data(anyhow!(
+            "{}: {why:#}\n  hint: run levered train to rewrite it",
+            path.display()
+        ))
     })?;
     let batch = (optimization.model.batch.micros() / 1_000_000).max(1);
     let batch_start = at.timestamp().div_euclid(batch) * batch;
     let key = context_key(factors, &pairs);
     let served =
         assign(&rows, &optimization.name, &args.unit, &key, batch_start).ok_or_else(|| {
-            Failure::new(
-                ExitStatus::Data,
-                anyhow!("{} has no row for context `{key}` nor `*`", path.display()),
-            )
+            Failure::Data(anyhow!(
+                "{} has no row for context `{key}` nor `*`",
+                path.display()
+            ))
         })?;
     let mut json = serde_json::json!({"optimization": optimization.name, "unit": args.unit});
     if let (Some(object), serde_json::Value::Object(fields)) = (

@@ -9,7 +9,7 @@ pub(super) fn generate_command(
     printer: &Printer,
 ) -> Result<ExitStatus, Failure> {
     let summary = crate::synth::generate(&args.out, args.exposures, args.days, args.seed)
-        .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+        .map_err(Failure::data)?;
     printer.summary(&summary);
     Ok(ExitStatus::Success)
 }

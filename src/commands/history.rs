@@ -11,8 +11,7 @@ use super::report::{in_context, no_runs, stored};
 pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let store = stored(&args, printer)?;
     let rows: Vec<_> = store
-        .history(&args.optimization)
-        .map_err(|e| Failure::new(ExitStatus::Data, e))?
+        .history(&args.optimization)?
         .into_iter()
         .filter(|h| in_context(&h.context, &args.context))
         .collect();

@@ -33,39 +33,32 @@ pub(super) fn stored(
     if !config.state.exists() {
         return Err(no_runs(&args.optimization, &config.state));
     }
-    crate::state::StateStore::open_for_reading(&config.state)
-        .map_err(|e| Failure::new(ExitStatus::Data, e))
+    Ok(crate::state::StateStore::open_for_reading(&config.state)?)
 }
 
 pub(super) fn no_runs(optimization: &str, state: &Path) -> Failure {
-    Failure::new(
-        ExitStatus::Data,
-        anyhow!(
-            "no run of `{optimization}` is stored in {}\n  hint: run levered train first",
-            state.display()
-        ),
-    )
+    Failure::Data(anyhow!(
+        "no run of `{optimization}` is stored in {}\n  hint: run levered train first",
+        state.display()
+    ))
 }
 
 pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let store = stored(&args, printer)?;
     let (run, arms) = store
-        .latest_report(&args.optimization)
-        .map_err(|e| Failure::new(ExitStatus::Data, e))?
+        .latest_report(&args.optimization)?
         .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;
     let arms: Vec<_> = arms
         .into_iter()
         .filter(|a| in_context(&a.context, &args.context))
         .collect();
     if let Some(file) = &args.html {
-        let history = store
-            .history(&args.optimization)
-            .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+        let history = store.history(&args.optimization)?;
         let mut staged = crate::report::Staged::new();
         staged
             .add(file, &crate::report::html_page(&run, &arms, &history))
             .and_then(|()| staged.publish())
-            .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+            .map_err(Failure::data)?;
         printer.summary(&format!("{}: wrote {}", args.optimization, file.display()));
         return Ok(ExitStatus::Success);
     }

@@ -55,8 +55,8 @@ where
     match result {
         Ok(status) => status,
         Err(failure) => {
-            printer.error(&failure.error);
-            failure.status
+            printer.error(failure.error());
+            failure.status()
         }
     }
 }

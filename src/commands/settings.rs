@@ -3,16 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::config;
-use crate::exit::{ExitStatus, Failure};
+use crate::exit::Failure;
 use crate::output::Printer;
 use crate::time::Span;
 
 pub(super) fn usage(message: String) -> Failure {
-    Failure::new(ExitStatus::Usage, anyhow!(message))
+    Failure::usage(message)
 }
 
 /// The definitions file: `--config`, else `optimizations.yaml`, else the bundled example with a note.
@@ -40,7 +39,7 @@ pub(super) fn load_config(
     printer: &Printer,
 ) -> Result<config::Config, Failure> {
     let path = config_path(given, printer)?;
-    config::load(&path).map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))
+    Ok(config::load(&path)?)
 }
 
 /// `--lock-timeout` as a duration.
@@ -107,7 +106,7 @@ mod tests {
             let as_of: DateTime<Utc> = as_of.parse().unwrap();
             check_not_future(as_of, now, false)
                 .map(|()| String::new())
-                .unwrap_or_else(|f| f.error.to_string())
+                .unwrap_or_else(|f| f.error().to_string())
         };
         assert_eq!(message("2026-01-01T01:00:00Z"), "", "within the margin");
         assert!(message("2026-01-01T01:01:00Z").contains(" is 61 minutes past the clock"));

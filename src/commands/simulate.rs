@@ -10,8 +10,8 @@ pub(super) fn simulate_command(
     args: SimulateArgs,
     printer: &Printer,
 ) -> Result<ExitStatus, Failure> {
-    let mut scenario = crate::simulate::Scenario::load(&args.scenario)
-        .map_err(|e| Failure::new(ExitStatus::InvalidDefinition, e))?;
+    let mut scenario =
+        crate::simulate::Scenario::load(&args.scenario).map_err(Failure::Definition)?;
     if let Some(n) = args.repetitions {
         scenario.repetitions = n.max(1);
     }
@@ -29,7 +29,7 @@ pub(super) fn simulate_command(
         args.fast,
         printer,
     )
-    .map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    .map_err(Failure::data)?;
     printer.result(&crate::simulate::table(&scenario.name, &summaries));
     printer.json(&serde_json::to_value(&summaries).unwrap_or_default());
     printer.summary(&format!(

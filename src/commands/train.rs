@@ -37,7 +37,9 @@ pub(super) fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitSt
     crate::interrupt::catch();
     let outcomes = train::train(&config, &options, printer)?;
     let mut json = Vec::new();
-    let (mut trained, mut failed, mut invalid) = (0, 0, 0);
+    let mut trained = 0;
+    // The exit codes of the failed runs.
+    let mut failed = Vec::new();
     for outcome in &outcomes {
         match outcome {
             Outcome::Trained(report) => {
@@ -69,13 +71,10 @@ pub(super) fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitSt
             }
             Outcome::Failed {
                 optimization,
-                error,
+                failure,
             } => {
-                failed += 1;
-                invalid += usize::from(matches!(
-                    error.downcast_ref::<crate::warehouse::WarehouseError>(),
-                    Some(crate::warehouse::WarehouseError::MissingHoldout { .. })
-                ));
+                failed.push(failure.status());
+                let error = failure.error();
                 printer.error(&anyhow!("{optimization}: training failed: {error:#}"));
                 json.push(serde_json::json!({"optimization": optimization, "outcome": "failed", "error": format!("{error:#}")}));
             }
@@ -85,9 +84,10 @@ pub(super) fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitSt
     if let Some(signal) = crate::interrupt::received() {
         return Ok(ExitStatus::stopped_by(signal));
     }
-    Ok(match (trained, failed) {
-        (_, 0) => ExitStatus::Success,
-        (0, _) if invalid == failed => ExitStatus::InvalidDefinition,
+    // Nothing trained: the failures' code when they share one, else a data error.
+    Ok(match (trained, failed.as_slice()) {
+        (_, []) => ExitStatus::Success,
+        (0, [first, rest @ ..]) if rest.iter().all(|s| s == first) => *first,
         (0, _) => ExitStatus::Data,
         _ => ExitStatus::Partial,
     })

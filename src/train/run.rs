@@ -2,19 +2,20 @@
 //! optimization's run is a chain of stages: plan, evidence, fit, evolve, decide, diagnose, record,
 //! persist (one file each).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Optimization, Status};
-use crate::exit::{ExitStatus, Failure};
+use crate::exit::Failure;
 use crate::interrupt;
 use crate::output::Printer;
 use crate::report::{self, RunReport};
 use crate::state::{self, StateStore};
 use crate::time::micros;
-use crate::warehouse::{self, Engine, SqlEngine};
+use crate::warehouse::{self, Engine, SqlEngine, WarehouseError};
 
 use super::decide::{self, Frame};
 use super::fit::{stream_seed, Fitter};
@@ -43,10 +44,10 @@ pub enum Outcome {
         optimization: String,
         reason: String,
     },
-    /// A data, SQL, engine or state error (exit code 4 when nothing else succeeded).
+    /// A data, SQL, engine or state error, or a definition the warehouse cannot serve.
     Failed {
         optimization: String,
-        error: anyhow::Error,
+        failure: Failure,
     },
 }
 
@@ -93,14 +94,15 @@ fn train_with(
     let needs_engine = given.is_none() && selected.iter().any(|o| o.status != Status::Archived);
     let (store, mut engine) = std::thread::scope(|scope| {
         let store = scope.spawn(|| open_store(&config.state));
-        let engine: Option<Result<Box<dyn SqlEngine>, String>> =
-            needs_engine.then(|| warehouse::open(&config.warehouse).map_err(|e| e.to_string()));
+        // Shared by every optimization's outcome when the warehouse cannot be opened.
+        let engine: Option<Result<Box<dyn SqlEngine>, Arc<WarehouseError>>> =
+            needs_engine.then(|| warehouse::open(&config.warehouse).map_err(Arc::new));
         let store = store
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (store, engine)
     });
-    let mut store = store.map_err(|e| Failure::new(ExitStatus::Data, e))?;
+    let mut store = store?;
     let mut outcomes = Vec::new();
     for optimization in selected {
         if let Some(signal) = interrupt::received() {
@@ -119,19 +121,19 @@ fn train_with(
             });
             continue;
         }
-        let engine: Result<&dyn Engine, String> = match given {
+        let engine: Result<&dyn Engine, Arc<WarehouseError>> = match given {
             Some(engine) => Ok(engine),
-            None => match engine.get_or_insert_with(|| {
-                warehouse::open(&config.warehouse).map_err(|e| e.to_string())
-            }) {
+            None => match engine
+                .get_or_insert_with(|| warehouse::open(&config.warehouse).map_err(Arc::new))
+            {
                 Ok(engine) => Ok(&**engine as &dyn Engine),
-                Err(message) => Err(message.clone()),
+                Err(error) => Err(Arc::clone(error)),
             },
         };
         let outcome = match engine {
-            Err(message) => Outcome::Failed {
+            Err(error) => Outcome::Failed {
                 optimization: optimization.name.clone(),
-                error: anyhow!("{message}"),
+                failure: Failure::data(error),
             },
             Ok(engine) => {
                 let job = Job {
@@ -180,10 +182,13 @@ fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome
     if let Some(signal) = interrupt::received() {
         return Outcome::Failed {
             optimization: name,
-            error: anyhow!(
-                "stopped by {}: nothing of this run was written",
-                interrupt::name(signal)
-            ),
+            failure: Failure::Stopped {
+                signal,
+                error: anyhow!(
+                    "stopped by {}: nothing of this run was written",
+                    interrupt::name(signal)
+                ),
+            },
         };
     }
     if !options.dry_run {
@@ -191,7 +196,7 @@ fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome
     }
     Outcome::Failed {
         optimization: name,
-        error,
+        failure: Failure::of_training(error),
     }
 }
 
@@ -216,16 +221,13 @@ fn select<'c>(
     options: &TrainOptions,
 ) -> Result<Vec<&'c Optimization>, Failure> {
     if !options.all && options.optimizations.is_empty() {
-        return Err(Failure::new(
-            ExitStatus::Usage,
-            anyhow!(
-                "no optimization selected\n  hint: pass --all, or --optimization NAME (repeatable)"
-            ),
+        return Err(Failure::usage(
+            "no optimization selected\n  hint: pass --all, or --optimization NAME (repeatable)",
         ));
     }
     config
         .select(&options.optimizations)
-        .map_err(|message| Failure::new(ExitStatus::Usage, anyhow!(message)))
+        .map_err(Failure::usage)
 }
 
 /// One optimization's run: a chain of stages, each in a file of its own.
