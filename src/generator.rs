@@ -8,11 +8,47 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why the command gave no variants (a warning; the run goes on without new arms).
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    #[error("cannot start `{command}`: {source}")]
+    Start {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` did not finish within {seconds} s and was stopped")]
+    Timeout { command: String, seconds: f64 },
+    #[error("cannot wait for `{command}`: {source}")]
+    Wait {
+        command: String,
+        source: std::io::Error,
+    },
+    /// It exited unsuccessfully; `stderr` is the last line it wrote there.
+    #[error("`{command}` failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("its output is not JSON ({source}); it starts with {start:?}")]
+    NotJson {
+        source: serde_json::Error,
+        start: String,
+    },
+    #[error("its output has no `variants` list")]
+    NoVariants,
+}
+
 /// How much of the command's stdout and stderr is read.
 const OUTPUT_LIMIT: u64 = 1 << 20;
 
 /// Runs `argv` in `dir` with `input` on stdin; returns its stdout, or why it failed.
-pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Result<String, String> {
+pub fn run(
+    argv: &[String],
+    dir: &Path,
+    input: &str,
+    timeout: Duration,
+) -> Result<String, GeneratorError> {
     let shown = argv.join(" ");
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -27,7 +63,10 @@ pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Resul
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+        .map_err(|source| GeneratorError::Start {
+            command: shown.clone(),
+            source,
+        })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = input.to_string();
     // A command that does not read its input must not block the run: write from a thread.
@@ -66,13 +105,18 @@ pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Resul
                     libc::kill(-(child.id() as i32), libc::SIGKILL);
                 }
                 let _ = child.wait();
-                return Err(format!(
-                    "`{shown}` did not finish within {} s and was stopped",
-                    timeout.as_secs_f64()
-                ));
+                return Err(GeneratorError::Timeout {
+                    command: shown,
+                    seconds: timeout.as_secs_f64(),
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("cannot wait for `{shown}`: {e}")),
+            Err(source) => {
+                return Err(GeneratorError::Wait {
+                    command: shown,
+                    source,
+                })
+            }
         }
     };
     // Whatever the command left running in its group would hold the pipes open: stop it too.
@@ -83,7 +127,7 @@ pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Resul
     let out = stdout.join().unwrap_or_default();
     let err = stderr.join().unwrap_or_default();
     if !status.success() {
-        let tail: String = err
+        let stderr: String = err
             .trim()
             .lines()
             .last()
@@ -91,14 +135,11 @@ pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Resul
             .chars()
             .take(300)
             .collect();
-        return Err(format!(
-            "`{shown}` failed ({status}){}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {tail}")
-            }
-        ));
+        return Err(GeneratorError::Failed {
+            command: shown,
+            status,
+            stderr,
+        });
     }
     Ok(out)
 }
@@ -106,15 +147,19 @@ pub fn run(argv: &[String], dir: &Path, input: &str, timeout: Duration) -> Resul
 /// Reads the command's answer: `{"variants": [{factor: level, …}, …]}`. Each variant must name
 /// exactly the optimization's factors; levels may be new. Returns the variants' levels in factor
 /// order and a message for each one refused.
-pub fn parse(stdout: &str, factors: &[String]) -> Result<(Vec<Vec<String>>, Vec<String>), String> {
-    let value: serde_json::Value = serde_json::from_str(stdout.trim()).map_err(|e| {
-        let start: String = stdout.trim().chars().take(80).collect();
-        format!("its output is not JSON ({e}); it starts with {start:?}")
-    })?;
+pub fn parse(
+    stdout: &str,
+    factors: &[String],
+) -> Result<(Vec<Vec<String>>, Vec<String>), GeneratorError> {
+    let value: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|source| GeneratorError::NotJson {
+            source,
+            start: stdout.trim().chars().take(80).collect(),
+        })?;
     let list = value
         .get("variants")
         .and_then(serde_json::Value::as_array)
-        .ok_or("its output has no `variants` list")?;
+        .ok_or(GeneratorError::NoVariants)?;
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     for (i, item) in list.iter().enumerate() {

@@ -27,29 +27,51 @@ impl Span {
     }
 
     /// Parses `<integer><unit>` with unit `s`, `m`, `h`, `d` or `w`.
-    pub fn parse(text: &str) -> Result<Span, String> {
+    pub fn parse(text: &str) -> Result<Span, SpanError> {
         let text = text.trim();
+        let error = |kind: SpanErrorKind| SpanError {
+            text: text.to_string(),
+            kind,
+        };
         let split = text
             .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{text}` has no unit"))?;
+            .ok_or_else(|| error(SpanErrorKind::NoUnit))?;
         let (number, unit) = text.split_at(split);
-        let number: i64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+        let number: i64 = number.parse().map_err(|_| error(SpanErrorKind::NotWhole))?;
         let seconds_per_unit = match unit {
             "s" => 1,
             "m" => 60,
             "h" => 3_600,
             "d" => 86_400,
             "w" => 7 * 86_400,
-            _ => return Err(format!("`{text}` has an unknown unit `{unit}`")),
+            _ => return Err(error(SpanErrorKind::UnknownUnit(unit.to_string()))),
         };
         number
             .checked_mul(seconds_per_unit)
             .and_then(|s| s.checked_mul(MICROS_PER_SECOND))
             .map(Span)
-            .ok_or_else(|| format!("`{text}` is too long"))
+            .ok_or_else(|| error(SpanErrorKind::TooLong))
     }
+}
+
+/// A length of time that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` {kind}")]
+pub struct SpanError {
+    text: String,
+    kind: SpanErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SpanErrorKind {
+    #[error("has no unit")]
+    NoUnit,
+    #[error("does not start with a whole number")]
+    NotWhole,
+    #[error("has an unknown unit `{0}`")]
+    UnknownUnit(String),
+    #[error("is too long")]
+    TooLong,
 }
 
 impl fmt::Display for Span {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigError, Optimization};
 use crate::warehouse::{
-    contract, floor_to, hint_for, ColumnKind, ScanPlan, SqlEngine, BEGINNING_US,
+    contract, floor_to, hint_for, ColumnKind, EngineError, ScanPlan, SqlEngine, BEGINNING_US,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,12 +154,13 @@ fn check_relation(
     config: &Config,
     path: &str,
     what: &str,
-    columns: Result<Vec<(String, ColumnKind)>, String>,
+    columns: Result<Vec<(String, ColumnKind)>, EngineError>,
     required: &[contract::Required],
 ) {
     let columns = match columns {
         Ok(columns) => columns,
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             let hint = hint_for(&message);
             let message = format!("the engine rejects {what}: {message}");
             v.add(

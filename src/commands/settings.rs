@@ -10,7 +10,7 @@ use crate::exit::Failure;
 use crate::output::Printer;
 use crate::time::Span;
 
-pub(super) fn usage(message: String) -> Failure {
+pub(super) fn usage(message: impl std::fmt::Display) -> Failure {
     Failure::usage(message)
 }
 
@@ -29,7 +29,7 @@ pub(super) fn config_path(given: Option<PathBuf>, printer: &Printer) -> Result<P
         return Ok(example.to_path_buf());
     }
     Err(usage(
-        "no definitions file: optimizations.yaml is not in the current folder\n  hint: pass --config PATH".into(),
+        "no definitions file: optimizations.yaml is not in the current folder\n  hint: pass --config PATH",
     ))
 }
 

@@ -21,23 +21,31 @@ pub struct Config {
     pub locations: BTreeMap<String, (u64, u64)>,
 }
 
+/// A name given on the command line that the definitions file does not define.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{} defines no optimization `{name}`\n  hint: known optimizations: {}", file.display(), known.join(", "))]
+pub struct UnknownOptimization {
+    pub file: std::path::PathBuf,
+    pub name: String,
+    pub known: Vec<String>,
+}
+
 impl Config {
-    /// The named optimizations (all of them when `names` is empty), or a message naming the unknown.
-    pub fn select(&self, names: &[String]) -> Result<Vec<&Optimization>, String> {
+    /// The named optimizations (all of them when `names` is empty), or an error naming the unknown.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Optimization>, UnknownOptimization> {
         if names.is_empty() {
             return Ok(self.optimizations.values().collect());
         }
         names
             .iter()
             .map(|name| {
-                self.optimizations.get(name).ok_or_else(|| {
-                    let known: Vec<&str> = self.optimizations.keys().map(String::as_str).collect();
-                    format!(
-                        "{} defines no optimization `{name}`\n  hint: known optimizations: {}",
-                        self.file.display(),
-                        known.join(", ")
-                    )
-                })
+                self.optimizations
+                    .get(name)
+                    .ok_or_else(|| UnknownOptimization {
+                        file: self.file.clone(),
+                        name: name.clone(),
+                        known: self.optimizations.keys().cloned().collect(),
+                    })
             })
             .collect()
     }

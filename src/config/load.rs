@@ -239,11 +239,11 @@ impl Checker {
             None => default,
             Some(text) => match Span::parse(text) {
                 Ok(span) => span,
-                Err(message) => {
+                Err(error) => {
                     self.report(
                         path,
                         Some(at),
-                        message,
+                        error.to_string(),
                         Some("write a duration like 30m, 1h or 5d"),
                     );
                     default

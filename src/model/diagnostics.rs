@@ -52,17 +52,31 @@ fn mean_and_variance(sums: &Sums, bool_reward: bool) -> (f64, f64) {
     (mean, variance / n)
 }
 
+/// Why a diagnostic has no value: the data cannot support it yet.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotEstimated {
+    #[error(
+        "needs at least {MIN_LIFT_UNITS} mature units on each side (treated {treated}, holdout {holdout})"
+    )]
+    TooFewLiftUnits { treated: f64, holdout: f64 },
+    #[error("an expected count is {smallest:.2}, under 5: too few units to test")]
+    SmallExpectedCount { smallest: f64 },
+    #[error("fewer than two arms were served")]
+    FewerThanTwoArms,
+}
+
 /// The lift of the treated side over the holdout, standardized over strata: each stratum that has
 /// units on both sides weighs by its share of all units, so a holdout share that changed between
 /// periods does not tilt the comparison toward the periods where the holdout was large.
 /// `Err` says why there is no estimate.
-pub fn lift(strata: &[Stratum], bool_reward: bool) -> Result<Lift, String> {
+pub fn lift(strata: &[Stratum], bool_reward: bool) -> Result<Lift, NotEstimated> {
     let treated_units: f64 = strata.iter().map(|s| s.treated.units).sum();
     let holdout_units: f64 = strata.iter().map(|s| s.holdout.units).sum();
     if treated_units < MIN_LIFT_UNITS || holdout_units < MIN_LIFT_UNITS {
-        return Err(format!(
-            "needs at least {MIN_LIFT_UNITS} mature units on each side (treated {treated_units}, holdout {holdout_units})"
-        ));
+        return Err(NotEstimated::TooFewLiftUnits {
+            treated: treated_units,
+            holdout: holdout_units,
+        });
     }
     let both: Vec<&Stratum> = strata
         .iter()
@@ -126,7 +140,7 @@ pub struct Srm {
 /// two categories, or an expected count under 5. Units in a category expected at 0 are a mismatch
 /// by themselves (`unexpected_units`, p = 0), however few units the others expect; the statistic,
 /// over the other categories, stays finite.
-pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
+pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, NotEstimated> {
     let mut statistic = 0.0;
     let mut categories = 0;
     let mut unexpected_units = 0.0;
@@ -141,9 +155,7 @@ pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
         statistic += (o - e) * (o - e) / e;
     }
     if unexpected_units == 0.0 && smallest < 5.0 {
-        return Err(format!(
-            "an expected count is {smallest:.2}, under 5: too few units to test"
-        ));
+        return Err(NotEstimated::SmallExpectedCount { smallest });
     }
     if unexpected_units > 0.0 {
         return Ok(Srm {
@@ -155,7 +167,7 @@ pub fn srm(observed: &[f64], expected: &[f64]) -> Result<Srm, String> {
         });
     }
     if categories < 2 {
-        return Err("fewer than two arms were served".into());
+        return Err(NotEstimated::FewerThanTwoArms);
     }
     let df = categories - 1;
     // The upper regularized gamma function is the chi-square survival function (statrs rejects x = 0).

@@ -10,7 +10,7 @@ mod shrink;
 mod special;
 
 pub use additive::{predict as predict_additive, Observed};
-pub use diagnostics::{lift, srm, Lift, Srm, Stratum, MIN_LIFT_UNITS, SRM_ALPHA};
+pub use diagnostics::{lift, srm, Lift, NotEstimated, Srm, Stratum, MIN_LIFT_UNITS, SRM_ALPHA};
 pub use fit::{decay_weight, fit_bool, Fitted, NumericPrior, Sums};
 pub use pbest::{by_quadrature, compare, monte_carlo, Comparison, Method, MONTE_CARLO_DRAWS};
 pub use posterior::{Interval, Posterior};

@@ -74,7 +74,7 @@ pub(super) fn diagnose(
         None => (None, Some("no holdout is configured".to_string())),
         Some(_) => match model::lift(&pooled.strata(None), bool_reward) {
             Ok(lift) => (Some(lift), None),
-            Err(why) => (None, Some(why)),
+            Err(why) => (None, Some(why.to_string())),
         },
     };
     Diagnostics {

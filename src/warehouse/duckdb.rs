@@ -12,7 +12,7 @@ use super::parquet::ParquetFolder;
 use super::query::{AggregateRow, Backend, Param, Params};
 use super::sql::Dialect;
 use super::statement::Database;
-use super::{ColumnKind, WarehouseError};
+use super::{ColumnKind, EngineError, WarehouseError};
 
 /// An open, sandboxed connection to the warehouse.
 pub struct DuckDb {
@@ -137,11 +137,15 @@ impl Backend for DuckDb {
         Some(std::sync::Arc::new(move || interrupt.interrupt()))
     }
 
-    fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {
+    fn schema(
+        &self,
+        text: &str,
+        params: &Params,
+    ) -> Result<Vec<(String, ColumnKind)>, EngineError> {
         self.schema_of(text, params).map_err(|e| self.explain(e))
     }
 
-    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
+    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
         self.rows_of(text, params).map_err(|e| self.explain(e))
     }
 
@@ -157,16 +161,22 @@ impl Backend for DuckDb {
 
 impl DuckDb {
     /// An engine error, with the table and file behind it where a Parquet folder can tell.
-    fn explain(&self, message: String) -> String {
-        match &self.folder {
-            Some(folder) => folder.explain(&self.connection, message),
-            None => message,
+    fn explain(&self, error: EngineError) -> EngineError {
+        match (&self.folder, error) {
+            (Some(folder), EngineError::Failed(message)) => {
+                EngineError::Failed(folder.explain(&self.connection, message))
+            }
+            (_, error) => error,
         }
     }
 
-    fn schema_of(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {
+    fn schema_of(
+        &self,
+        text: &str,
+        params: &Params,
+    ) -> Result<Vec<(String, ColumnKind)>, EngineError> {
         let mut statement = self.prepare(text, params)?;
-        statement.raw_execute().map_err(|e| clean_message(&e))?;
+        statement.raw_execute().map_err(|e| failed(&e))?;
         Ok(statement
             .schema()
             .fields()
@@ -175,12 +185,12 @@ impl DuckDb {
             .collect())
     }
 
-    fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
+    fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
         let mut statement = self.prepare(text, params)?;
-        statement.raw_execute().map_err(|e| clean_message(&e))?;
+        statement.raw_execute().map_err(|e| failed(&e))?;
         let mut rows = statement.raw_query();
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| clean_message(&e))? {
+        while let Some(row) = rows.next().map_err(|e| failed(&e))? {
             let read = || -> duckdb::Result<AggregateRow> {
                 Ok(AggregateRow {
                     reason: row.get(0)?,
@@ -197,25 +207,20 @@ impl DuckDb {
                     context: row.get(11)?,
                 })
             };
-            out.push(read().map_err(|e| clean_message(&e))?);
+            out.push(read().map_err(|e| failed(&e))?);
         }
         Ok(out)
     }
 
     /// Prepares `text` and binds each of its `$name` markers from `params`.
     /// The text must be exactly one SELECT ([`Database::check_select`]); nothing else is prepared.
-    fn prepare(&self, text: &str, params: &Params) -> Result<duckdb::Statement<'_>, String> {
+    fn prepare(&self, text: &str, params: &Params) -> Result<duckdb::Statement<'_>, EngineError> {
         self.database
             .check_select(text)
-            .map_err(|e| clean_text(&e.to_string()))?;
-        let mut statement = self
-            .connection
-            .prepare(text)
-            .map_err(|e| clean_message(&e))?;
+            .map_err(|e| EngineError::Failed(clean_text(&e.to_string())))?;
+        let mut statement = self.connection.prepare(text).map_err(|e| failed(&e))?;
         for index in 1..=statement.parameter_count() {
-            let name = statement
-                .parameter_name(index)
-                .map_err(|e| clean_message(&e))?;
+            let name = statement.parameter_name(index).map_err(|e| failed(&e))?;
             let value = match params.get(&name)? {
                 Param::Text(text) => Value::Text(text.clone()),
                 Param::BigInt(value) => Value::BigInt(*value),
@@ -223,7 +228,7 @@ impl DuckDb {
             };
             statement
                 .raw_bind_parameter(index, value)
-                .map_err(|e| clean_message(&e))?;
+                .map_err(|e| failed(&e))?;
         }
         Ok(statement)
     }
@@ -253,8 +258,8 @@ fn column_kind(data_type: &duckdb::arrow::datatypes::DataType) -> ColumnKind {
     }
 }
 /// An engine message without the generated SQL it quotes.
-fn clean_message(error: &duckdb::Error) -> String {
-    clean_text(&error.to_string())
+fn failed(error: &duckdb::Error) -> EngineError {
+    EngineError::Failed(clean_text(&error.to_string()))
 }
 
 /// An engine message without the generated SQL it quotes, and with control characters escaped (a

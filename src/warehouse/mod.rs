@@ -47,6 +47,19 @@ pub enum WarehouseError {
     },
 }
 
+/// Why an engine did not answer a query: a `$name` levered does not bind, or the engine's own
+/// message (one line, with the table and file behind it where a Parquet folder can tell).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the SQL uses the parameter `${0}`; only $start and $end are bound")]
+    UnknownParameter(String),
+    #[error("{0}")]
+    Failed(String),
+    /// The engine answered with something other than the rows levered asked for.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
 /// The kind of a column, as far as the warehouse contract cares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum ColumnKind {
@@ -80,7 +93,7 @@ pub trait SqlEngine: Engine {
         relation: &str,
         start_us: i64,
         end_us: i64,
-    ) -> Result<Vec<(String, ColumnKind)>, String>;
+    ) -> Result<Vec<(String, ColumnKind)>, EngineError>;
     /// The relation of an optimization's exposure source, as the aggregation reads it.
     fn exposure_relation(&self, optimization: &Optimization) -> String;
 }
@@ -105,7 +118,7 @@ impl<B: Backend> SqlEngine for B {
         relation: &str,
         start_us: i64,
         end_us: i64,
-    ) -> Result<Vec<(String, ColumnKind)>, String> {
+    ) -> Result<Vec<(String, ColumnKind)>, EngineError> {
         query::columns(self, relation, start_us, end_us)
     }
 

@@ -11,6 +11,18 @@ use duckdb::Connection;
 
 use super::sql::Dialect;
 
+/// Why a folder could not be registered at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{}: {source}", folder.display())]
+    Folder {
+        folder: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Engine(duckdb::Error),
+}
+
 /// The tables of a registered folder, and why some of them could not be registered.
 pub struct ParquetFolder {
     files: BTreeMap<String, Vec<PathBuf>>,
@@ -20,17 +32,22 @@ pub struct ParquetFolder {
 impl ParquetFolder {
     /// Registers every table of `folder` as a view on `connection`, then confines the engine to
     /// reading that folder.
-    pub fn register(connection: &Connection, folder: &Path) -> Result<ParquetFolder, String> {
-        let folder = folder
-            .canonicalize()
-            .map_err(|e| format!("{}: {e}", folder.display()))?;
-        let files = tables(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    pub fn register(
+        connection: &Connection,
+        folder: &Path,
+    ) -> Result<ParquetFolder, RegisterError> {
+        let unlisted = |source| RegisterError::Folder {
+            folder: folder.to_path_buf(),
+            source,
+        };
+        let folder = folder.canonicalize().map_err(unlisted)?;
+        let files = tables(&folder).map_err(unlisted)?;
         connection
             .execute_batch(&format!(
                 "SET allowed_directories = [{}]; SET enable_external_access = false;",
                 literal(&folder)
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(RegisterError::Engine)?;
         let mut unreadable = BTreeMap::new();
         for (name, paths) in &files {
             if paths.is_empty() {
@@ -54,7 +71,7 @@ impl ParquetFolder {
         }
         connection
             .execute_batch("SET lock_configuration = true;")
-            .map_err(|e| e.to_string())?;
+            .map_err(RegisterError::Engine)?;
         Ok(ParquetFolder { files, unreadable })
     }
 

@@ -10,7 +10,7 @@ use crate::domain::ContextKey;
 use super::contract;
 use super::scan::{BatchRow, ScanPlan, ScanResult, BEGINNING_US};
 use super::sql::{self, BadValue, Dialect, Unmatched, VALUE_BOUND};
-use super::{ColumnKind, WarehouseError};
+use super::{ColumnKind, EngineError, WarehouseError};
 
 /// A value bound to a named parameter marker.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,14 +77,12 @@ impl Params {
     }
 
     /// The value of a marker the SQL uses; any other name is an error naming it.
-    pub fn get(&self, name: &str) -> Result<&Param, String> {
+    pub fn get(&self, name: &str) -> Result<&Param, EngineError> {
         self.0
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, value)| value)
-            .ok_or_else(|| {
-                format!("the SQL uses the parameter `${name}`; only $start and $end are bound")
-            })
+            .ok_or_else(|| EngineError::UnknownParameter(name.to_string()))
     }
 }
 
@@ -112,9 +110,10 @@ pub trait Backend {
     /// `warehouse.tables`: logical table name → engine table.
     fn tables(&self) -> &BTreeMap<String, String>;
     /// The result columns of a query, without reading data.
-    fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String>;
+    fn schema(&self, text: &str, params: &Params)
+        -> Result<Vec<(String, ColumnKind)>, EngineError>;
     /// Runs the aggregation and returns its rows.
-    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String>;
+    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError>;
     fn version(&self) -> String;
     /// See `Engine::canceller`.
     fn canceller(&self) -> Option<super::Cancel> {
@@ -140,7 +139,7 @@ pub fn columns(
     relation: &str,
     start_us: i64,
     end_us: i64,
-) -> Result<Vec<(String, ColumnKind)>, String> {
+) -> Result<Vec<(String, ColumnKind)>, EngineError> {
     backend.schema(
         &format!("SELECT * FROM {relation} AS q LIMIT 0"),
         &Params::reward_range(start_us, end_us),
@@ -153,21 +152,25 @@ pub fn aggregate(
     plan: &ScanPlan<'_>,
 ) -> Result<ScanResult, WarehouseError> {
     let optimization = plan.optimization;
-    let query_error = |message: String| WarehouseError::Query {
-        optimization: optimization.name.clone(),
-        metric: optimization.reward.name.clone(),
-        hint: hint_for(&message),
-        message,
+    let query_error = |error: EngineError| {
+        let message = error.to_string();
+        WarehouseError::Query {
+            optimization: optimization.name.clone(),
+            metric: optimization.reward.name.clone(),
+            hint: hint_for(&message),
+            message,
+        }
+    };
+    let source_error = |source: String, error: EngineError| {
+        query_error(EngineError::Failed(format!("{source}: {error}")))
     };
     let relation = exposure_relation(backend, optimization);
     let (from_us, as_of_us) = (plan.rewards_from_us(), plan.as_of_us);
     let exposure_columns = columns(backend, &relation, from_us, as_of_us)
-        .map_err(|message| query_error(format!("the exposure source: {message}")))?;
+        .map_err(|e| source_error("the exposure source".into(), e))?;
     let metric = &optimization.reward;
     let metric_columns = columns(backend, &format!("(\n{}\n)", metric.sql), from_us, as_of_us)
-        .map_err(|message| {
-            query_error(format!("the SQL of metric `{}`: {message}", metric.name))
-        })?;
+        .map_err(|e| source_error(format!("the SQL of metric `{}`", metric.name), e))?;
     let holdout_column = exposure_columns
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case(&optimization.exposures.columns.holdout));

@@ -12,7 +12,7 @@ use spark_connect::{DataFrame, Expression, LiteralExpression, SparkSession};
 
 use super::query::{AggregateRow, Backend, Param, Params};
 use super::sql::Dialect;
-use super::{ColumnKind, WarehouseError};
+use super::{ColumnKind, EngineError, WarehouseError};
 
 /// A session on a Spark Connect server.
 pub struct Spark {
@@ -34,7 +34,7 @@ impl Spark {
         };
         let unreachable =
             "is a Spark Connect server listening there? SPARK_REMOTE overrides warehouse.remote";
-        probe(remote).map_err(|message| open_error(&message, unreachable))?;
+        probe(remote).map_err(|e| open_error(&e, unreachable))?;
         let session = SparkSession::builder()
             .remote(remote)
             .get_or_create()
@@ -57,10 +57,10 @@ impl Spark {
             );
             spark
                 .frame(&statement, &Params::default())
-                .and_then(|frame| frame.collect().map_err(|e| clean_message(&e)))
-                .map_err(|message| WarehouseError::Open {
+                .and_then(|frame| frame.collect().map_err(|e| failed(&e)))
+                .map_err(|error| WarehouseError::Open {
                     location: remote.to_string(),
-                    message: format!("warehouse.tables.{logical}: {message}"),
+                    message: format!("warehouse.tables.{logical}: {error}"),
                     hint: "a table the cluster knows, or a Parquet path it can read",
                 })?;
         }
@@ -68,7 +68,7 @@ impl Spark {
     }
 
     /// A DataFrame of `text` with its `$name` markers spelled `:name` and bound from `params`.
-    fn frame(&self, text: &str, params: &Params) -> Result<DataFrame, String> {
+    fn frame(&self, text: &str, params: &Params) -> Result<DataFrame, EngineError> {
         let (text, names) = super::sql::spark_parameters(text);
         let mut args = HashMap::new();
         for name in names {
@@ -81,7 +81,7 @@ impl Spark {
         }
         self.session
             .sql_with_args(&text, Vec::new(), args)
-            .map_err(|e| clean_message(&e))
+            .map_err(|e| failed(&e))
     }
 }
 
@@ -91,14 +91,14 @@ impl Spark {
     /// own subquery, where the grammar admits nothing but a query: a command, a `;` or a second
     /// statement is a syntax error there, and nothing runs. The text begins and ends with levered's
     /// tokens, so a text that is a query in the subquery is a query on its own.
-    fn check_query(&self, text: &str, params: &Params) -> Result<(), String> {
+    fn check_query(&self, text: &str, params: &Params) -> Result<(), EngineError> {
         self.frame(
             &format!("SELECT * FROM (\n{text}\n) AS levered_query_check LIMIT 0"),
             params,
         )?
         .schema()
         .map(|_| ())
-        .map_err(|e| clean_message(&e))
+        .map_err(|e| failed(&e))
     }
 }
 
@@ -112,34 +112,38 @@ impl Backend for Spark {
     }
 
     /// Binds the query through Spark's analyzer (an AnalyzePlan request): no job runs.
-    fn schema(&self, text: &str, params: &Params) -> Result<Vec<(String, ColumnKind)>, String> {
+    fn schema(
+        &self,
+        text: &str,
+        params: &Params,
+    ) -> Result<Vec<(String, ColumnKind)>, EngineError> {
         self.check_query(text, params)?;
-        match self
-            .frame(text, params)?
-            .schema()
-            .map_err(|e| clean_message(&e))?
-        {
+        match self.frame(text, params)?.schema().map_err(|e| failed(&e))? {
             DataType::Struct { fields } => Ok(fields
                 .into_iter()
                 .map(|f| (f.name, column_kind(&f.data_type)))
                 .collect()),
-            other => Err(format!("the query returned {other:?}, not rows")),
+            other => Err(EngineError::Unexpected(format!(
+                "the query returned {other:?}, not rows"
+            ))),
         }
     }
 
-    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, String> {
+    fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
         self.check_query(text, params)?;
         let rows = self
             .frame(text, params)?
             .collect()
-            .map_err(|e| clean_message(&e))?;
+            .map_err(|e| failed(&e))?;
         rows.iter()
             .map(|row| {
                 let at = |i: usize| row.get(i).unwrap_or(&Value::Null);
                 Ok(AggregateRow {
                     reason: integer(at(0))?
                         .and_then(|v| i32::try_from(v).ok())
-                        .ok_or("the reason column is missing")?,
+                        .ok_or_else(|| {
+                            EngineError::Unexpected("the reason column is missing".into())
+                        })?,
                     counted: matches!(at(1), Value::Bool(true)),
                     batch: integer(at(2))?,
                     arm_key: integer(at(3))?,
@@ -170,7 +174,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Checks that something accepts connections at the endpoint's host and port (15002 when not
 /// given) before the client is started: the client retries an unreachable server with backoff for
 /// minutes, which an hourly cron run should not spend on a wrong address or a stopped cluster.
-fn probe(remote: &str) -> Result<(), String> {
+fn probe(remote: &str) -> Result<(), Unreachable> {
     let authority = remote
         .strip_prefix("sc://")
         .unwrap_or(remote)
@@ -183,35 +187,59 @@ fn probe(remote: &str) -> Result<(), String> {
     };
     let targets: Vec<_> = address
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .map_err(|source| Unreachable::Resolve {
+            address: address.clone(),
+            source,
+        })?
         .collect();
-    let mut last = format!("{address} has no address");
+    let mut last = Unreachable::NoAddress(address);
     for target in targets {
         match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
             Ok(_) => return Ok(()),
-            Err(e) => last = format!("cannot connect to {target}: {e}"),
+            Err(source) => last = Unreachable::Connect { target, source },
         }
     }
     Err(last)
 }
 
-fn integer(value: &Value) -> Result<Option<i64>, String> {
+/// Why nothing accepts connections at the endpoint.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    #[error("cannot resolve {address}: {source}")]
+    Resolve {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn integer(value: &Value) -> Result<Option<i64>, EngineError> {
     match value {
         Value::Null => Ok(None),
         Value::Byte(v) => Ok(Some(i64::from(*v))),
         Value::Short(v) => Ok(Some(i64::from(*v))),
         Value::Integer(v) => Ok(Some(i64::from(*v))),
         Value::Long(v) => Ok(Some(*v)),
-        other => Err(format!("expected an integer, got {other:?}")),
+        other => Err(EngineError::Unexpected(format!(
+            "expected an integer, got {other:?}"
+        ))),
     }
 }
 
-fn float(value: &Value) -> Result<f64, String> {
+fn float(value: &Value) -> Result<f64, EngineError> {
     match value {
         Value::Null => Ok(0.0),
         Value::Double(v) => Ok(*v),
         Value::Float(v) => Ok(f64::from(*v)),
-        other => Err(format!("expected a double, got {other:?}")),
+        other => Err(EngineError::Unexpected(format!(
+            "expected a double, got {other:?}"
+        ))),
     }
 }
 
@@ -232,6 +260,11 @@ fn column_kind(data_type: &DataType) -> ColumnKind {
         DataType::Boolean => ColumnKind::Boolean,
         other => ColumnKind::Other(format!("{other:?}")),
     }
+}
+
+/// A Spark error as the engine's message.
+fn failed(error: &spark_connect::SparkError) -> EngineError {
+    EngineError::Failed(clean_message(error))
 }
 
 /// A Spark message on one line, up to its SQLSTATE: without the server's stack trace, the SQL and

@@ -22,6 +22,22 @@ pub enum StatementError {
     NotSelect(&'static str),
 }
 
+/// Why the engine did not open a database.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OpenError {
+    #[error("`{0}` contains a NUL character")]
+    NulCharacter(String),
+    #[error("the engine could not create its configuration")]
+    NoConfiguration,
+    #[error("the engine refused the setting {name} = {value}")]
+    SettingRefused { name: String, value: String },
+    /// The engine's own message, when it gave one.
+    #[error("{}", .0.as_deref().unwrap_or("the engine did not open"))]
+    NotOpened(Option<String>),
+    #[error("the engine refused a connection")]
+    NoConnection,
+}
+
 /// A DuckDB database and the connection that checks statements. Queries run on [`Database::connect`]'s
 /// connections, which must be dropped before the database.
 pub struct Database {
@@ -31,7 +47,7 @@ pub struct Database {
 
 impl Database {
     /// Opens the database at `path` (in memory without one) with the given settings.
-    pub fn open(path: Option<&Path>, settings: &[(&str, String)]) -> Result<Database, String> {
+    pub fn open(path: Option<&Path>, settings: &[(&str, String)]) -> Result<Database, OpenError> {
         let c_path = match path {
             Some(path) => c_string(&path.display().to_string())?,
             None => c_string(":memory:")?,
@@ -40,7 +56,7 @@ impl Database {
         // SAFETY: every pointer passed is valid for the call; the config is destroyed on all paths.
         unsafe {
             if ffi::duckdb_create_config(&mut config) != ffi::DuckDBSuccess {
-                return Err("the engine could not create its configuration".into());
+                return Err(OpenError::NoConfiguration);
             }
             for (name, value) in settings {
                 let (c_name, c_value) = (c_string(name)?, c_string(value)?);
@@ -48,7 +64,10 @@ impl Database {
                     != ffi::DuckDBSuccess
                 {
                     ffi::duckdb_destroy_config(&mut config);
-                    return Err(format!("the engine refused the setting {name} = {value}"));
+                    return Err(OpenError::SettingRefused {
+                        name: name.to_string(),
+                        value: value.clone(),
+                    });
                 }
             }
             let mut raw: ffi::duckdb_database = ptr::null_mut();
@@ -60,12 +79,12 @@ impl Database {
                 if !error.is_null() {
                     ffi::duckdb_free(error.cast());
                 }
-                return Err(message.unwrap_or_else(|| "the engine did not open".into()));
+                return Err(OpenError::NotOpened(message));
             }
             let mut checker: ffi::duckdb_connection = ptr::null_mut();
             if ffi::duckdb_connect(raw, &mut checker) != ffi::DuckDBSuccess {
                 ffi::duckdb_close(&mut raw);
-                return Err("the engine refused a connection".into());
+                return Err(OpenError::NoConnection);
             }
             Ok(Database { raw, checker })
         }
@@ -149,8 +168,8 @@ impl Drop for Prepared {
     }
 }
 
-fn c_string(text: &str) -> Result<CString, String> {
-    CString::new(text).map_err(|_| format!("`{}` contains a NUL character", text.escape_debug()))
+fn c_string(text: &str) -> Result<CString, OpenError> {
+    CString::new(text).map_err(|_| OpenError::NulCharacter(text.escape_debug().to_string()))
 }
 
 /// A copy of a C string the engine owns (None for a null pointer).

@@ -616,7 +616,10 @@ fn the_lift_interval_matches_a_hand_computation() {
         treated: side(200.0, 50.0),
         holdout: side(99.0, 20.0),
     }];
-    assert!(lift(&small, true).unwrap_err().contains("at least 100"));
+    assert!(lift(&small, true)
+        .unwrap_err()
+        .to_string()
+        .contains("at least 100"));
 }
 
 #[test]

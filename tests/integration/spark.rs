@@ -237,8 +237,8 @@ fn hourly_spark_runs_equal_a_full_spark_run() {
         assert!(h.scan.mature_units > 500, "{} units", h.scan.mature_units);
         for (a, b) in h.arms.iter().zip(&f.arms) {
             assert_eq!(
-                (a.arm_id.as_str(), a.units, a.conversions),
-                (b.arm_id.as_str(), b.units, b.conversions)
+                (a.arm_id, a.units, a.conversions),
+                (b.arm_id, b.units, b.conversions)
             );
             assert!(close(a.mean, b.mean), "{a:?} {b:?}");
         }
