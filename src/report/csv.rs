@@ -1,8 +1,8 @@
 //! CSV renderings of the allocation and the report. Weights carry 17 significant digits so that a
 //! reader recovers the exact double.
 
+use super::model::HistoryRow;
 use super::model::{AllocationRow, ArmReport};
-use crate::state::HistoryRow;
 
 /// `x` with 17 significant digits, in plain decimal notation.
 pub fn sig17(x: f64) -> String {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::model::ArmReport;
+use super::model::{HistoryRow, RunInfo};
 use crate::domain::{ArmId, Role};
-use crate::state::{HistoryRow, RunInfo};
 
 const PALETTE: [&str; 10] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",

@@ -1,4 +1,5 @@
-//! The report of a run: one structure, rendered as CSV files, a terminal table or JSON.
+//! The record of a run (`model`: imports nothing above the domain types), and its renderers, pure
+//! functions of it: CSV files, a terminal table, JSON and an HTML page. `state/` persists it.
 
 mod csv;
 mod files;
@@ -12,5 +13,7 @@ pub use csv::{
 };
 pub use files::{inside, prune_runs, remove_leftovers, run_id, Staged};
 pub use html::page as html_page;
-pub use model::{AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
+pub use model::{
+    AllocationRow, ArmReport, Diagnostics, HistoryRow, RunInfo, RunReport, ScanSummary, Winner,
+};
 pub use table::{diagnostics as diagnostics_text, srm_text, table};

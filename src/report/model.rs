@@ -1,5 +1,7 @@
 //! The one report structure every renderer reads.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ArmId, ContextKey, Role};
@@ -74,7 +76,7 @@ pub struct ScanSummary {
     pub from_batch: Option<String>,
     pub batches_recomputed: usize,
     pub mature_units: i64,
-    pub unmatched: std::collections::BTreeMap<String, i64>,
+    pub unmatched: BTreeMap<String, i64>,
     pub newest_exposure: Option<String>,
 }
 
@@ -111,4 +113,41 @@ pub struct Winner {
     /// The run that locked it in.
     pub decided_run: String,
     pub decided_as_of: String,
+}
+
+/// The header of a stored run, as `levered report` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunInfo {
+    pub optimization: String,
+    pub run_id: String,
+    pub as_of_us: i64,
+    pub trained_at_us: i64,
+    pub seed: u64,
+    pub scan_mode: String,
+    pub mature_units: i64,
+    pub unmatched: BTreeMap<String, i64>,
+    pub warnings: Vec<String>,
+    pub diagnostics: Option<Diagnostics>,
+}
+
+/// One arm of one run in the allocation history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryRow {
+    pub run_id: String,
+    pub as_of_us: i64,
+    pub seed: u64,
+    pub context: ContextKey,
+    pub arm_id: ArmId,
+    pub role: Role,
+    pub status: String,
+    /// The arm's status changes in this run (`status: reason`, `; `-separated).
+    pub change: Option<String>,
+    /// The run's sample-ratio-mismatch p-value, when it was tested.
+    pub srm_p_value: Option<f64>,
+    pub variant: String,
+    pub weight: Option<f64>,
+    pub p_best: Option<f64>,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
 }

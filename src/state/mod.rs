@@ -7,6 +7,5 @@ mod store;
 
 pub use lock::{acquire, lock_path, LockError, StateLock};
 pub use store::{
-    snapshot_path, FailedRun, HistoryRow, LastRun, RunInfo, RunWrite, Served, StateError,
-    StateStore, StoredArm,
+    snapshot_path, FailedRun, LastRun, RunWrite, Served, StateError, StateStore, StoredArm,
 };

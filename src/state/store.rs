@@ -7,17 +7,38 @@ use std::path::{Path, PathBuf};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, AccessMode, Config, Connection, Transaction};
 
-use crate::domain::{ArmId, ContextKey, Role};
-use crate::report::{ArmReport, RunReport};
+use crate::domain::{ArmId, ContextKey};
+use crate::report::{ArmReport, HistoryRow, RunInfo, RunReport, Winner};
 use crate::warehouse::BatchRow;
 
-use super::schema;
+use super::schema::{self, SchemaError};
 
 #[derive(Debug, thiserror::Error)]
-#[error("state store {path}: {message}")]
-pub struct StateError {
-    pub path: PathBuf,
-    pub message: String,
+pub enum StateError {
+    #[error("state store {}: {error}", path.display())]
+    Engine { path: PathBuf, error: duckdb::Error },
+    #[error("state store {}: cannot create its folder: {error}", path.display())]
+    Folder {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("state store {}: {error}", path.display())]
+    Schema { path: PathBuf, error: SchemaError },
+    /// A value levered wrote that no longer reads back as what it was.
+    #[error("state store {}: {table}.{column} of run {run_id} cannot be read: {why}\n  hint: restore the store from a backup, or move it aside and run levered train --full", path.display())]
+    Corrupt {
+        path: PathBuf,
+        table: &'static str,
+        column: &'static str,
+        run_id: String,
+        why: String,
+    },
+    #[error("state store {}: cannot publish the snapshot {} that report and history read: {why}", path.display(), snapshot.display())]
+    Snapshot {
+        path: PathBuf,
+        snapshot: PathBuf,
+        why: String,
+    },
 }
 
 /// What the previous successful run of an optimization left behind.
@@ -30,45 +51,8 @@ pub struct LastRun {
     pub first_exposure_us: Option<i64>,
     pub newest_exposure_us: Option<i64>,
     pub winner_arm_id: Option<u32>,
-    /// The winner's evidence (JSON of `report::Winner`), once a completed run locked it in.
-    pub winner: Option<String>,
-}
-
-/// The header of a stored run, as `levered report` shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RunInfo {
-    pub optimization: String,
-    pub run_id: String,
-    pub as_of_us: i64,
-    pub trained_at_us: i64,
-    pub seed: u64,
-    pub scan_mode: String,
-    pub mature_units: i64,
-    pub unmatched: BTreeMap<String, i64>,
-    pub warnings: Vec<String>,
-    pub diagnostics: Option<crate::report::Diagnostics>,
-}
-
-/// One arm of one run in the allocation history.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct HistoryRow {
-    pub run_id: String,
-    pub as_of_us: i64,
-    pub seed: u64,
-    pub context: ContextKey,
-    pub arm_id: ArmId,
-    pub role: Role,
-    pub status: String,
-    /// The arm's status changes in this run (`status: reason`, `; `-separated).
-    pub change: Option<String>,
-    /// The run's sample-ratio-mismatch p-value, when it was tested.
-    pub srm_p_value: Option<f64>,
-    pub variant: String,
-    pub weight: Option<f64>,
-    pub p_best: Option<f64>,
-    pub mean: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
+    /// The winner's evidence, once a completed run locked it in.
+    pub winner: Option<Winner>,
 }
 
 /// An arm known to the store, with its lifecycle.
@@ -125,6 +109,20 @@ pub struct RunWrite<'a> {
     pub duration_ms: i64,
 }
 
+fn engine_error(path: &Path, error: duckdb::Error) -> StateError {
+    StateError::Engine {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+fn schema_error(path: &Path, error: SchemaError) -> StateError {
+    StateError::Schema {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
 /// A run that failed: recorded so that the history shows it.
 pub struct FailedRun<'a> {
     pub optimization: &'a str,
@@ -175,16 +173,14 @@ fn opt_ts(us: Option<i64>) -> Value {
 impl StateStore {
     /// Opens (creating when needed) the store for writing.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
-        let error = |message: String| StateError {
-            path: path.to_path_buf(),
-            message,
-        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| error(format!("cannot create its folder: {e}")))?;
+            std::fs::create_dir_all(parent).map_err(|error| StateError::Folder {
+                path: path.to_path_buf(),
+                error,
+            })?;
         }
-        let mut connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
-        schema::migrate(&mut connection).map_err(|e| error(e.to_string()))?;
+        let mut connection = Connection::open(path).map_err(|e| engine_error(path, e))?;
+        schema::migrate(&mut connection).map_err(|e| schema_error(path, e))?;
         Ok(StateStore {
             path: path.to_path_buf(),
             connection,
@@ -195,22 +191,18 @@ impl StateStore {
     /// Opens an existing store without writing to it (for `--dry-run` and reports); an absent
     /// store reads as empty.
     pub fn open_read_only(path: &Path) -> Result<StateStore, StateError> {
-        let error = |message: String| StateError {
-            path: path.to_path_buf(),
-            message,
-        };
         let connection = if path.is_file() {
             let config = Config::default()
                 .access_mode(AccessMode::ReadOnly)
-                .map_err(|e| error(e.to_string()))?;
+                .map_err(|e| engine_error(path, e))?;
             let connection =
-                Connection::open_with_flags(path, config).map_err(|e| error(e.to_string()))?;
+                Connection::open_with_flags(path, config).map_err(|e| engine_error(path, e))?;
             // A read-only store cannot be migrated: say so instead of failing on a missing column.
-            schema::check(&connection).map_err(|e| error(e.to_string()))?;
+            schema::check(&connection).map_err(|e| schema_error(path, e))?;
             connection
         } else {
-            let mut connection = Connection::open_in_memory().map_err(|e| error(e.to_string()))?;
-            schema::migrate(&mut connection).map_err(|e| error(e.to_string()))?;
+            let mut connection = Connection::open_in_memory().map_err(|e| engine_error(path, e))?;
+            schema::migrate(&mut connection).map_err(|e| schema_error(path, e))?;
             connection
         };
         Ok(StateStore {
@@ -267,20 +259,34 @@ impl StateStore {
                 staged.persist(&snapshot).map_err(|e| e.to_string())?;
                 Ok(())
             });
-        published.map_err(|message| {
+        published.map_err(|why| {
             let _ = std::fs::remove_file(&snapshot);
-            self.error(format!(
-                "cannot publish the snapshot {} that report and history read: {message}",
-                snapshot.display()
-            ))
+            StateError::Snapshot {
+                path: self.path.clone(),
+                snapshot,
+                why,
+            }
         })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> StateError {
-        StateError {
+    fn error(&self, error: duckdb::Error) -> StateError {
+        engine_error(&self.path, error)
+    }
+
+    /// A JSON column of run `run_id` in `runs`, as what levered wrote there.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        column: &'static str,
+        run_id: &str,
+        text: &str,
+    ) -> Result<T, StateError> {
+        serde_json::from_str(text).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
-            message: e.to_string(),
-        }
+            table: "runs",
+            column,
+            run_id: run_id.to_string(),
+            why: e.to_string(),
+        })
     }
 
     pub fn last_run(&self, optimization: &str) -> Result<Option<LastRun>, StateError> {
@@ -300,15 +306,20 @@ impl StateStore {
             return Ok(None);
         };
         let get = |e| self.error(e);
+        let run_id: String = row.get(0).map_err(get)?;
         Ok(Some(LastRun {
-            run_id: row.get(0).map_err(get)?,
+            run_id: run_id.clone(),
             as_of_us: row.get(1).map_err(get)?,
             sql_hash: row.get(2).map_err(get)?,
             final_until_us: row.get(3).map_err(get)?,
             first_exposure_us: row.get(4).map_err(get)?,
             newest_exposure_us: row.get(5).map_err(get)?,
             winner_arm_id: row.get::<_, Option<i32>>(6).map_err(get)?.map(|w| w as u32),
-            winner: row.get(7).map_err(get)?,
+            winner: row
+                .get::<_, Option<String>>(7)
+                .map_err(get)?
+                .map(|w| self.decode("winner", &run_id, &w))
+                .transpose()?,
         }))
     }
 
@@ -484,7 +495,7 @@ impl StateStore {
                  FROM runs WHERE optimization = ? AND outcome = 'ok' ORDER BY seq DESC LIMIT 1",
                 params![optimization],
                 |row| {
-                    Ok(RunInfo {
+                    let run = RunInfo {
                         optimization: optimization.to_string(),
                         run_id: row.get(0)?,
                         as_of_us: row.get(1)?,
@@ -492,12 +503,14 @@ impl StateStore {
                         seed: row.get(3)?,
                         scan_mode: row.get(4)?,
                         mature_units: row.get(5)?,
-                        unmatched: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
-                        warnings: serde_json::from_str(&row.get::<_, String>(7)?).unwrap_or_default(),
-                        diagnostics: row
-                            .get::<_, Option<String>>(8)?
-                            .and_then(|d| serde_json::from_str(&d).ok()),
-                    })
+                        unmatched: BTreeMap::new(),
+                        warnings: Vec::new(),
+                        diagnostics: None,
+                    };
+                    // The JSON columns, decoded below with an error that names them.
+                    let json: (String, String, Option<String>) =
+                        (row.get(6)?, row.get(7)?, row.get(8)?);
+                    Ok((run, json))
                 },
             )
             .map(Some)
@@ -505,9 +518,14 @@ impl StateStore {
                 duckdb::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(self.error(e)),
             })?;
-        let Some(run) = run else {
+        let Some((mut run, (unmatched, warnings, diagnostics))) = run else {
             return Ok(None);
         };
+        run.unmatched = self.decode("unmatched", &run.run_id, &unmatched)?;
+        run.warnings = self.decode("warnings", &run.run_id, &warnings)?;
+        run.diagnostics = diagnostics
+            .map(|d| self.decode("diagnostics", &run.run_id, &d))
+            .transpose()?;
         let mut statement = self
             .connection
             .prepare(
@@ -594,10 +612,7 @@ impl StateStore {
     /// Writes a successful run, in one transaction.
     pub fn commit(&mut self, w: &RunWrite<'_>) -> Result<(), StateError> {
         let path = self.path.clone();
-        let error = |e: duckdb::Error| StateError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let error = |e: duckdb::Error| engine_error(&path, e);
         let tx = self.connection.transaction().map_err(error)?;
         for write in [
             replace_batches,

@@ -57,9 +57,7 @@ pub(super) fn standing(
         .map(|h| if live { h.share(holdout_units) } else { 0.0 });
     let burn_in_elapsed =
         first_exposure_us.is_some_and(|first| as_of_us >= first + model_settings.burn_in.micros());
-    let locked = last
-        .and_then(|l| l.winner.as_deref())
-        .and_then(|w| serde_json::from_str::<Winner>(w).ok());
+    let locked = last.and_then(|l| l.winner.clone());
     let settings = Settings {
         status: optimization.status,
         burn_in_elapsed,
@@ -276,7 +274,7 @@ mod tests {
             first_exposure_us: None,
             newest_exposure_us: None,
             winner_arm_id: winner.map(|w| w.arm_id),
-            winner: winner.map(|w| serde_json::to_string(w).unwrap()),
+            winner: winner.cloned(),
         }
     }
 

@@ -185,3 +185,27 @@ fn a_store_from_an_older_version_is_refused_read_only_with_a_hint() {
         out.stderr
     );
 }
+
+#[test]
+fn a_corrupt_value_in_the_store_is_an_error_naming_its_table_and_column() {
+    let project = trained();
+    let state = project.path(".levered/state.duckdb");
+    let store = duckdb::Connection::open(&state).unwrap();
+    store
+        .execute_batch(
+            "UPDATE runs SET warnings = '{\"not\": \"a list\"}'
+             WHERE optimization = 'hero' AND seq = (SELECT max(seq) FROM runs WHERE optimization = 'hero')",
+        )
+        .unwrap();
+    drop(store);
+    std::fs::remove_file(project.path(".levered/state.duckdb.snapshot")).unwrap();
+    let out = report(&project, &[]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("runs.warnings of run 20260108T000000Z-0002 cannot be read"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
