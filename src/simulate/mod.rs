@@ -2,7 +2,7 @@
 //! comparison policies, repeated; regret, traffic on the best arm, final allocation and holdout lift.
 
 mod jobs;
-mod memory;
+pub(crate) mod memory;
 mod run;
 mod scenario;
 mod summary;

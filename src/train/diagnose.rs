@@ -114,3 +114,51 @@ fn unmatched_rows(optimization: &Optimization, evidence: &Evidence, warnings: &m
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::train::fixture::Fixture;
+    use crate::train::run::report_of;
+
+    #[test]
+    fn unmatched_rows_a_stale_pipeline_and_holdout_units_without_a_holdout_are_warned() {
+        let mut world = Fixture::new("{kind: mab}", 10);
+        // Every tenth visitor flagged holdout though the model has none; nothing in the last 8 h.
+        for (i, unit) in world.memory.units.iter_mut().enumerate() {
+            unit.holdout = i % 10 == 0;
+        }
+        let stale_from = world.options.as_of.timestamp_micros() - 8 * super::super::fixture::HOUR;
+        world.memory.units.retain(|u| u.exposure_us < stale_from);
+        let odd = crate::simulate::memory::Unit {
+            levels: vec!["green".into()],
+            ..world.memory.units[0].clone()
+        };
+        world.memory.units.push(odd);
+        world.config.warehouse.stale_after = crate::time::Span::parse("6h").unwrap();
+        let report = world.staged(|job, planned, evidence, _| report_of(job, planned, evidence, 7));
+        let warned = |text: &str| report.warnings.iter().any(|w| w.contains(text));
+        assert!(
+            warned("1 exposure rows in the scanned range were not counted (unknown_variant: 1)"),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            warned("is older than warehouse.stale_after (6h)"),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            warned("16 mature units are flagged holdout in the exposures, but no holdout is configured"),
+            "{:?}",
+            report.warnings
+        );
+        assert_eq!(
+            report.diagnostics.lift_note.as_deref(),
+            Some("no holdout is configured")
+        );
+        assert!(
+            report.diagnostics.srm.is_none(),
+            "no run served these batches"
+        );
+    }
+}

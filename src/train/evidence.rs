@@ -105,3 +105,35 @@ fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Opt
         (a, _, false) => a,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::train::fixture::{Fixture, HOUR};
+    use crate::warehouse::Unmatched;
+
+    #[test]
+    fn the_engine_aggregates_become_the_runs_batches_and_unmatched_rows_are_counted() {
+        let mut world = Fixture::new("{kind: mab}", 10);
+        let odd = crate::simulate::memory::Unit {
+            levels: vec!["green".into()],
+            ..world.memory.units[0].clone()
+        };
+        world.memory.units.push(odd);
+        world.staged(|_, planned, evidence, _| {
+            // A unit counts once its 2 h window has closed: visitors exposed by as_of - 2 h, one
+            // every 6 minutes, i = 0..=220.
+            let units: i64 = evidence.batches.iter().map(|b| b.units).sum();
+            assert_eq!(units, 221);
+            let conversions: i64 = evidence.batches.iter().map(|b| b.conversions).sum();
+            // Visitor i is pair i / 2: red (even i, pairs 0..=110) converts at pairs 0, 10, .., 110
+            // (12), blue (odd i, pairs 0..=109) at pairs whose last digit is 0, 1 or 2 (33).
+            assert_eq!(conversions, 12 + 33);
+            assert_eq!(evidence.scan.unmatched[&Unmatched::UnknownVariant], 1);
+            assert_eq!(evidence.seq, 1, "the store holds no run yet");
+            assert_eq!(
+                evidence.newest_exposure_us,
+                Some(planned.scan.as_of_us - HOUR / 10)
+            );
+        });
+    }
+}

@@ -98,3 +98,68 @@ pub(super) fn evolve(
     }
     Serving::compare(roster, fitted.arms, stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::allocation::{ArmStatus, Settings};
+    use crate::train::fit::Fitter;
+    use crate::train::fixture::{Fixture, HOUR};
+    use crate::train::plan::reconcile;
+    use crate::train::tally::Tally;
+
+    #[test]
+    fn an_arm_that_waited_under_a_generation_cap_starts_once_generation_is_removed() {
+        let world = Fixture::new("{kind: mab}", 10);
+        let hero = &world.config.optimizations["hero"];
+        let mut roster = reconcile(hero, &world.store, 0).unwrap();
+        roster.arms[1].status = ArmStatus::Proposed;
+        let baseline = Some(roster.arms[0].id);
+        let tally = Tally::collect(&[], &[], 0, None, HOUR);
+        let fitter = Fitter::new(hero, &roster, &tally.pooled);
+        let mut arms = fitter.fit_arms(&roster, &tally.pooled);
+        let settings = Settings {
+            status: hero.status,
+            burn_in_elapsed: false,
+            min_units_per_arm: 0,
+            floor: 0.0,
+            locked_winner: None,
+            holdout: 0.0,
+        };
+        let mut warnings = Vec::new();
+        let before = roster.events.len();
+        let serving = super::evolve(
+            hero,
+            &mut roster,
+            super::Fitted {
+                fitter: &fitter,
+                arms: &mut arms,
+                pooled: &tally.pooled,
+                baseline,
+            },
+            &settings,
+            (7, 5 * HOUR),
+            &mut warnings,
+        );
+        let started = &roster.arms[1];
+        // It starts incubating, and without a drop rule incubation takes no time.
+        assert_eq!(started.status, ArmStatus::Active);
+        assert_eq!(started.started_us, Some(5 * HOUR));
+        let changes: Vec<(ArmStatus, &str)> = roster.events[before..]
+            .iter()
+            .filter(|e| e.arm_id == started.id)
+            .map(|e| (e.status, e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (ArmStatus::Incubating, "generation.max_active_arms removed"),
+                (ArmStatus::Active, "incubation passed")
+            ]
+        );
+        assert!(
+            serving.index(started.id).is_some(),
+            "the started arm is compared"
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

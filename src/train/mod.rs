@@ -6,6 +6,8 @@ mod diagnose;
 mod evidence;
 mod evolve;
 mod fit;
+#[cfg(test)]
+mod fixture;
 mod generation;
 mod persist;
 mod plan;

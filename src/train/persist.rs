@@ -86,3 +86,42 @@ fn stage_files(staged: &mut Staged, folder: &Path, report: &RunReport) -> anyhow
     staged.add(&folder.join("report.csv"), &arms)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::train::fixture::Fixture;
+    use crate::train::run::report_of;
+
+    #[test]
+    fn a_run_is_written_to_its_files_and_to_the_store() {
+        let mut world = Fixture::new("{kind: mab}", 10);
+        let report = world.staged(|job, planned, evidence, store| {
+            let report = report_of(job, planned, evidence, 7);
+            let written = super::Written {
+                planned,
+                evidence,
+                duckdb_version: "test".into(),
+                duration_ms: 1,
+            };
+            super::persist(job.config, store, &report, &written, job.options).unwrap();
+            report
+        });
+        let allocation = std::fs::read_to_string(world.path("out/hero/allocation.csv")).unwrap();
+        assert_eq!(
+            allocation,
+            crate::report::allocation_csv(&report.allocation)
+        );
+        let folder = world.path(&format!("out/hero/runs/{}", report.run_id));
+        for file in ["allocation.csv", "report.csv", "run.json"] {
+            assert!(folder.join(file).is_file(), "{file}");
+        }
+        let last = world
+            .store
+            .last_run("hero")
+            .unwrap()
+            .expect("the run is stored");
+        assert_eq!(last.run_id, report.run_id);
+        assert_eq!(world.store.next_seq("hero").unwrap(), 2);
+        assert_eq!(world.store.arms("hero").unwrap().len(), 2);
+    }
+}

@@ -206,3 +206,45 @@ struct Row {
     fitted: model::Fitted,
     weight: f64,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::{ArmId, Role};
+    use crate::train::fixture::Fixture;
+    use crate::train::run::report_of;
+
+    #[test]
+    fn every_arm_and_the_holdout_get_one_row_and_the_weights_sum_to_one() {
+        let mut world = Fixture::new("{kind: mab, burn_in: 0h, holdout: {share: 0.1}}", 20);
+        let (report, counted) = world.staged(|job, planned, evidence, _| {
+            let counted: i64 = evidence.batches.iter().map(|b| b.units).sum();
+            (report_of(job, planned, evidence, 7), counted)
+        });
+        let ids: Vec<(ArmId, Role)> = report
+            .allocation
+            .iter()
+            .map(|a| (a.arm_id, a.role))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (ArmId::Arm(1), Role::Bandit),
+                (ArmId::Arm(2), Role::Bandit),
+                (ArmId::Holdout, Role::Holdout)
+            ]
+        );
+        let total: f64 = report.allocation.iter().map(|a| a.weight).sum();
+        assert!((total - 1.0).abs() < 1e-12, "{total}");
+        let holdout = &report.allocation[2];
+        assert_eq!(holdout.weight, 0.1);
+        assert_eq!(
+            holdout.variant, r#"{"color":"red"}"#,
+            "the holdout sees the baseline"
+        );
+        // The report rows carry the same arms, with the units the evidence counted.
+        let units: i64 = report.arms.iter().map(|a| a.units).sum();
+        assert_eq!(units, counted);
+        assert_eq!(report.run_id, "20260102T000000Z-0001");
+        assert_eq!(report.seed, 7);
+    }
+}

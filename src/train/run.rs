@@ -18,7 +18,9 @@ use crate::time::micros;
 use crate::warehouse::{self, Engine, SqlEngine, WarehouseError};
 
 use super::decide::{self, Frame};
+use super::evidence::Evidence;
 use super::fit::{stream_seed, Fitter};
+use super::plan::Planned;
 use super::tally::Tally;
 use super::{diagnose, evidence, evolve, persist, plan, record};
 
@@ -155,11 +157,11 @@ fn train_with(
 
 /// One optimization to train, and what every stage of its run reads.
 #[derive(Clone, Copy)]
-struct Job<'a> {
-    config: &'a Config,
-    optimization: &'a Optimization,
-    options: &'a TrainOptions,
-    printer: &'a Printer,
+pub(super) struct Job<'a> {
+    pub(super) config: &'a Config,
+    pub(super) optimization: &'a Optimization,
+    pub(super) options: &'a TrainOptions,
+    pub(super) printer: &'a Printer,
 }
 
 /// Trains one optimization on `engine`; a failure is recorded in the store (unless a dry run or a
@@ -237,15 +239,37 @@ fn train_one(
     store: &mut StateStore,
     seed: u64,
 ) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let mut planned = plan::plan(job.config, job.optimization, store, job.options)?;
+    let evidence = evidence::read(job.optimization, engine, store, &planned, job.printer)?;
+    let report = report_of(job, &mut planned, &evidence, seed);
+    if job.options.dry_run {
+        return Ok(report);
+    }
+    let written = persist::Written {
+        planned: &planned,
+        evidence: &evidence,
+        duckdb_version: engine.version(),
+        duration_ms: started.elapsed().as_millis() as i64,
+    };
+    persist::persist(job.config, store, &report, &written, job.options)?;
+    Ok(report)
+}
+
+/// The stages between the evidence and the run's report: tally, fit, evolve the roster, decide,
+/// diagnose, record. They read no engine and no store.
+pub(super) fn report_of(
+    job: Job<'_>,
+    planned: &mut Planned<'_>,
+    evidence: &Evidence,
+    seed: u64,
+) -> RunReport {
     let Job {
         config,
         optimization,
         options,
-        printer,
+        ..
     } = job;
-    let started = Instant::now();
-    let mut planned = plan::plan(config, optimization, store, options)?;
-    let evidence = evidence::read(optimization, engine, store, &planned, printer)?;
     let as_of_us = planned.scan.as_of_us;
     let model_settings = &optimization.model;
     let tally = Tally::collect(
@@ -298,28 +322,17 @@ fn train_one(
     let diagnostics = diagnose::diagnose(
         config,
         optimization,
-        (&evidence, &tally),
+        (evidence, &tally),
         (&planned.roster, &decided),
         (as_of_us, standing.holdout_share),
         &mut warnings,
     );
-    let report = record::record(
+    record::record(
         &frame,
-        (&planned, &evidence, decided),
+        (planned, evidence, decided),
         (diagnostics, warnings),
         options,
-    );
-    if options.dry_run {
-        return Ok(report);
-    }
-    let written = persist::Written {
-        planned: &planned,
-        evidence: &evidence,
-        duckdb_version: engine.version(),
-        duration_ms: started.elapsed().as_millis() as i64,
-    };
-    persist::persist(config, store, &report, &written, options)?;
-    Ok(report)
+    )
 }
 
 /// Records a failed run in the store, so that the history shows it; a store that cannot take the
