@@ -310,9 +310,14 @@ fn main() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            let summary =
-                levered::synth::generate_bench(&dir.join("warehouse"), size, DAYS, end_us(), 2026)
-                    .expect("the warehouse");
+            let summary = levered::synth::write_bench_warehouse(
+                &dir.join("warehouse"),
+                size,
+                DAYS,
+                end_us(),
+                2026,
+            )
+            .expect("the warehouse");
             eprintln!("{summary}");
             return;
         }

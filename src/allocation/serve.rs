@@ -1,6 +1,5 @@
-//! The serving contract (README, "Serving: `levered assign`"): which row of the allocation a
-//! visitor is served. SDKs implement
-//! the same rule; `fixtures/serving/vectors.json` pins it.
+//! The serving contract (docs/design.md §5): which row of the allocation a visitor is served.
+//! SDKs implement the same rule; `fixtures/serving/vectors.json` pins it.
 
 use sha2::{Digest, Sha256};
 

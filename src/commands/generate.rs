@@ -8,8 +8,9 @@ pub(super) fn generate_command(
     args: GenerateArgs,
     printer: &Printer,
 ) -> Result<ExitStatus, Failure> {
-    let summary = crate::synth::generate(&args.out, args.exposures, args.days, args.seed)
-        .map_err(Failure::data)?;
+    let summary =
+        crate::synth::write_example_warehouse(&args.out, args.exposures, args.days, args.seed)
+            .map_err(Failure::data)?;
     printer.summary(&summary);
     Ok(ExitStatus::Success)
 }

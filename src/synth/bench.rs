@@ -21,7 +21,7 @@ pub fn bench_rate(arm: usize) -> f64 {
 
 /// Writes `exposures.parquet` and `signups.parquet` with `exposures` rows over `days` days ending at
 /// `end_us`.
-pub fn generate_bench(
+pub fn write_bench_warehouse(
     out: &Path,
     exposures: u64,
     days: u32,

@@ -92,7 +92,12 @@ pub(crate) fn variant(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Writes `exposures.parquet`, `signups.parquet` and `orders.parquet` into `out`.
-pub fn generate(out: &Path, visits: u64, days: u32, seed: u64) -> anyhow::Result<String> {
+pub fn write_example_warehouse(
+    out: &Path,
+    visits: u64,
+    days: u32,
+    seed: u64,
+) -> anyhow::Result<String> {
     let end_us = Utc
         .with_ymd_and_hms(2026, 1, 8, 0, 0, 0)
         .single()

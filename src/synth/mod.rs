@@ -3,8 +3,8 @@
 mod bench;
 mod generate;
 
-pub use bench::{bench_rate, generate_bench, BENCH_ARMS};
+pub use bench::{bench_rate, write_bench_warehouse, BENCH_ARMS};
 pub use generate::{
-    checkout_truth, generate, hero_rate, CHECKOUT_FLOWS, CHECKOUT_PRICES, END, HERO_CTAS,
-    HERO_HEADLINES,
+    checkout_truth, hero_rate, write_example_warehouse, CHECKOUT_FLOWS, CHECKOUT_PRICES, END,
+    HERO_CTAS, HERO_HEADLINES,
 };

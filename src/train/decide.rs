@@ -11,7 +11,7 @@ use crate::model;
 use crate::report::Winner;
 use crate::state::LastRun;
 
-use super::fit::{stream_seed, Fitter, Serving};
+use super::fit::{stream_seed, ArmComparison, Fitter};
 use super::tally::{Cell, Tally};
 use crate::time::rfc3339;
 
@@ -82,7 +82,7 @@ pub(super) struct View<'a> {
     pub(super) cell: &'a Cell,
     pub(super) fitted: BTreeMap<u32, model::Fitted>,
     pub(super) holdout_fit: model::Fitted,
-    pub(super) comparison: Serving,
+    pub(super) comparison: ArmComparison,
     pub(super) decision: allocation::Decision,
 }
 
@@ -99,7 +99,7 @@ pub(super) struct Decided<'a> {
 pub(super) fn decide<'a>(
     frame: &Frame<'_>,
     tally: &'a Tally,
-    (fitted, comparison): (BTreeMap<u32, model::Fitted>, Serving),
+    (fitted, comparison): (BTreeMap<u32, model::Fitted>, ArmComparison),
     standing: &Standing,
     as_of_us: i64,
     warnings: &mut Vec<String>,
@@ -232,7 +232,7 @@ fn context_views<'a>(
                 )
             })
             .collect();
-        let comparison = Serving::compare(
+        let comparison = ArmComparison::compare(
             frame.roster,
             &cell_fitted,
             stream_seed(

@@ -8,8 +8,8 @@ use crate::allocation::{self, ArmStatus, Roster, Settings};
 use crate::config::{Optimization, Status};
 use crate::model::{self, Sums};
 
-use super::fit::{Fitter, Serving};
-use super::generation::{generate, Evidence};
+use super::fit::{ArmComparison, Fitter};
+use super::generation::{propose_arms, Evidence};
 use super::tally::Cell;
 
 /// What the roster evolves from: the fitted posteriors (completed with the prior of every new arm)
@@ -30,7 +30,7 @@ pub(super) fn evolve(
     settings: &Settings,
     (stream, as_of_us): (u64, i64),
     warnings: &mut Vec<String>,
-) -> Serving {
+) -> ArmComparison {
     let model_settings = &optimization.model;
     if optimization.generation.is_none() {
         // Without generation there is no cap: arms that waited under an earlier one start.
@@ -49,7 +49,7 @@ pub(super) fn evolve(
     }
     let incubation_us = model_settings.drop.map_or(0, |d| d.incubation.micros());
     roster.mature(incubation_us, as_of_us);
-    let comparison = Serving::compare(roster, fitted.arms, stream);
+    let comparison = ArmComparison::compare(roster, fitted.arms, stream);
     if optimization.status != Status::Live {
         return comparison;
     }
@@ -72,7 +72,7 @@ pub(super) fn evolve(
     }
     if let Some(generation) = &optimization.generation {
         let before = roster.serving_count();
-        generate(
+        propose_arms(
             optimization,
             generation,
             roster,
@@ -96,7 +96,7 @@ pub(super) fn evolve(
             .entry(arm.id)
             .or_insert_with(|| fitted.fitter.fit(&Sums::default()));
     }
-    Serving::compare(roster, fitted.arms, stream)
+    ArmComparison::compare(roster, fitted.arms, stream)
 }
 
 #[cfg(test)]

@@ -65,20 +65,20 @@ impl<'a> Fitter<'a> {
 }
 
 /// P(best) and expected loss among the serving arms.
-pub(super) struct Serving {
+pub(super) struct ArmComparison {
     ids: Vec<u32>,
     pub(super) comparison: model::Comparison,
 }
 
-impl Serving {
+impl ArmComparison {
     pub(super) fn compare(
         roster: &Roster,
         fitted: &BTreeMap<u32, model::Fitted>,
         seed: u64,
-    ) -> Serving {
+    ) -> ArmComparison {
         let ids: Vec<u32> = roster.serving().map(|a| a.id).collect();
         let posteriors: Vec<model::Posterior> = ids.iter().map(|id| fitted[id].posterior).collect();
-        Serving {
+        ArmComparison {
             comparison: model::compare(&posteriors, seed),
             ids,
         }

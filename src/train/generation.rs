@@ -10,20 +10,20 @@ use crate::model;
 
 use super::roster::is_excluded;
 use super::tally::Cell;
-use super::Serving;
+use super::ArmComparison;
 use crate::time::rfc3339;
 
 /// What generation may rank new arms by.
 pub(super) struct Evidence<'a> {
     pub(super) fitted: &'a BTreeMap<u32, model::Fitted>,
     pub(super) tally: &'a Cell,
-    pub(super) comparison: &'a Serving,
+    pub(super) comparison: &'a ArmComparison,
 }
 
 /// Fills the free places under `generation.max_active_arms`: from the proposed arms (ranked by the
 /// additive per-factor model for `factorial`, in level order for `command`), then, for `command`,
 /// with the variants the command proposes. A failing command is a warning.
-pub(super) fn generate(
+pub(super) fn propose_arms(
     optimization: &Optimization,
     generation: &Generation,
     roster: &mut Roster,

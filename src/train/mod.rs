@@ -16,5 +16,5 @@ mod roster;
 mod run;
 mod tally;
 
-use fit::Serving;
+use fit::ArmComparison;
 pub use run::{train, train_on, Outcome, TrainOptions};

@@ -45,7 +45,8 @@ fn run(project: &Project, yaml_name: &str, as_of: DateTime<Utc>, full: bool) -> 
 
 fn check(touch: &str) {
     let project = Project::new();
-    levered::synth::generate(&project.path("warehouse"), 6_000, 2, 5).expect("a warehouse");
+    levered::synth::write_example_warehouse(&project.path("warehouse"), 6_000, 2, 5)
+        .expect("a warehouse");
     project.write("hourly.yaml", &definitions("hourly.duckdb", touch));
     project.write("full.yaml", &definitions("full.duckdb", touch));
     let end: DateTime<Utc> = "2026-01-08T03:00:00Z".parse().unwrap();

@@ -82,7 +82,7 @@ optimizations:
 fn project(visits: u64, days: u32) -> Project {
     let project = Project::new();
     let folder = project.path("warehouse");
-    levered::synth::generate(&folder, visits, days, 11).expect("a warehouse");
+    levered::synth::write_example_warehouse(&folder, visits, days, 11).expect("a warehouse");
     let table = |name: &str| folder.join(format!("{name}.parquet")).display().to_string();
     let spark = format!(
         "{{engine: spark, remote: \"{}\", tables: {{exposures: \"{}\", signups: \"{}\", orders: \"{}\"}}}}",
