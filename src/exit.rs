@@ -48,84 +48,77 @@ Exit codes:
   130, 143  train stopped by SIGINT or SIGTERM: runs written before it stand, the one in progress
             wrote nothing";
 
-/// Why a command failed, by what its caller can do about it. [`Failure::status`] is the one place
-/// an error becomes an exit code (the table above); below the commands, errors are typed per
-/// module, and each converts into the kind it is here.
+/// Why a command failed: the error, and its kind, which says what the caller can do about it.
+/// [`Failure::status`] is the one place a failure becomes an exit code (the table above); below
+/// the commands, errors are typed per module, and each converts into its kind here.
 #[derive(Debug)]
-pub enum Failure {
+pub struct Failure {
+    pub kind: Kind,
+    pub error: anyhow::Error,
+}
+
+/// What a failure means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
     /// The command line, or a value given on it, is wrong.
-    Usage(anyhow::Error),
+    Usage,
     /// The definitions file is invalid (also: an exposure source without its holdout column).
-    Definition(anyhow::Error),
+    Definition,
     /// The warehouse, a query, a file or the state store failed.
-    Data(anyhow::Error),
+    Data,
     /// Another levered process holds the state store's lock.
-    Locked(anyhow::Error),
+    Locked,
     /// A signal stopped the command.
-    Stopped { signal: i32, error: anyhow::Error },
+    Stopped { signal: i32 },
 }
 
 impl Failure {
+    pub fn new(kind: Kind, error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            kind,
+            error: error.into(),
+        }
+    }
+
     pub fn usage(message: impl std::fmt::Display) -> Failure {
-        Failure::Usage(anyhow::anyhow!("{message}"))
+        Failure::new(Kind::Usage, anyhow::anyhow!("{message}"))
     }
 
     pub fn data(error: impl Into<anyhow::Error>) -> Failure {
-        Failure::Data(error.into())
+        Failure::new(Kind::Data, error)
     }
 
     /// The exit code of this failure.
     pub fn status(&self) -> ExitStatus {
-        match self {
-            Failure::Usage(_) => ExitStatus::Usage,
-            Failure::Definition(_) => ExitStatus::InvalidDefinition,
-            Failure::Data(_) => ExitStatus::Data,
-            Failure::Locked(_) => ExitStatus::Locked,
-            Failure::Stopped { signal, .. } => ExitStatus::stopped_by(*signal),
-        }
-    }
-
-    pub fn error(&self) -> &anyhow::Error {
-        match self {
-            Failure::Usage(error)
-            | Failure::Definition(error)
-            | Failure::Data(error)
-            | Failure::Locked(error)
-            | Failure::Stopped { error, .. } => error,
-        }
-    }
-
-    pub fn into_error(self) -> anyhow::Error {
-        match self {
-            Failure::Usage(error)
-            | Failure::Definition(error)
-            | Failure::Data(error)
-            | Failure::Locked(error)
-            | Failure::Stopped { error, .. } => error,
+        match self.kind {
+            Kind::Usage => ExitStatus::Usage,
+            Kind::Definition => ExitStatus::InvalidDefinition,
+            Kind::Data => ExitStatus::Data,
+            Kind::Locked => ExitStatus::Locked,
+            Kind::Stopped { signal } => ExitStatus::stopped_by(signal),
         }
     }
 
     /// The failure of one optimization's training run: a definition error when its exposure source
     /// lacks the holdout column the definition needs, else a data error.
     pub fn of_training(error: anyhow::Error) -> Failure {
-        match error.downcast_ref::<crate::warehouse::WarehouseError>() {
-            Some(crate::warehouse::WarehouseError::MissingHoldout { .. }) => {
-                Failure::Definition(error)
-            }
-            _ => Failure::Data(error),
-        }
+        let kind = match error.downcast_ref::<crate::warehouse::WarehouseError>() {
+            Some(crate::warehouse::WarehouseError::MissingHoldout { .. }) => Kind::Definition,
+            _ => Kind::Data,
+        };
+        Failure::new(kind, error)
     }
 }
 
 impl From<crate::config::ConfigError> for Failure {
     fn from(error: crate::config::ConfigError) -> Failure {
-        Failure::Definition(error.into())
+        Failure::new(Kind::Definition, error)
     }
 }
 
 impl From<crate::state::StateError> for Failure {
     fn from(error: crate::state::StateError) -> Failure {
-        Failure::Data(error.into())
+        Failure::new(Kind::Data, error)
     }
 }
 
@@ -133,13 +126,11 @@ impl From<crate::state::LockError> for Failure {
     /// A busy store is the lock's failure; a lock file that cannot be created is a data error; a
     /// signal while waiting is the signal's.
     fn from(error: crate::state::LockError) -> Failure {
-        match error {
-            crate::state::LockError::Busy { .. } => Failure::Locked(error.into()),
-            crate::state::LockError::Io { .. } => Failure::Data(error.into()),
-            crate::state::LockError::Stopped { signal, .. } => Failure::Stopped {
-                signal,
-                error: error.into(),
-            },
-        }
+        let kind = match error {
+            crate::state::LockError::Busy { .. } => Kind::Locked,
+            crate::state::LockError::Io { .. } => Kind::Data,
+            crate::state::LockError::Stopped { signal, .. } => Kind::Stopped { signal },
+        };
+        Failure::new(kind, error)
     }
 }

@@ -49,13 +49,13 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
         .join(&optimization.name)
         .join("allocation.csv");
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Failure::Data(anyhow!(
+        Failure::data(anyhow!(
             "cannot read {}: {e}\n  hint: run levered train first",
             path.display()
         ))
     })?;
     let rows = serving_rows(&text).map_err(|why| {
-        Failure::Data(anyhow!(
+        Failure::data(anyhow!(
             "{}: {why:#}\n  hint: run levered train to rewrite it",
             path.display()
         ))
@@ -65,7 +65,7 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
     let key = context_key(factors, &pairs);
     let served =
         assign(&rows, &optimization.name, &args.unit, &key, batch_start).ok_or_else(|| {
-            Failure::Data(anyhow!(
+            Failure::data(anyhow!(
                 "{} has no row for context `{key}` nor `*`",
                 path.display()
             ))

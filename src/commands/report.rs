@@ -37,7 +37,7 @@ pub(super) fn stored(
 }
 
 pub(super) fn no_runs(optimization: &str, state: &Path) -> Failure {
-    Failure::Data(anyhow!(
+    Failure::data(anyhow!(
         "no run of `{optimization}` is stored in {}\n  hint: run levered train first",
         state.display()
     ))

@@ -55,7 +55,7 @@ where
     match result {
         Ok(status) => status,
         Err(failure) => {
-            printer.error(failure.error());
+            printer.error(&failure.error);
             failure.status()
         }
     }

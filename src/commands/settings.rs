@@ -106,7 +106,7 @@ mod tests {
             let as_of: DateTime<Utc> = as_of.parse().unwrap();
             check_not_future(as_of, now, false)
                 .map(|()| String::new())
-                .unwrap_or_else(|f| f.error().to_string())
+                .unwrap_or_else(|f| f.error.to_string())
         };
         assert_eq!(message("2026-01-01T01:00:00Z"), "", "within the margin");
         assert!(message("2026-01-01T01:01:00Z").contains(" is 61 minutes past the clock"));

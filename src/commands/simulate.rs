@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use crate::cli::SimulateArgs;
-use crate::exit::{ExitStatus, Failure};
+use crate::exit::{ExitStatus, Failure, Kind};
 use crate::output::Printer;
 
 pub(super) fn simulate_command(
     args: SimulateArgs,
     printer: &Printer,
 ) -> Result<ExitStatus, Failure> {
-    let mut scenario =
-        crate::simulate::Scenario::load(&args.scenario).map_err(Failure::Definition)?;
+    let mut scenario = crate::simulate::Scenario::load(&args.scenario)
+        .map_err(|e| Failure::new(Kind::Definition, e))?;
     if let Some(n) = args.repetitions {
         scenario.repetitions = n.max(1);
     }

@@ -74,7 +74,7 @@ pub(super) fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitSt
                 failure,
             } => {
                 failed.push(failure.status());
-                let error = failure.error();
+                let error = &failure.error;
                 printer.error(&anyhow!("{optimization}: training failed: {error:#}"));
                 json.push(serde_json::json!({"optimization": optimization, "outcome": "failed", "error": format!("{error:#}")}));
             }

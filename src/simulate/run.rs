@@ -15,7 +15,6 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use crate::allocation::{assign, context_key, ServingRow};
 use crate::config;
 use crate::domain::{ArmId, ContextKey, Role};
-use crate::exit::Failure;
 use crate::output::{Format, Printer};
 use crate::report::RunReport;
 use crate::train::{train, train_on, Outcome, TrainOptions};
@@ -166,9 +165,9 @@ impl<'s> Deployment<'s> {
             Some(memory) => train_on(&self.config, &options, &self.printer, memory),
             None => train(&self.config, &options, &self.printer),
         };
-        match outcomes.map_err(Failure::into_error)?.pop() {
+        match outcomes.map_err(|f| f.error)?.pop() {
             Some(Outcome::Trained(report)) => Ok(*report),
-            Some(Outcome::Failed { failure, .. }) => Err(failure.into_error()),
+            Some(Outcome::Failed { failure, .. }) => Err(failure.error),
             other => Err(anyhow!("the simulated run did not train: {other:?}")),
         }
     }

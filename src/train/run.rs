@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Optimization, Status};
-use crate::exit::Failure;
+use crate::exit::{Failure, Kind};
 use crate::interrupt;
 use crate::output::Printer;
 use crate::report::{self, RunReport};
@@ -184,13 +184,13 @@ fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome
     if let Some(signal) = interrupt::received() {
         return Outcome::Failed {
             optimization: name,
-            failure: Failure::Stopped {
-                signal,
-                error: anyhow!(
+            failure: Failure::new(
+                Kind::Stopped { signal },
+                anyhow!(
                     "stopped by {}: nothing of this run was written",
                     interrupt::name(signal)
                 ),
-            },
+            ),
         };
     }
     if !options.dry_run {
