@@ -121,3 +121,39 @@ pub(super) fn stream_seed(seed: u64, optimization: &str) -> u64 {
             .expect("a SHA-256 digest has 32 bytes"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::train::fixture::{Fixture, HOUR};
+    use crate::train::tally::Tally;
+
+    #[test]
+    fn each_arm_is_fitted_from_its_decayed_sums_and_the_comparison_covers_the_serving_arms() {
+        let mut world = Fixture::new("{kind: mab, prior: {alpha: 1, beta: 1}}", 10);
+        let (fitted, comparison) = world.staged(|job, planned, evidence, _| {
+            let tally = Tally::collect(
+                &evidence.batches,
+                &evidence.served,
+                planned.scan.as_of_us,
+                None,
+                HOUR,
+            );
+            let fitter = super::Fitter::new(job.optimization, &planned.roster, &tally.pooled);
+            let fitted = fitter.fit_arms(&planned.roster, &tally.pooled);
+            let comparison = super::ArmComparison::compare(&planned.roster, &fitted, 7);
+            (fitted, comparison)
+        });
+        // 221 mature visitors (see the evidence test): red 111 with 12 conversions, blue 110 with
+        // 33; Beta(1 + conversions, 1 + units - conversions).
+        let (red, blue) = (&fitted[&1], &fitted[&2]);
+        assert_eq!((red.alpha, red.beta), (13.0, 100.0));
+        assert_eq!((blue.alpha, blue.beta), (34.0, 78.0));
+        let p_red = comparison.p_best(1).unwrap();
+        let p_blue = comparison.p_best(2).unwrap();
+        assert!((p_red + p_blue - 1.0).abs() < 1e-9, "{p_red} + {p_blue}");
+        assert!(
+            p_blue > 0.999,
+            "blue converts three times as often: {p_blue}"
+        );
+    }
+}
