@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 /// Why the command gave no variants (a warning; the run goes on without new arms).
 #[derive(Debug, thiserror::Error)]
 pub enum GeneratorError {
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`: {error}")]
     Start {
         command: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{command}` did not finish within {seconds} s and was stopped")]
     Timeout { command: String, seconds: f64 },
-    #[error("cannot wait for `{command}`: {source}")]
+    #[error("cannot wait for `{command}`: {error}")]
     Wait {
         command: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// It exited unsuccessfully; `stderr` is the last line it wrote there.
     #[error("`{command}` failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
@@ -30,9 +30,9 @@ pub enum GeneratorError {
         status: std::process::ExitStatus,
         stderr: String,
     },
-    #[error("its output is not JSON ({source}); it starts with {start:?}")]
+    #[error("its output is not JSON ({error}); it starts with {start:?}")]
     NotJson {
-        source: serde_json::Error,
+        error: serde_json::Error,
         start: String,
     },
     #[error("its output has no `variants` list")]
@@ -63,9 +63,9 @@ pub fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|source| GeneratorError::Start {
+        .map_err(|error| GeneratorError::Start {
             command: shown.clone(),
-            source,
+            error,
         })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = input.to_string();
@@ -111,10 +111,10 @@ pub fn run(
                 });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(source) => {
+            Err(error) => {
                 return Err(GeneratorError::Wait {
                     command: shown,
-                    source,
+                    error,
                 })
             }
         }
@@ -152,8 +152,8 @@ pub fn parse(
     factors: &[String],
 ) -> Result<(Vec<Vec<String>>, Vec<String>), GeneratorError> {
     let value: serde_json::Value =
-        serde_json::from_str(stdout.trim()).map_err(|source| GeneratorError::NotJson {
-            source,
+        serde_json::from_str(stdout.trim()).map_err(|error| GeneratorError::NotJson {
+            error,
             start: stdout.trim().chars().take(80).collect(),
         })?;
     let list = value

@@ -14,10 +14,10 @@ use super::sql::Dialect;
 /// Why a folder could not be registered at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
-    #[error("{}: {source}", folder.display())]
+    #[error("{}: {error}", folder.display())]
     Folder {
         folder: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Engine(duckdb::Error),
@@ -36,9 +36,9 @@ impl ParquetFolder {
         connection: &Connection,
         folder: &Path,
     ) -> Result<ParquetFolder, RegisterError> {
-        let unlisted = |source| RegisterError::Folder {
+        let unlisted = |error| RegisterError::Folder {
             folder: folder.to_path_buf(),
-            source,
+            error,
         };
         let folder = folder.canonicalize().map_err(unlisted)?;
         let files = tables(&folder).map_err(unlisted)?;

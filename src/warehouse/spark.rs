@@ -187,16 +187,16 @@ fn probe(remote: &str) -> Result<(), Unreachable> {
     };
     let targets: Vec<_> = address
         .to_socket_addrs()
-        .map_err(|source| Unreachable::Resolve {
+        .map_err(|error| Unreachable::Resolve {
             address: address.clone(),
-            source,
+            error,
         })?
         .collect();
     let mut last = Unreachable::NoAddress(address);
     for target in targets {
         match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
             Ok(_) => return Ok(()),
-            Err(source) => last = Unreachable::Connect { target, source },
+            Err(error) => last = Unreachable::Connect { target, error },
         }
     }
     Err(last)
@@ -205,17 +205,17 @@ fn probe(remote: &str) -> Result<(), Unreachable> {
 /// Why nothing accepts connections at the endpoint.
 #[derive(Debug, thiserror::Error)]
 enum Unreachable {
-    #[error("cannot resolve {address}: {source}")]
+    #[error("cannot resolve {address}: {error}")]
     Resolve {
         address: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0} has no address")]
     NoAddress(String),
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {error}")]
     Connect {
         target: std::net::SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
