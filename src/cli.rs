@@ -188,8 +188,8 @@ pub struct SimulateArgs {
     /// Repetitions and policies run in parallel [default: the number of cores].
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Override the scenario's number of repetitions.
-    #[arg(long)]
+    /// Override the scenario's number of repetitions (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub repetitions: Option<u32>,
     /// Aggregate the simulated units in memory instead of writing a warehouse and running SQL (the
     /// same training code otherwise, and the same results).

@@ -13,7 +13,7 @@ use super::settings::{load_config, parse_time, usage};
 
 pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     use crate::allocation::{assign, context_key};
-    let config = load_config(args.config, printer)?;
+    let config = load_config(args.config)?;
     let optimization = config
         .select(std::slice::from_ref(&args.optimization))
         .map_err(usage)?[0];

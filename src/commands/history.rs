@@ -9,7 +9,7 @@ use crate::output::Printer;
 use super::report::{in_context, no_runs, stored};
 
 pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let store = stored(&args, printer)?;
+    let store = stored(&args)?;
     let rows: Vec<_> = store
         .history(&args.optimization)?
         .into_iter()

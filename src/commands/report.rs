@@ -22,11 +22,8 @@ pub(super) fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
 
 /// Opens the state store of the definitions for reading: its snapshot, without waiting for a
 /// training run and without writing anything (so it works on read-only media too).
-pub(super) fn stored(
-    args: &ReportArgs,
-    printer: &Printer,
-) -> Result<crate::state::StateStore, Failure> {
-    let config = load_config(args.config.clone(), printer)?;
+pub(super) fn stored(args: &ReportArgs) -> Result<crate::state::StateStore, Failure> {
+    let config = load_config(args.config.clone())?;
     config
         .select(std::slice::from_ref(&args.optimization))
         .map_err(usage)?;
@@ -44,7 +41,7 @@ pub(super) fn no_runs(optimization: &str, state: &Path) -> Failure {
 }
 
 pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let store = stored(&args, printer)?;
+    let store = stored(&args)?;
     let (run, arms) = store
         .latest_report(&args.optimization)?
         .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;

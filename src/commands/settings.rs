@@ -7,15 +7,15 @@ use chrono::{DateTime, Utc};
 
 use crate::config;
 use crate::exit::Failure;
-use crate::output::Printer;
 use crate::time::Span;
 
 pub(super) fn usage(message: impl std::fmt::Display) -> Failure {
     Failure::usage(message)
 }
 
-/// The definitions file: `--config`, else `optimizations.yaml`, else the bundled example with a note.
-pub(super) fn config_path(given: Option<PathBuf>, printer: &Printer) -> Result<PathBuf, Failure> {
+/// The definitions file: `--config`, else `optimizations.yaml` in the current folder. Never the
+/// bundled example unasked: a cron job in the wrong folder must fail, not train the example.
+pub(super) fn config_path(given: Option<PathBuf>) -> Result<PathBuf, Failure> {
     if let Some(path) = given {
         return Ok(path);
     }
@@ -23,29 +23,30 @@ pub(super) fn config_path(given: Option<PathBuf>, printer: &Printer) -> Result<P
     if default.exists() {
         return Ok(default.to_path_buf());
     }
-    let example = Path::new("optimizations.example.yaml");
-    if example.exists() {
-        printer.warn("optimizations.yaml not found here; using optimizations.example.yaml (pass --config to choose)");
-        return Ok(example.to_path_buf());
-    }
-    Err(usage(
-        "no definitions file: optimizations.yaml is not in the current folder\n  hint: pass --config PATH",
-    ))
+    let example = if Path::new("optimizations.example.yaml").exists() {
+        " (the bundled example: --config optimizations.example.yaml)"
+    } else {
+        ""
+    };
+    Err(usage(format!(
+        "no definitions file: optimizations.yaml is not in the current folder\n  hint: pass --config PATH{example}"
+    )))
 }
 
 /// The definitions file (`--config` or the default) loaded and checked; invalid → exit 3.
-pub(super) fn load_config(
-    given: Option<PathBuf>,
-    printer: &Printer,
-) -> Result<config::Config, Failure> {
-    let path = config_path(given, printer)?;
+pub(super) fn load_config(given: Option<PathBuf>) -> Result<config::Config, Failure> {
+    let path = config_path(given)?;
     Ok(config::load(&path)?)
 }
 
 /// `--lock-timeout` as a duration.
 pub(super) fn lock_timeout(text: &str) -> Result<std::time::Duration, Failure> {
     Ok(Span::parse(text)
-        .map_err(|e| usage(format!("--lock-timeout: {e}")))?
+        .map_err(|e| {
+            usage(format!(
+                "--lock-timeout: {e}\n  hint: a whole number with its unit, e.g. 30s, 5m or 1h"
+            ))
+        })?
         .as_chrono()
         .to_std()
         .unwrap_or_default())

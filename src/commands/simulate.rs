@@ -13,7 +13,7 @@ pub(super) fn simulate_command(
     let mut scenario = crate::simulate::Scenario::load(&args.scenario)
         .map_err(|e| Failure::new(Kind::Definition, e))?;
     if let Some(n) = args.repetitions {
-        scenario.repetitions = n.max(1);
+        scenario.repetitions = n;
     }
     let out = args
         .out

@@ -23,7 +23,7 @@ pub(super) fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitSt
         .unwrap_or(now);
     check_not_future(as_of, now, args.allow_future)?;
     let lock_timeout = lock_timeout(&args.lock_timeout)?;
-    let config = load_config(args.config, printer)?;
+    let config = load_config(args.config)?;
     let options = TrainOptions {
         optimizations: args.optimizations,
         all: args.all,

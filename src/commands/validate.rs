@@ -20,7 +20,7 @@ pub(super) fn validate_command(
         .map(parse_time)
         .transpose()?
         .unwrap_or_else(Utc::now);
-    let path = config_path(args.config, printer)?;
+    let path = config_path(args.config)?;
     let (validation, unreachable) = match config::load(&path) {
         Err(error) => (validate::from_config_error(&error), None),
         Ok(config) => {

@@ -255,3 +255,52 @@ fn the_same_seed_gives_the_same_run() {
     assert_eq!(a, weights(&second));
     assert_eq!(a[0].0, 5);
 }
+
+#[test]
+fn without_a_definitions_file_nothing_is_trained_and_the_example_is_only_suggested() {
+    let project = example_project();
+    let out = project.levered(&["train", "--all", "--as-of", AS_OF]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("no definitions file: optimizations.yaml is not in the current folder"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--config optimizations.example.yaml"),
+        "{}",
+        out.stderr
+    );
+    assert!(!project.path("out").exists(), "the example was not trained");
+    assert!(
+        !project.path(".levered").exists(),
+        "no state store was created"
+    );
+}
+
+#[test]
+fn a_lock_timeout_without_a_unit_and_zero_repetitions_are_usage_errors_with_hints() {
+    let project = example_project();
+    let out = train(&project, &["--all", "--lock-timeout", "10"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("--lock-timeout: `10` has no unit"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: a whole number with its unit, e.g. 30s"),
+        "{}",
+        out.stderr
+    );
+    let scenario = crate::support::repo().join("examples/scenarios/stationary.yaml");
+    let out = project.levered(&["simulate", scenario.to_str().unwrap(), "--repetitions", "0"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--repetitions"), "{}", out.stderr);
+    assert!(
+        !project.path("simulation").exists(),
+        "nothing was simulated"
+    );
+}
