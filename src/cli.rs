@@ -137,8 +137,9 @@ pub struct ReportArgs {
     /// Only rows of this context, as factor=value (repeatable; `*` is the pooled context).
     #[arg(long, value_name = "FACTOR=VALUE")]
     pub context: Vec<String>,
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: ReportFormat,
+    /// How to print [default: table for report, csv for history].
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
     /// Write a self-contained HTML page with charts to this file instead.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,

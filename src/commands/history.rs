@@ -6,7 +6,7 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::report::{in_context, no_runs, stored};
+use super::report::{in_context, no_runs, stored, write_page};
 
 pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let store = stored(&args)?;
@@ -16,13 +16,34 @@ pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<Exi
         .filter(|h| in_context(&h.context, &args.context))
         .collect();
     if rows.is_empty() {
-        return Err(no_runs(&args.optimization, Path::new("the state store")));
+        return Err(if args.context.is_empty() {
+            no_runs(&args.optimization, Path::new("the state store"))
+        } else {
+            Failure::data(anyhow::anyhow!(
+                "no stored run of `{}` has rows in context {}\n  hint: `levered report -o {}` lists the contexts of the latest run",
+                args.optimization,
+                args.context.join(", "),
+                args.optimization
+            ))
+        });
     }
-    match args.format {
+    if let Some(file) = &args.html {
+        let (run, arms) = store
+            .latest_report(&args.optimization)?
+            .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;
+        let arms: Vec<_> = arms
+            .into_iter()
+            .filter(|a| in_context(&a.context, &args.context))
+            .collect();
+        return write_page(file, &args.optimization, (&run, &arms, &rows), printer);
+    }
+    match args.format.unwrap_or(ReportFormat::Csv) {
         ReportFormat::Json => printer.json(&serde_json::to_value(&rows).unwrap_or_default()),
-        ReportFormat::Table | ReportFormat::Csv => {
-            printer.result(&crate::report::history_csv(&rows));
-        }
+        ReportFormat::Csv => printer.result(&crate::report::history_csv(&rows)),
+        ReportFormat::Table => printer.result(&crate::report::history_table(
+            &format!("{}: allocation history, oldest first", args.optimization),
+            &rows,
+        )),
     }
     Ok(ExitStatus::Success)
 }

@@ -9,6 +9,7 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::domain::ContextKey;
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
+use crate::report::{ArmReport, HistoryRow, RunInfo};
 
 use super::settings::{load_config, usage};
 
@@ -24,13 +25,54 @@ pub(super) fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
 /// training run and without writing anything (so it works on read-only media too).
 pub(super) fn stored(args: &ReportArgs) -> Result<crate::state::StateStore, Failure> {
     let config = load_config(args.config.clone())?;
-    config
+    let selected = config
         .select(std::slice::from_ref(&args.optimization))
         .map_err(usage)?;
+    check_contexts(selected[0], &args.context)?;
     if !config.state.exists() {
         return Err(no_runs(&args.optimization, &config.state));
     }
     Ok(crate::state::StateStore::open_for_reading(&config.state)?)
+}
+
+/// Writes the HTML page of the latest run and the history (`--html` of report and history).
+pub(super) fn write_page(
+    file: &Path,
+    optimization: &str,
+    (run, arms, history): (&RunInfo, &[ArmReport], &[HistoryRow]),
+    printer: &Printer,
+) -> Result<ExitStatus, Failure> {
+    let mut staged = crate::report::Staged::new();
+    staged
+        .add(file, &crate::report::html_page(run, arms, history))
+        .and_then(|()| staged.publish())
+        .map_err(Failure::data)?;
+    printer.summary(&format!("{optimization}: wrote {}", file.display()));
+    Ok(ExitStatus::Success)
+}
+
+/// Refuses a `--context` that cannot match: a pair whose factor is not a context factor of the
+/// optimization (every pair but `*` on a model without contexts).
+fn check_contexts(
+    optimization: &crate::config::Optimization,
+    wanted: &[String],
+) -> Result<(), Failure> {
+    let factors = &optimization.context_factors;
+    for pair in wanted.iter().filter(|p| *p != "*") {
+        let factor = pair.split_once('=').map(|(f, _)| f);
+        if factor.is_none_or(|f| !factors.iter().any(|known| known == f)) {
+            return Err(usage(format!(
+                "--context `{pair}` is not FACTOR=VALUE of a context factor of `{}`\n  hint: its context factors: {}",
+                optimization.name,
+                if factors.is_empty() {
+                    "none (a mab model; `*` is its only context)".to_string()
+                } else {
+                    factors.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn no_runs(optimization: &str, state: &Path) -> Failure {
@@ -51,15 +93,9 @@ pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<Exit
         .collect();
     if let Some(file) = &args.html {
         let history = store.history(&args.optimization)?;
-        let mut staged = crate::report::Staged::new();
-        staged
-            .add(file, &crate::report::html_page(&run, &arms, &history))
-            .and_then(|()| staged.publish())
-            .map_err(Failure::data)?;
-        printer.summary(&format!("{}: wrote {}", args.optimization, file.display()));
-        return Ok(ExitStatus::Success);
+        return write_page(file, &args.optimization, (&run, &arms, &history), printer);
     }
-    match args.format {
+    match args.format.unwrap_or(ReportFormat::Table) {
         ReportFormat::Table => {
             printer.result(&crate::report::table(
                 &format!(

@@ -31,8 +31,8 @@ where
     let format = match &cli.command {
         Command::Train(args) => args.format,
         Command::Validate(args) if args.format == ValidateFormat::Json => Format::Json,
-        Command::Report(args) if args.format == ReportFormat::Json => Format::Json,
-        Command::History(args) if args.format == ReportFormat::Json => Format::Json,
+        Command::Report(args) if args.format == Some(ReportFormat::Json) => Format::Json,
+        Command::History(args) if args.format == Some(ReportFormat::Json) => Format::Json,
         Command::Assign(args) if args.format == AssignFormat::Json => Format::Json,
         Command::Simulate(args) if args.format == AssignFormat::Json => Format::Json,
         Command::Validate(_)

@@ -16,4 +16,4 @@ pub use html::page as html_page;
 pub use model::{
     AllocationRow, ArmReport, Diagnostics, HistoryRow, RunInfo, RunReport, ScanSummary, Winner,
 };
-pub use table::{diagnostics as diagnostics_text, srm_text, table};
+pub use table::{diagnostics as diagnostics_text, history_table, srm_text, table};

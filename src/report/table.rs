@@ -1,6 +1,6 @@
-//! The aligned terminal table of a run's arms.
+//! Aligned terminal tables: a run's arms, and the allocation history.
 
-use super::model::{ArmReport, Diagnostics};
+use super::model::{ArmReport, Diagnostics, HistoryRow};
 
 fn number(x: Option<f64>, decimals: usize) -> String {
     x.map_or_else(|| "-".to_string(), |x| format!("{x:.decimals$}"))
@@ -39,7 +39,40 @@ pub fn table(title: &str, arms: &[ArmReport]) -> String {
             number(arm.weight_new, 4),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
+    aligned(title, rows, &[0, 1, 2, 3])
+}
+
+/// Every stored run's rows of `history`, oldest first: run, as_of, context, arm, status, weight,
+/// P(best), mean and interval, and the arm's status changes in that run.
+pub fn history_table(title: &str, history: &[HistoryRow]) -> String {
+    let header = [
+        "run_id", "as_of", "context", "arm", "status", "weight", "p_best", "mean", "ci_low",
+        "ci_high", "change",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for h in history {
+        rows.push(vec![
+            h.run_id.clone(),
+            crate::time::rfc3339(h.as_of_us),
+            h.context.to_string(),
+            h.arm_id.to_string(),
+            h.status.clone(),
+            number(h.weight, 4),
+            number(h.p_best, 4),
+            number(Some(h.mean), 5),
+            number(Some(h.ci_low), 5),
+            number(Some(h.ci_high), 5),
+            h.change.clone().unwrap_or_default(),
+        ]);
+    }
+    aligned(title, rows, &[0, 1, 2, 3, 4, 10])
+}
+
+/// `rows` (the header first) in columns under `title`: the columns `left` aligned left, the others
+/// (numbers) right.
+fn aligned(title: &str, rows: Vec<Vec<String>>, left: &[usize]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = format!("{title}\n");
@@ -49,7 +82,7 @@ pub fn table(title: &str, arms: &[ArmReport]) -> String {
             .enumerate()
             .map(|(c, cell)| {
                 let pad = widths[c] - cell.chars().count();
-                if c <= 3 {
+                if left.contains(&c) {
                     format!("{cell}{}", " ".repeat(pad))
                 } else {
                     format!("{}{cell}", " ".repeat(pad))

@@ -68,13 +68,10 @@ fn the_latest_run_as_table_csv_and_json() {
     let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(json["run"]["run_id"], "20260108T000000Z-0002");
     assert_eq!(json["arms"].as_array().unwrap().len(), 9);
+    // A MAB has only the pooled context: another is a usage error, not an empty answer.
     let out = report(&project, &["--format", "json", "--context", "country=US"]);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert_eq!(
-        json["arms"].as_array().unwrap().len(),
-        0,
-        "a MAB has only the pooled context"
-    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
 #[test]
@@ -208,4 +205,49 @@ fn a_corrupt_value_in_the_store_is_an_error_naming_its_table_and_column() {
         out.stderr
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn history_does_what_its_options_say_and_a_context_the_model_lacks_is_refused() {
+    let project = trained();
+    let history = |extra: &[&str]| {
+        let mut args = vec![
+            "history",
+            "--config",
+            "optimizations.example.yaml",
+            "-o",
+            "hero",
+        ];
+        args.extend_from_slice(extra);
+        project.levered(&args)
+    };
+    let out = history(&["--format", "table"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "hero: allocation history, oldest first");
+    assert!(lines[1].starts_with("run_id  "), "{}", lines[1]);
+    assert!(!out.stdout.contains(",bandit,"), "a table, not CSV");
+    assert_eq!(lines.len(), 2 + 2 * 9, "two runs of nine arms");
+    let page = project.path("history.html");
+    let out = history(&["--html", page.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..40]);
+    for command in ["report", "history"] {
+        let out = project.levered(&[
+            command,
+            "--config",
+            "optimizations.example.yaml",
+            "-o",
+            "hero",
+            "--context",
+            "country=US",
+        ]);
+        assert_eq!(out.code, 2, "{command}: {out:?}");
+        assert!(
+            out.stderr.contains("its context factors: none"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
 }
