@@ -14,7 +14,8 @@ use crate::output::Format;
     after_help = crate::exit::TABLE
 )]
 pub struct Cli {
-    /// Print nothing on success (warnings and errors still go to stderr).
+    /// Print no summaries or progress: a successful train prints nothing (the answers of report,
+    /// history and assign still go to stdout; warnings and errors to stderr).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Never show progress bars.
@@ -33,29 +34,35 @@ pub enum Command {
     #[command(after_help = VALIDATE_EXIT)]
     Validate(ValidateArgs),
     /// Show the latest stored report of an optimization, without retraining or querying the warehouse.
-    #[command(after_help = crate::exit::TABLE)]
+    #[command(after_help = READER_EXIT)]
     Report(ReportArgs),
     /// Show the allocation history of an optimization: every stored run's weights and P(best).
-    #[command(after_help = crate::exit::TABLE)]
+    #[command(after_help = READER_EXIT)]
     History(ReportArgs),
     /// The reference serving decision for one visitor, from the current allocation.csv.
-    #[command(after_help = crate::exit::TABLE)]
+    #[command(after_help = ASSIGN_EXIT)]
     Assign(AssignArgs),
     /// Simulate the real pipeline against a synthetic warehouse: regret, traffic on the best arm, lift.
-    #[command(after_help = crate::exit::TABLE)]
+    #[command(after_help = SIMULATE_EXIT)]
     Simulate(SimulateArgs),
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
-    #[command(after_help = crate::exit::TABLE)]
+    #[command(after_help = GENERATE_EXIT)]
     Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selection").required(true).args(["optimizations", "all"])))]
 pub struct TrainArgs {
     /// The definitions file [default: optimizations.yaml].
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// An optimization to train (repeatable).
-    #[arg(long = "optimization", short = 'o', value_name = "NAME")]
+    #[arg(
+        long = "optimization",
+        short = 'o',
+        value_name = "NAME",
+        required_unless_present = "all"
+    )]
     pub optimizations: Vec<String>,
     /// Train every optimization that is not archived.
     #[arg(long, conflicts_with = "optimizations")]
@@ -79,6 +86,7 @@ pub struct TrainArgs {
     /// How long to wait for another run holding the state store.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub lock_timeout: String,
+    /// text: summary lines on stderr; json: every outcome, with its run record, on stdout.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -89,6 +97,33 @@ Exit codes:
   2  usage error
   3  invalid: at least one error was found
   4  the warehouse cannot be opened (engine checks need it; --offline skips them)";
+
+pub const READER_EXIT: &str = "\
+Exit codes:
+  0  success
+  2  usage error (also: a --context factor the optimization does not have)
+  3  invalid definition (YAML file)
+  4  no stored run, or the state store cannot be read";
+
+pub const ASSIGN_EXIT: &str = "\
+Exit codes:
+  0  success
+  2  usage error (also: a --context factor the optimization does not have)
+  3  invalid definition (YAML file)
+  4  allocation.csv is missing or unreadable, or has no row to serve";
+
+pub const SIMULATE_EXIT: &str = "\
+Exit codes:
+  0  success
+  2  usage error
+  3  invalid scenario
+  4  the simulated pipeline failed";
+
+pub const GENERATE_EXIT: &str = "\
+Exit codes:
+  0  success
+  2  usage error
+  4  the warehouse could not be written";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ValidateFormat {
@@ -115,6 +150,7 @@ pub struct ValidateArgs {
     /// The end of the sampled day, RFC 3339 [default: now].
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+    /// text: findings with their line; json: the findings as a list, for CI annotations.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ValidateFormat,
 }
@@ -166,6 +202,7 @@ pub struct AssignArgs {
     /// When the visitor is served, RFC 3339 [default: now]; picks the batch.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// text: one line; json: an object.
     #[arg(long, value_enum, default_value = "text")]
     pub format: AssignFormat,
 }
@@ -196,6 +233,7 @@ pub struct SimulateArgs {
     /// same training code otherwise, and the same results).
     #[arg(long)]
     pub fast: bool,
+    /// text: one line; json: an object.
     #[arg(long, value_enum, default_value = "text")]
     pub format: AssignFormat,
 }
@@ -211,6 +249,7 @@ pub struct GenerateArgs {
     /// Days of traffic, ending at 2026-01-08T00:00:00Z (1 to 3650).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
+    /// The seed of the generated data: the same seed and sizes give the same rows.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }

@@ -27,9 +27,10 @@ impl Printer {
         }
     }
 
-    /// A result on stdout (text format); silent with `-q`.
+    /// A result on stdout (text format): the answer the command was asked for, so `-q` (which
+    /// silences summaries and progress) does not hide it.
     pub fn result(&self, text: &str) {
-        if !self.quiet && self.format == Format::Text {
+        if self.format == Format::Text {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());
         }

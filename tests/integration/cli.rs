@@ -304,3 +304,37 @@ fn a_lock_timeout_without_a_unit_and_zero_repetitions_are_usage_errors_with_hint
         "nothing was simulated"
     );
 }
+
+#[test]
+fn help_and_quiet_say_what_each_command_does() {
+    let project = example_project();
+    let out = project.levered(&["train", "--help"]);
+    assert!(
+        out.stdout
+            .contains("Usage: levered train [OPTIONS] <--optimization <NAME>|--all>"),
+        "{}",
+        out.stdout
+    );
+    let out = project.levered(&["report", "--help"]);
+    assert!(out.stdout.contains("4  no stored run"), "{}", out.stdout);
+    assert!(!out.stdout.contains("state store locked"), "{}", out.stdout);
+    let out = project.levered(&["train", "--config", "optimizations.example.yaml"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("<--optimization <NAME>|--all>"),
+        "{}",
+        out.stderr
+    );
+    // -q silences summaries, not the answer a reader asked for.
+    assert_eq!(train(&project, &["--all", "-q"]).code, 0);
+    let out = project.levered(&[
+        "report",
+        "-q",
+        "--config",
+        "optimizations.example.yaml",
+        "-o",
+        "hero",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("hero (run "), "{}", out.stdout);
+}
