@@ -1,5 +1,5 @@
-//! Run diagnostics: the lift of the bandit over the holdout (stratified by period) and the
-//! sample-ratio-mismatch test of the served split.
+//! Run diagnostics: the lift of the bandit over the holdout (stratified by the holdout share that
+//! served each batch) and the sample-ratio-mismatch test of the served split.
 
 use statrs::function::gamma::gamma_ur;
 
