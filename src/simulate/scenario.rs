@@ -271,12 +271,15 @@ impl Scenario {
         if !raw.optimization.is_object() {
             bail!("optimization: a mapping, as under `optimizations.<name>` in a definitions file");
         }
+        if raw.repetitions == Some(0) {
+            bail!("repetitions: at least 1");
+        }
         Ok(Scenario {
             name: raw.name,
             seed: raw.seed.unwrap_or(1),
             start,
             hours,
-            repetitions: raw.repetitions.unwrap_or(5).max(1),
+            repetitions: raw.repetitions.unwrap_or(5),
             visitors_per_hour: raw.visitors_per_hour,
             policies,
             delay_max_us,

@@ -98,6 +98,17 @@ fn a_broken_scenario_is_a_definition_error() {
         "{}",
         run.stderr
     );
+    project.write(
+        "none.yaml",
+        &SCENARIO.replace("repetitions: 1", "repetitions: 0"),
+    );
+    let run = project.levered(&["simulate", "none.yaml"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains("repetitions: at least 1"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
