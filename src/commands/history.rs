@@ -6,7 +6,7 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::report::{in_context, no_runs, stored, write_page};
+use super::report::{in_context, latest, no_runs, stored, write_page};
 
 pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let store = stored(&args)?;
@@ -28,13 +28,7 @@ pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<Exi
         });
     }
     if let Some(file) = &args.html {
-        let (run, arms) = store
-            .latest_report(&args.optimization)?
-            .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;
-        let arms: Vec<_> = arms
-            .into_iter()
-            .filter(|a| in_context(&a.context, &args.context))
-            .collect();
+        let (run, arms) = latest(&store, &args)?;
         return write_page(file, &args.optimization, (&run, &arms, &rows), printer);
     }
     match args.format.unwrap_or(ReportFormat::Csv) {

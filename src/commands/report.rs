@@ -82,15 +82,24 @@ pub(super) fn no_runs(optimization: &str, state: &Path) -> Failure {
     ))
 }
 
-pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let store = stored(&args)?;
+/// The latest stored run and its report rows of the asked contexts.
+pub(super) fn latest(
+    store: &crate::state::StateStore,
+    args: &ReportArgs,
+) -> Result<(RunInfo, Vec<ArmReport>), Failure> {
     let (run, arms) = store
         .latest_report(&args.optimization)?
         .ok_or_else(|| no_runs(&args.optimization, Path::new("the state store")))?;
-    let arms: Vec<_> = arms
+    let arms = arms
         .into_iter()
         .filter(|a| in_context(&a.context, &args.context))
         .collect();
+    Ok((run, arms))
+}
+
+pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
+    let store = stored(&args)?;
+    let (run, arms) = latest(&store, &args)?;
     if let Some(file) = &args.html {
         let history = store.history(&args.optimization)?;
         return write_page(file, &args.optimization, (&run, &arms, &history), printer);
