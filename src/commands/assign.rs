@@ -9,7 +9,7 @@ use crate::domain::{ArmId, ContextKey, Role};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::settings::{load_config, parse_time, usage};
+use super::settings::{context_factors, load_config, parse_time, usage};
 
 pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     use crate::allocation::{assign, context_key};
@@ -35,11 +35,7 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
             return Err(usage(format!(
                 "`{factor}` is not a context factor of `{}`\n  hint: its context factors: {}",
                 optimization.name,
-                if factors.is_empty() {
-                    "none (a mab model)".to_string()
-                } else {
-                    factors.join(", ")
-                }
+                context_factors(optimization)
             )));
         }
         pairs.push((factor.to_string(), value.to_string()));

@@ -11,7 +11,7 @@ use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 use crate::report::{ArmReport, HistoryRow, RunInfo};
 
-use super::settings::{load_config, usage};
+use super::settings::{context_factors, load_config, usage};
 
 /// Keeps the report rows of the asked contexts: every pair given must appear in the row's context key.
 pub(super) fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
@@ -64,11 +64,7 @@ fn check_contexts(
             return Err(usage(format!(
                 "--context `{pair}` is not FACTOR=VALUE of a context factor of `{}`\n  hint: its context factors: {}",
                 optimization.name,
-                if factors.is_empty() {
-                    "none (a mab model; `*` is its only context)".to_string()
-                } else {
-                    factors.join(", ")
-                }
+                context_factors(optimization)
             )));
         }
     }

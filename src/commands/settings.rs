@@ -33,6 +33,15 @@ pub(super) fn config_path(given: Option<PathBuf>) -> Result<PathBuf, Failure> {
     )))
 }
 
+/// The context factors of `optimization`, for the hint of a `--context` that names another.
+pub(super) fn context_factors(optimization: &config::Optimization) -> String {
+    if optimization.context_factors.is_empty() {
+        "none (a mab model; `*` is its only context)".to_string()
+    } else {
+        optimization.context_factors.join(", ")
+    }
+}
+
 /// The definitions file (`--config` or the default) loaded and checked; invalid → exit 3.
 pub(super) fn load_config(given: Option<PathBuf>) -> Result<config::Config, Failure> {
     let path = config_path(given)?;
