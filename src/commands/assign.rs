@@ -9,14 +9,14 @@ use crate::domain::{ArmId, ContextKey, Role};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::settings::{context_factors, load_config, parse_time, usage};
+use super::settings::{context_factors, load_config, parse_time};
 
 pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     use crate::allocation::{assign, context_key};
     let config = load_config(args.config)?;
     let optimization = config
         .select(std::slice::from_ref(&args.optimization))
-        .map_err(usage)?[0];
+        .map_err(Failure::usage)?[0];
     let at = args
         .at
         .as_deref()
@@ -27,12 +27,12 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
     let mut pairs = Vec::new();
     for given in &args.context {
         let Some((factor, value)) = given.split_once('=') else {
-            return Err(usage(format!(
+            return Err(Failure::usage(format!(
                 "--context `{given}` is not FACTOR=VALUE\n  hint: e.g. --context country=US"
             )));
         };
         if !factors.iter().any(|f| f == factor) {
-            return Err(usage(format!(
+            return Err(Failure::usage(format!(
                 "`{factor}` is not a context factor of `{}`\n  hint: its context factors: {}",
                 optimization.name,
                 context_factors(optimization)

@@ -11,7 +11,7 @@ use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 use crate::report::{ArmReport, HistoryRow, RunInfo};
 
-use super::settings::{context_factors, load_config, usage};
+use super::settings::{context_factors, load_config};
 
 /// Keeps the report rows of the asked contexts: every pair given must appear in the row's context key.
 pub(super) fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
@@ -27,7 +27,7 @@ pub(super) fn stored(args: &ReportArgs) -> Result<crate::state::StateStore, Fail
     let config = load_config(args.config.clone())?;
     let selected = config
         .select(std::slice::from_ref(&args.optimization))
-        .map_err(usage)?;
+        .map_err(Failure::usage)?;
     check_contexts(selected[0], &args.context)?;
     if !config.state.exists() {
         return Err(no_runs(&args.optimization, &config.state));
@@ -61,7 +61,7 @@ fn check_contexts(
     for pair in wanted.iter().filter(|p| *p != "*") {
         let factor = pair.split_once('=').map(|(f, _)| f);
         if factor.is_none_or(|f| !factors.iter().any(|known| known == f)) {
-            return Err(usage(format!(
+            return Err(Failure::usage(format!(
                 "--context `{pair}` is not FACTOR=VALUE of a context factor of `{}`\n  hint: its context factors: {}",
                 optimization.name,
                 context_factors(optimization)

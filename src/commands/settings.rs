@@ -9,10 +9,6 @@ use crate::config;
 use crate::exit::Failure;
 use crate::time::Span;
 
-pub(super) fn usage(message: impl std::fmt::Display) -> Failure {
-    Failure::usage(message)
-}
-
 /// The definitions file: `--config`, else `optimizations.yaml` in the current folder. Never the
 /// bundled example unasked: a cron job in the wrong folder must fail, not train the example.
 pub(super) fn config_path(given: Option<PathBuf>) -> Result<PathBuf, Failure> {
@@ -28,7 +24,7 @@ pub(super) fn config_path(given: Option<PathBuf>) -> Result<PathBuf, Failure> {
     } else {
         ""
     };
-    Err(usage(format!(
+    Err(Failure::usage(format!(
         "no definitions file: optimizations.yaml is not in the current folder\n  hint: pass --config PATH{example}"
     )))
 }
@@ -52,7 +48,7 @@ pub(super) fn load_config(given: Option<PathBuf>) -> Result<config::Config, Fail
 pub(super) fn lock_timeout(text: &str) -> Result<std::time::Duration, Failure> {
     Ok(Span::parse(text)
         .map_err(|e| {
-            usage(format!(
+            Failure::usage(format!(
                 "--lock-timeout: {e}\n  hint: a whole number with its unit, e.g. 30s, 5m or 1h"
             ))
         })?
@@ -65,7 +61,7 @@ pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
-            usage(format!(
+            Failure::usage(format!(
                 "--as-of `{text}` is not an RFC 3339 time ({e})\n  hint: e.g. 2026-01-03T13:00:00Z"
             ))
         })
@@ -85,7 +81,7 @@ pub(super) fn check_not_future(
     if allowed || as_of <= now + FUTURE_MARGIN {
         return Ok(());
     }
-    Err(usage(format!(
+    Err(Failure::usage(format!(
         "--as-of {} is {} past the clock ({})\n  hint: a run's as_of is normally now or earlier; pass --allow-future if this time is meant",
         as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         how_far(as_of - now),

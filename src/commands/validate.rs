@@ -7,7 +7,7 @@ use crate::config;
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::settings::{config_path, parse_time, usage};
+use super::settings::{config_path, parse_time};
 
 pub(super) fn validate_command(
     args: ValidateArgs,
@@ -24,7 +24,7 @@ pub(super) fn validate_command(
     let (validation, unreachable) = match config::load(&path) {
         Err(error) => (validate::from_config_error(&error), None),
         Ok(config) => {
-            let selected = config.select(&args.optimizations).map_err(usage)?;
+            let selected = config.select(&args.optimizations).map_err(Failure::usage)?;
             let mut validation = validate::static_checks(&config);
             let mut unreachable = None;
             if !args.offline {

@@ -101,73 +101,65 @@ impl Dialect {
             .join(".")
     }
 
-    /// The dialect's names in the templates: types, operators and functions.
+    fn text(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => "VARCHAR",
+            Dialect::Spark => "STRING",
+        }
+    }
+
+    /// Exact integers wide enough for sums of squared micro-units.
+    fn wide_integer(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => "HUGEINT",
+            Dialect::Spark => "DECIMAL(38,0)",
+        }
+    }
+
+    /// Integer division truncating toward zero.
+    fn divide(self) -> &'static str {
+        match self {
+            Dialect::DuckDb => "//",
+            Dialect::Spark => "div",
+        }
+    }
+
+    /// The dialect's names in the templates: types, operators and functions. `once` marks a CTE
+    /// the engine should compute once (a few rows joined to every exposure); `epoch_us` gives the
+    /// microseconds since the epoch of a TIMESTAMP, `timestamp_of_us` the TIMESTAMP of microseconds.
     fn names(self) -> [(&'static str, &'static str); 6] {
-        match self {
-            Dialect::DuckDb => [
-                ("text", "VARCHAR"),
-                // Exact integers wide enough for sums of squared micro-units.
-                ("wide", "HUGEINT"),
-                // Integer division truncating toward zero.
-                ("div", "//"),
-                // A CTE that the engine should compute once (a few rows joined to every exposure).
-                ("once", " MATERIALIZED"),
-                // Microseconds since the epoch of a TIMESTAMP, and the TIMESTAMP of microseconds.
-                ("epoch_us", "epoch_us"),
-                ("timestamp_of_us", "make_timestamp"),
-            ],
-            Dialect::Spark => [
-                ("text", "STRING"),
-                ("wide", "DECIMAL(38,0)"),
-                ("div", "div"),
-                ("once", ""),
-                ("epoch_us", "unix_micros"),
-                ("timestamp_of_us", "timestamp_micros"),
-            ],
-        }
+        let (once, epoch_us, timestamp_of_us) = match self {
+            Dialect::DuckDb => (" MATERIALIZED", "epoch_us", "make_timestamp"),
+            Dialect::Spark => ("", "unix_micros", "timestamp_micros"),
+        };
+        [
+            ("text", self.text()),
+            ("wide", self.wide_integer()),
+            ("div", self.divide()),
+            ("once", once),
+            ("epoch_us", epoch_us),
+            ("timestamp_of_us", timestamp_of_us),
+        ]
     }
 
-    fn name(self, name: &str) -> &'static str {
-        self.names()
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, value)| value)
-    }
-
-    /// The dialect's own fragments: `$arms` as rows, the variant keys and the context keys.
-    fn fragments(self) -> [(&'static str, &'static str); 3] {
-        match self {
-            Dialect::DuckDb => [
-                ("arms", include_str!("../../sql/duckdb/arms.sql")),
-                (
-                    "variant_keys",
-                    include_str!("../../sql/duckdb/variant_keys.sql"),
-                ),
-                (
-                    "context_keys",
-                    include_str!("../../sql/duckdb/context_keys.sql"),
-                ),
-            ],
-            Dialect::Spark => [
-                ("arms", include_str!("../../sql/spark/arms.sql")),
-                (
-                    "variant_keys",
-                    include_str!("../../sql/spark/variant_keys.sql"),
-                ),
-                (
-                    "context_keys",
-                    include_str!("../../sql/spark/context_keys.sql"),
-                ),
-            ],
-        }
-    }
-
-    fn fragment(self, name: &str) -> String {
-        let text = self
-            .fragments()
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, text)| text);
+    /// One of the dialect's own fragments (`sql/duckdb/` or `sql/spark/`), filled with its names.
+    fn fragment(self, fragment: Fragment) -> String {
+        let text = match (self, fragment) {
+            (Dialect::DuckDb, Fragment::Arms) => include_str!("../../sql/duckdb/arms.sql"),
+            (Dialect::DuckDb, Fragment::VariantKeys) => {
+                include_str!("../../sql/duckdb/variant_keys.sql")
+            }
+            (Dialect::DuckDb, Fragment::ContextKeys) => {
+                include_str!("../../sql/duckdb/context_keys.sql")
+            }
+            (Dialect::Spark, Fragment::Arms) => include_str!("../../sql/spark/arms.sql"),
+            (Dialect::Spark, Fragment::VariantKeys) => {
+                include_str!("../../sql/spark/variant_keys.sql")
+            }
+            (Dialect::Spark, Fragment::ContextKeys) => {
+                include_str!("../../sql/spark/context_keys.sql")
+            }
+        };
         render(text, &self.names())
     }
 
@@ -180,6 +172,14 @@ impl Dialect {
             }
         }
     }
+}
+
+/// The SQL each dialect writes its own way: `$arms` as rows, the variant keys, the context keys.
+#[derive(Debug, Clone, Copy)]
+enum Fragment {
+    Arms,
+    VariantKeys,
+    ContextKeys,
 }
 
 /// Spark's spelling of levered's `$name` parameter markers (`:name`; DuckDB binds `$name` as it
@@ -319,7 +319,7 @@ pub fn aggregation_in(
     let numeric = optimization.reward.kind == MetricKind::Numeric;
     // A credited unit has at least one reward, so it is a conversion, and under a bool metric it
     // is worth 1 (in micro-units).
-    let wide = dialect.name("wide");
+    let wide = dialect.wide_integer();
     let unit_value = if numeric {
         format!("coalesce(sum(value), CAST(0 AS {wide}))")
     } else {
@@ -332,10 +332,12 @@ pub fn aggregation_in(
         quote(&c.variant),
     ];
     let context = contextual_parts(dialect, optimization);
-    let (rewards, value_checks, value_check_rows) = reward_parts(dialect, optimization);
-    let arms = dialect.fragment("arms");
-    let variant_keys = dialect.fragment("variant_keys");
+    // The value bound in whole micro-units, as the sums count them.
     let bound_micro = format!("{}", VALUE_BOUND * 1e6);
+    let (rewards, value_checks, value_check_rows) =
+        reward_parts(dialect, optimization, &bound_micro);
+    let arms = dialect.fragment(Fragment::Arms);
+    let variant_keys = dialect.fragment(Fragment::VariantKeys);
     let mut values = dialect.names().to_vec();
     values.extend([
         ("anonymous_id", columns[0].as_str()),
@@ -383,9 +385,9 @@ fn contextual_parts(dialect: Dialect, optimization: &Optimization) -> [(&'static
             ("context_out", "'*'".to_string()),
         ];
     }
-    let text = dialect.name("text");
-    let div = dialect.name("div");
-    let context_keys = dialect.fragment("context_keys");
+    let text = dialect.text();
+    let div = dialect.divide();
+    let context_keys = dialect.fragment(Fragment::ContextKeys);
     let mut values = dialect.names().to_vec();
     values.push(("context_keys", &context_keys));
     let context = dialect.quote_identifier(&optimization.exposures.columns.context);
@@ -418,16 +420,19 @@ fn contextual_parts(dialect: Dialect, optimization: &Optimization) -> [(&'static
 /// The rewards CTEs of the metric (`sql/rewards_bool.sql` or `sql/rewards_numeric.sql`), and for a
 /// numeric metric its value checks (`sql/value_checks.sql`) and the result rows that report them
 /// (`sql/value_check_rows.sql`).
-fn reward_parts(dialect: Dialect, optimization: &Optimization) -> (String, String, String) {
+fn reward_parts(
+    dialect: Dialect,
+    optimization: &Optimization,
+    bound_micro: &str,
+) -> (String, String, String) {
     let is_finite = dialect.is_finite("CAST(m.value AS DOUBLE)");
     let value_bound = format!("{VALUE_BOUND:e}");
-    let bound_micro = format!("{}", VALUE_BOUND * 1e6);
     let mut values = dialect.names().to_vec();
     values.extend([
         ("metric_sql", optimization.reward.sql.as_str()),
         ("is_finite", &is_finite),
         ("value_bound", &value_bound),
-        ("bound_micro", &bound_micro),
+        ("bound_micro", bound_micro),
     ]);
     if optimization.reward.kind == MetricKind::Bool {
         let rewards = render(include_str!("../../sql/rewards_bool.sql"), &values);
