@@ -119,14 +119,15 @@ fn phase(name: &str, dir: &Path) -> (i64, i64) {
             let engine = levered::warehouse::open(&config.warehouse).expect("the warehouse");
             let arms = optimization.numbered_variants();
             // The hourly run's scan starts where the run an hour earlier left its final batches.
-            let from_batch_us = (name == "bare-hourly").then(|| {
-                levered::warehouse::final_until_us(optimization, end_us() - 3_600_000_000)
-            });
+            let end = levered::time::Instant::from_micros(end_us());
+            let hour = levered::time::Span::from_seconds(3_600);
+            let from_batch = (name == "bare-hourly")
+                .then(|| levered::warehouse::final_until(optimization, end - hour));
             let plan = levered::warehouse::ScanPlan {
                 optimization,
                 arms,
-                as_of_us: end_us(),
-                from_batch_us,
+                as_of: end,
+                from_batch,
             };
             let scan = engine.aggregate(&plan).expect("the aggregation");
             (

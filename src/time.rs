@@ -14,8 +14,13 @@ const MICROS_PER_SECOND: i64 = 1_000_000;
 impl Span {
     pub const ZERO: Span = Span(0);
 
-    pub fn from_seconds(seconds: i64) -> Span {
+    pub const fn from_seconds(seconds: i64) -> Span {
         Span(seconds * MICROS_PER_SECOND)
+    }
+
+    /// `micros` must not be negative.
+    pub const fn from_micros(micros: i64) -> Span {
+        Span(micros)
     }
 
     pub fn micros(self) -> i64 {
@@ -86,22 +91,102 @@ impl fmt::Display for Span {
     }
 }
 
-/// An instant in microseconds since the Unix epoch.
-pub fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
+/// An instant: microseconds since the Unix epoch (UTC). Stored and sent to engines as that integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(i64);
+
+impl Instant {
+    /// 0001-01-01T00:00:00Z, the beginning of time of a full scan.
+    pub const BEGINNING: Instant = Instant(-62_135_596_800_000_000);
+
+    pub const fn from_micros(micros: i64) -> Instant {
+        Instant(micros)
+    }
+
+    pub fn from_utc(t: DateTime<Utc>) -> Instant {
+        Instant(t.timestamp_micros())
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// This instant rounded down to a multiple of `step` since the epoch (a batch start).
+    pub fn floor_to(self, step: Span) -> Instant {
+        Instant(self.0.div_euclid(step.0) * step.0)
+    }
+
+    /// The signed number of microseconds from `earlier` to this instant.
+    pub fn micros_since(self, earlier: Instant) -> i64 {
+        self.0 - earlier.0
+    }
+
+    /// The same instant as a chrono time; `None` outside chrono's range.
+    pub fn to_utc(self) -> Option<DateTime<Utc>> {
+        Utc.timestamp_micros(self.0).single()
+    }
+
+    /// RFC 3339 in whole seconds, `2026-01-08T00:00:00Z`; empty outside chrono's range.
+    pub fn rfc3339(self) -> String {
+        self.to_utc()
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    }
 }
 
-/// An instant as RFC 3339 in whole seconds, `2026-01-08T00:00:00Z`; empty outside chrono's range.
-pub fn rfc3339(us: i64) -> String {
-    Utc.timestamp_micros(us)
-        .single()
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+impl std::ops::Add<Span> for Instant {
+    type Output = Instant;
+    fn add(self, span: Span) -> Instant {
+        Instant(self.0 + span.0)
+    }
+}
+
+impl std::ops::Sub<Span> for Instant {
+    type Output = Instant;
+    fn sub(self, span: Span) -> Instant {
+        Instant(self.0 - span.0)
+    }
+}
+
+impl std::ops::Add for Span {
+    type Output = Span;
+    fn add(self, other: Span) -> Span {
+        Span(self.0 + other.0)
+    }
+}
+
+impl std::ops::Mul<i64> for Span {
+    type Output = Span;
+    fn mul(self, times: i64) -> Span {
+        Span(self.0 * times)
+    }
+}
+
+/// Written as the integer of microseconds, as the JSON outputs have always carried instants.
+impl serde::Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(self.0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Span;
+    use super::{Instant, Span};
+
+    #[test]
+    fn instants_round_down_to_batches_and_render_as_rfc3339() {
+        let hour = Span::from_seconds(3_600);
+        let t = Instant::from_micros(1_767_229_200_000_000 + 90_000_000);
+        assert_eq!(t.floor_to(hour).rfc3339(), "2026-01-01T01:00:00Z");
+        // Before the epoch, rounding still goes down, not toward zero.
+        assert_eq!(
+            Instant::from_micros(-1).floor_to(hour),
+            Instant::from_micros(-3_600_000_000)
+        );
+        assert_eq!(Instant::BEGINNING.rfc3339(), "0001-01-01T00:00:00Z");
+        assert_eq!((t + hour).micros_since(t), 3_600_000_000);
+        assert_eq!(t - hour * 2 + hour * 2, t);
+    }
 
     #[test]
     fn parses_each_unit() {

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, Optimization};
-use crate::warehouse::{
-    contract, floor_to, hint_for, ColumnKind, EngineError, ScanPlan, SqlEngine, BEGINNING_US,
-};
+use crate::time::{Instant, Span};
+use crate::warehouse::{contract, hint_for, ColumnKind, EngineError, ScanPlan, SqlEngine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,13 +190,13 @@ pub fn engine_checks(
     config: &Config,
     engine: &dyn SqlEngine,
     selected: &[&Optimization],
-    sample_as_of: Option<i64>,
+    sample_as_of: Option<Instant>,
 ) -> Validation {
     let mut v = Validation::default();
-    let end_us = sample_as_of.unwrap_or(0);
+    let end = sample_as_of.unwrap_or(Instant::from_micros(0));
     for (name, metric) in &config.metrics {
         let path = format!("metrics.{name}.sql");
-        let columns = engine.columns(&format!("(\n{}\n)", metric.sql), BEGINNING_US, end_us);
+        let columns = engine.columns(&format!("(\n{}\n)", metric.sql), Instant::BEGINNING, end);
         let required = contract::metric_columns(metric.kind);
         check_relation(&mut v, config, &path, "the SQL", columns, &required);
     }
@@ -206,8 +205,8 @@ pub fn engine_checks(
         let before = v.errors();
         let columns = engine.columns(
             &engine.exposure_relation(optimization),
-            BEGINNING_US,
-            end_us,
+            Instant::BEGINNING,
+            end,
         );
         let required = contract::exposure_columns(optimization);
         check_relation(
@@ -223,23 +222,21 @@ pub fn engine_checks(
                 && f.path == format!("metrics.{}.sql", optimization.reward.name)
         });
         if let (Some(as_of), true, true) = (sample_as_of, v.errors() == before, reward_ok) {
-            let window = optimization.attribution.window.micros();
-            let from = floor_to(
-                as_of - window - 86_400_000_000,
-                optimization.model.batch.micros(),
-            );
+            let day = Span::from_seconds(86_400);
+            let from =
+                (as_of - optimization.attribution.window - day).floor_to(optimization.model.batch);
             let arms = optimization.numbered_variants();
             let plan = ScanPlan {
                 optimization,
                 arms,
-                as_of_us: as_of,
-                from_batch_us: Some(from),
+                as_of,
+                from_batch: Some(from),
             };
             match engine.aggregate(&plan) {
                 Err(e) => v.add(config, Severity::Error, path, e.to_string(), None),
                 Ok(scan) => v.samples.push(Sample {
                     optimization: optimization.name.clone(),
-                    from: crate::time::rfc3339(from),
+                    from: from.rfc3339(),
                     mature_units: scan.rows.iter().map(|r| r.units).sum(),
                     conversions: scan.rows.iter().map(|r| r.conversions).sum(),
                     unmatched: scan

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::time::{Instant, Span};
+
 /// Where an arm stands.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -76,10 +78,10 @@ pub struct RosterArm {
     pub variant: String,
     pub status: ArmStatus,
     /// When the current status began (µs since the epoch).
-    pub since_us: i64,
+    pub since: Instant,
     pub reason: String,
     /// When the arm's current serving spell began (incubation counts from it); `None` until then.
-    pub started_us: Option<i64>,
+    pub started: Option<Instant>,
     /// Served from the optimization's first run: burn-in waits for it.
     pub initial: bool,
     pub origin: Origin,
@@ -112,25 +114,25 @@ impl Roster {
         self.serving().count()
     }
 
-    fn set(&mut self, index: usize, status: ArmStatus, now_us: i64, reason: String) {
-        self.change(index, status, now_us, reason, false);
+    fn set(&mut self, index: usize, status: ArmStatus, now: Instant, reason: String) {
+        self.change(index, status, now, reason, false);
     }
 
     fn change(
         &mut self,
         index: usize,
         status: ArmStatus,
-        now_us: i64,
+        now: Instant,
         reason: String,
         definition_changed: bool,
     ) {
         let arm = &mut self.arms[index];
         arm.status = status;
-        arm.since_us = now_us;
+        arm.since = now;
         arm.reason = reason.clone();
         // Incubation counts from the start of the arm's current serving spell.
         if status == ArmStatus::Incubating {
-            arm.started_us = Some(now_us);
+            arm.started = Some(now);
         }
         self.events.push(ArmEvent {
             arm_id: arm.id,
@@ -149,7 +151,7 @@ impl Roster {
         defined: &[(Vec<String>, String)],
         is_excluded: impl Fn(&[String]) -> bool,
         cap: usize,
-        now_us: i64,
+        now: Instant,
     ) -> Roster {
         let first_run = stored.is_empty();
         let mut roster = Roster {
@@ -165,7 +167,7 @@ impl Roster {
                     } else {
                         ArmStatus::Proposed
                     };
-                    roster.change(i, status, now_us, "back in the definition".into(), true);
+                    roster.change(i, status, now, "back in the definition".into(), true);
                 }
                 Some(_) => {}
                 None => {
@@ -175,9 +177,9 @@ impl Roster {
                         levels: levels.clone(),
                         variant: variant.clone(),
                         status: ArmStatus::Proposed,
-                        since_us: now_us,
+                        since: now,
                         reason: String::new(),
-                        started_us: None,
+                        started: None,
                         initial: first_run && serving,
                         origin: Origin::Definition,
                     });
@@ -191,7 +193,7 @@ impl Roster {
                             "waiting for a place under generation.max_active_arms",
                         ),
                     };
-                    roster.change(i, status, now_us, reason.into(), !first_run);
+                    roster.change(i, status, now, reason.into(), !first_run);
                 }
             }
         }
@@ -206,34 +208,34 @@ impl Roster {
                 } else {
                     "a level or factor of it left the definition"
                 };
-                roster.change(i, ArmStatus::Retired, now_us, reason.into(), true);
+                roster.change(i, ArmStatus::Retired, now, reason.into(), true);
             }
         }
         roster
     }
 
     /// Incubating arms whose incubation has passed become active.
-    pub fn mature(&mut self, incubation_us: i64, now_us: i64) {
+    pub fn mature(&mut self, incubation: Span, now: Instant) {
         for i in 0..self.arms.len() {
             let arm = &self.arms[i];
-            let started = arm.started_us.unwrap_or(arm.since_us);
-            if arm.status == ArmStatus::Incubating && now_us >= started + incubation_us {
-                self.set(i, ArmStatus::Active, now_us, "incubation passed".into());
+            let started = arm.started.unwrap_or(arm.since);
+            if arm.status == ArmStatus::Incubating && now >= started + incubation {
+                self.set(i, ArmStatus::Active, now, "incubation passed".into());
             }
         }
     }
 
     /// Marks arms dropped, each with its reason.
-    pub fn drop_arms(&mut self, dropped: &[(u32, String)], now_us: i64) {
+    pub fn drop_arms(&mut self, dropped: &[(u32, String)], now: Instant) {
         for (id, reason) in dropped {
             if let Some(i) = self.arms.iter().position(|a| a.id == *id) {
-                self.set(i, ArmStatus::Dropped, now_us, reason.clone());
+                self.set(i, ArmStatus::Dropped, now, reason.clone());
             }
         }
     }
 
     /// Starts proposed arms (in the given order) in the free places under `cap`.
-    pub fn start_proposed(&mut self, order: &[u32], cap: usize, reason: &str, now_us: i64) {
+    pub fn start_proposed(&mut self, order: &[u32], cap: usize, reason: &str, now: Instant) {
         for id in order {
             if self.serving_count() >= cap {
                 break;
@@ -243,7 +245,7 @@ impl Roster {
                 .iter()
                 .position(|a| a.id == *id && a.status == ArmStatus::Proposed)
             {
-                self.set(i, ArmStatus::Incubating, now_us, reason.into());
+                self.set(i, ArmStatus::Incubating, now, reason.into());
             }
         }
     }
@@ -254,7 +256,7 @@ impl Roster {
         levels: Vec<String>,
         variant: String,
         reason: &str,
-        now_us: i64,
+        now: Instant,
     ) -> Option<u32> {
         if self.arms.iter().any(|a| a.levels == levels) {
             return None;
@@ -265,14 +267,14 @@ impl Roster {
             levels,
             variant,
             status: ArmStatus::Proposed,
-            since_us: now_us,
+            since: now,
             reason: String::new(),
-            started_us: None,
+            started: None,
             initial: false,
             origin: Origin::Generated,
         });
         let i = self.arms.len() - 1;
-        self.set(i, ArmStatus::Incubating, now_us, reason.into());
+        self.set(i, ArmStatus::Incubating, now, reason.into());
         Some(id)
     }
 }
@@ -280,6 +282,10 @@ impl Roster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(micros: i64) -> Instant {
+        Instant::from_micros(micros)
+    }
 
     fn levels(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -294,7 +300,7 @@ mod tests {
     #[test]
     fn ids_are_stable_and_never_reused() {
         let all = defined(&["a", "b", "c"]);
-        let roster = Roster::reconcile(Vec::new(), &all, |_| false, 2, 0);
+        let roster = Roster::reconcile(Vec::new(), &all, |_| false, 2, at(0));
         let status: Vec<(u32, ArmStatus)> = roster.arms.iter().map(|a| (a.id, a.status)).collect();
         assert_eq!(
             status,
@@ -304,31 +310,31 @@ mod tests {
                 (3, ArmStatus::Proposed)
             ]
         );
-        let mut roster = Roster::reconcile(roster.arms, &all, |_| false, 2, 10);
+        let mut roster = Roster::reconcile(roster.arms, &all, |_| false, 2, at(10));
         assert!(roster.events.is_empty());
-        roster.drop_arms(&[(2, "low".into())], 10);
-        roster.start_proposed(&[3], 2, "replaces a dropped arm", 10);
+        roster.drop_arms(&[(2, "low".into())], at(10));
+        roster.start_proposed(&[3], 2, "replaces a dropped arm", at(10));
         // Proposed at 0, started at 10: its incubation counts from 10.
-        roster.mature(5, 12);
+        roster.mature(Span::from_micros(5), at(12));
         let three = roster.arms.iter().find(|a| a.id == 3).unwrap();
         assert_eq!(
             three.status,
             ArmStatus::Incubating,
             "incubation counts from the start"
         );
-        roster.mature(5, 15);
+        roster.mature(Span::from_micros(5), at(15));
         let three = roster.arms.iter().find(|a| a.id == 3).unwrap();
         assert_eq!(three.status, ArmStatus::Active);
-        let id = roster.add_generated(levels(&["d"]), "{}".into(), "generated", 10);
+        let id = roster.add_generated(levels(&["d"]), "{}".into(), "generated", at(10));
         assert_eq!(id, Some(4));
         assert_eq!(
-            roster.add_generated(levels(&["b"]), "{}".into(), "generated", 10),
+            roster.add_generated(levels(&["b"]), "{}".into(), "generated", at(10)),
             None
         );
-        let roster = Roster::reconcile(roster.arms, &defined(&["a", "c"]), |_| false, 3, 20);
+        let roster = Roster::reconcile(roster.arms, &defined(&["a", "c"]), |_| false, 3, at(20));
         let b = roster.arms.iter().find(|a| a.id == 2).unwrap();
         assert_eq!(b.status, ArmStatus::Dropped, "a dropped arm stays dropped");
-        let roster = Roster::reconcile(roster.arms, &defined(&["a"]), |l| l == ["c"], 3, 30);
+        let roster = Roster::reconcile(roster.arms, &defined(&["a"]), |l| l == ["c"], 3, at(30));
         let c = roster.arms.iter().find(|a| a.id == 3).unwrap();
         assert_eq!(c.status, ArmStatus::Retired);
         assert_eq!(c.reason, "its combination is now excluded");

@@ -84,7 +84,7 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
         served.variant,
         crate::report::sig17(served.weight),
         served.context,
-        crate::time::rfc3339(served.batch_start * 1_000_000)
+        crate::time::Instant::from_micros(served.batch_start * 1_000_000).rfc3339()
     ));
     Ok(ExitStatus::Success)
 }

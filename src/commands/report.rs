@@ -107,7 +107,7 @@ pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<Exit
                     "{} (run {}, as of {})",
                     run.optimization,
                     run.run_id,
-                    crate::time::rfc3339(run.as_of_us)
+                    run.as_of.rfc3339()
                 ),
                 &arms,
             ));

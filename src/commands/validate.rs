@@ -2,6 +2,8 @@
 
 use chrono::Utc;
 
+use crate::time::Instant;
+
 use crate::cli::{ValidateArgs, ValidateFormat};
 use crate::config;
 use crate::exit::{ExitStatus, Failure};
@@ -34,7 +36,7 @@ pub(super) fn validate_command(
                         unreachable = Some(error);
                     }
                     Ok(engine) => {
-                        let sample = args.sample.then(|| as_of.timestamp_micros());
+                        let sample = args.sample.then(|| Instant::from_utc(as_of));
                         let found =
                             validate::engine_checks(&config, engine.as_ref(), &selected, sample);
                         validation.findings.extend(found.findings);

@@ -94,7 +94,7 @@ pub fn history(rows: &[HistoryRow]) -> String {
     for h in rows {
         let fields = [
             field(&h.run_id),
-            crate::time::rfc3339(h.as_of_us),
+            h.as_of.rfc3339(),
             h.seed.to_string(),
             field(h.context.as_str()),
             field(&h.arm_id.to_string()),

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use super::model::ArmReport;
 use super::model::{HistoryRow, RunInfo};
 use crate::domain::{ArmId, Role};
+use crate::time::Instant;
 
 const PALETTE: [&str; 10] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -84,20 +85,21 @@ fn intervals(arms: &[&ArmReport]) -> String {
 fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>) -> String {
     let height = 240.0;
     let (left, bottom, top) = (50.0, 30.0, 10.0);
-    let times: Vec<i64> = {
-        let mut t: Vec<i64> = history.iter().map(|h| h.as_of_us).collect();
+    let times: Vec<Instant> = {
+        let mut t: Vec<Instant> = history.iter().map(|h| h.as_of).collect();
         t.sort_unstable();
         t.dedup();
         t
     };
+    let epoch = Instant::from_micros(0);
     let (first, last) = (
-        times.first().copied().unwrap_or(0),
-        times.last().copied().unwrap_or(0),
+        times.first().copied().unwrap_or(epoch),
+        times.last().copied().unwrap_or(epoch),
     );
-    let span = (last - first).max(1) as f64;
-    let x = |t: i64| left + (t - first) as f64 / span * (WIDTH - left - 20.0);
+    let span = last.micros_since(first).max(1) as f64;
+    let x = |t: Instant| left + t.micros_since(first) as f64 / span * (WIDTH - left - 20.0);
     let y = |v: f64| top + (1.0 - v) * (height - top - bottom);
-    let mut arms: BTreeMap<(usize, ArmId), Vec<(i64, f64)>> = BTreeMap::new();
+    let mut arms: BTreeMap<(usize, ArmId), Vec<(Instant, f64)>> = BTreeMap::new();
     let mut order: Vec<ArmId> = Vec::new();
     for h in history {
         if !order.contains(&h.arm_id) {
@@ -107,7 +109,7 @@ fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>
         if let Some(v) = value(h) {
             arms.entry((index, h.arm_id))
                 .or_default()
-                .push((h.as_of_us, v));
+                .push((h.as_of, v));
         }
     }
     let mut svg = format!(
@@ -149,9 +151,9 @@ fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>
     let _ = write!(
         svg,
         r#"<text x="{left}" y="{axis_y}" class="axis">{}</text><text x="{}" y="{axis_y}" text-anchor="end" class="axis">{}</text></svg>"#,
-        crate::time::rfc3339(first),
+        first.rfc3339(),
         WIDTH - 20.0,
-        crate::time::rfc3339(last)
+        last.rfc3339()
     );
     svg
 }
@@ -251,7 +253,7 @@ td:nth-child(3), th:nth-child(3) {{ text-align: left; white-space: normal; }}
 "#,
         name = escape(&run.optimization),
         run_id = escape(&run.run_id),
-        as_of = crate::time::rfc3339(run.as_of_us),
+        as_of = run.as_of.rfc3339(),
         units = run.mature_units,
         seed = run.seed,
         intervals = intervals(&bandit),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ArmId, ContextKey, Role};
+use crate::time::Instant;
 
 /// One row of `allocation.csv`: the traffic weight the serving side reads.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,8 +121,10 @@ pub struct Winner {
 pub struct RunInfo {
     pub optimization: String,
     pub run_id: String,
-    pub as_of_us: i64,
-    pub trained_at_us: i64,
+    #[serde(rename = "as_of_us")]
+    pub as_of: Instant,
+    #[serde(rename = "trained_at_us")]
+    pub trained_at: Instant,
     pub seed: u64,
     pub scan_mode: String,
     pub mature_units: i64,
@@ -134,7 +137,8 @@ pub struct RunInfo {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HistoryRow {
     pub run_id: String,
-    pub as_of_us: i64,
+    #[serde(rename = "as_of_us")]
+    pub as_of: Instant,
     pub seed: u64,
     pub context: ContextKey,
     pub arm_id: ArmId,

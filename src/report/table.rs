@@ -53,7 +53,7 @@ pub fn history_table(title: &str, history: &[HistoryRow]) -> String {
     for h in history {
         rows.push(vec![
             h.run_id.clone(),
-            crate::time::rfc3339(h.as_of_us),
+            h.as_of.rfc3339(),
             h.context.to_string(),
             h.arm_id.to_string(),
             h.status.clone(),

@@ -8,21 +8,20 @@
 use std::collections::BTreeMap;
 
 use crate::domain::ContextKey;
-use crate::warehouse::{
-    floor_to, BatchRow, Engine, ScanPlan, ScanResult, WarehouseError, BEGINNING_US,
-};
+use crate::time::Instant;
+use crate::warehouse::{BatchRow, Engine, ScanPlan, ScanResult, WarehouseError};
 
 /// One simulated visitor's exposure and its conversion, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unit {
-    pub exposure_us: i64,
+    pub exposure: Instant,
     /// One level per design factor, in factor order.
     pub levels: Vec<String>,
     /// The context key (`*` for a model without context factors).
     pub context: ContextKey,
     pub holdout: bool,
     /// When the reward lands and its value.
-    pub reward: Option<(i64, f64)>,
+    pub reward: Option<(Instant, f64)>,
 }
 
 #[derive(Debug, Default)]
@@ -41,18 +40,18 @@ struct Cell {
 
 impl Engine for Memory {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError> {
-        let batch_us = plan.batch_us();
-        let window_us = plan.window_us();
-        let from = plan.from_batch_us.unwrap_or(BEGINNING_US);
+        let (batch, window, as_of) = (plan.batch(), plan.window(), plan.as_of);
+        let from = plan.from_batch.unwrap_or(Instant::BEGINNING);
         let arm_of: BTreeMap<&Vec<String>, u32> =
             plan.arms.iter().map(|(id, levels)| (levels, *id)).collect();
         let bool_reward = plan.optimization.reward.kind == crate::config::MetricKind::Bool;
-        let mut cells: BTreeMap<(i64, ContextKey, u32, bool), Cell> = BTreeMap::new();
+        let mut cells: BTreeMap<(Instant, ContextKey, u32, bool), Cell> = BTreeMap::new();
         let mut result = ScanResult::default();
+        let exposures_from = plan.exposures_from();
         for unit in self
             .units
             .iter()
-            .filter(|u| u.exposure_us >= plan.exposures_from_us() && u.exposure_us < plan.as_of_us)
+            .filter(|u| u.exposure >= exposures_from && u.exposure < as_of)
         {
             let Some(&arm) = arm_of.get(&unit.levels) else {
                 *result
@@ -61,19 +60,18 @@ impl Engine for Memory {
                     .or_default() += 1;
                 continue;
             };
-            result.first_exposure_us = Some(
+            result.first_exposure = Some(
                 result
-                    .first_exposure_us
-                    .map_or(unit.exposure_us, |f| f.min(unit.exposure_us)),
+                    .first_exposure
+                    .map_or(unit.exposure, |f| f.min(unit.exposure)),
             );
-            result.newest_exposure_us = result.newest_exposure_us.max(Some(unit.exposure_us));
-            let batch = floor_to(unit.exposure_us, batch_us);
-            if batch < from || unit.exposure_us + window_us > plan.as_of_us {
+            result.newest_exposure = result.newest_exposure.max(Some(unit.exposure));
+            let batch_start = unit.exposure.floor_to(batch);
+            if batch_start < from || unit.exposure + window > as_of {
                 continue;
             }
             let value = unit.reward.and_then(|(at, value)| {
-                (at >= unit.exposure_us && at <= unit.exposure_us + window_us && at < plan.as_of_us)
-                    .then_some(value)
+                (at >= unit.exposure && at <= unit.exposure + window && at < as_of).then_some(value)
             });
             let micros: i128 = match value {
                 None => 0,
@@ -81,7 +79,7 @@ impl Engine for Memory {
                 Some(v) => (v * 1e6).round() as i128,
             };
             let cell = cells
-                .entry((batch, unit.context.clone(), arm, unit.holdout))
+                .entry((batch_start, unit.context.clone(), arm, unit.holdout))
                 .or_default();
             cell.units += 1;
             cell.conversions += i64::from(value.is_some());
@@ -90,8 +88,8 @@ impl Engine for Memory {
         }
         result.rows = cells
             .into_iter()
-            .map(|((batch_start_us, context, arm_id, holdout), c)| BatchRow {
-                batch_start_us,
+            .map(|((batch_start, context, arm_id, holdout), c)| BatchRow {
+                batch_start,
                 context,
                 arm_id,
                 holdout,

@@ -17,8 +17,8 @@ use crate::config;
 use crate::domain::{ArmId, ContextKey, Role};
 use crate::output::{Format, Printer};
 use crate::report::RunReport;
+use crate::time::{Instant, Span};
 use crate::train::{train, train_on, Outcome, TrainOptions};
-use crate::warehouse::floor_to;
 
 use super::memory::{Memory, Unit};
 use super::scenario::{Policy, Scenario};
@@ -40,8 +40,8 @@ pub struct Trace {
     pub lift: Option<(f64, f64)>,
 }
 
-fn timestamp(us: i64) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, us)
+fn timestamp(t: Instant) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, t.micros())
 }
 
 fn rows(report: &RunReport) -> Vec<ServingRow> {
@@ -60,7 +60,7 @@ fn rows(report: &RunReport) -> Vec<ServingRow> {
 
 /// A served unit, for the true lift.
 struct ServedUnit {
-    exposure_us: i64,
+    exposure: Instant,
     stratum: i64,
     holdout: bool,
     expected: f64,
@@ -206,11 +206,14 @@ impl<'s> Deployment<'s> {
         &self,
         allocation: &[ServingRow],
         rng: &mut ChaCha8Rng,
-        (unit, t): (String, i64),
+        (unit, t): (String, Instant),
     ) -> anyhow::Result<Visit> {
         let scenario = self.scenario;
         let optimization = &self.optimization;
-        let batch_start = floor_to(t, optimization.model.batch.micros()).div_euclid(1_000_000);
+        let batch_start = t
+            .floor_to(optimization.model.batch)
+            .micros()
+            .div_euclid(1_000_000);
         let holdout_share = allocation
             .iter()
             .find(|r| r.context.is_pooled() && r.role == Role::Holdout)
@@ -247,7 +250,7 @@ impl<'s> Deployment<'s> {
                     .collect()
             })
             .unwrap_or_default();
-        let at = t - scenario.start.timestamp_micros();
+        let at = Span::from_micros(t.micros_since(Instant::from_utc(scenario.start)));
         let truth = scenario
             .truth(&variant, &context, at)
             .ok_or_else(|| anyhow!("the scenario gives no true rate for {variant:?}"))?;
@@ -266,9 +269,11 @@ impl<'s> Deployment<'s> {
             } else {
                 1.0
             };
-            let window_us = optimization.attribution.window.micros();
-            let delay_us = (delay * scenario.delay_max_us.min(window_us) as f64) as i64;
-            reward = Some((t + delay_us, value));
+            let longest = scenario.delay_max.min(optimization.attribution.window);
+            reward = Some((
+                t + Span::from_micros((delay * longest.micros() as f64) as i64),
+                value,
+            ));
         }
         let levels = self
             .factors
@@ -282,14 +287,14 @@ impl<'s> Deployment<'s> {
                 serde_json::to_string(&context)?,
             ),
             unit: Unit {
-                exposure_us: t,
+                exposure: t,
                 levels,
                 context: key,
                 holdout: served.holdout,
                 reward,
             },
             served: ServedUnit {
-                exposure_us: t,
+                exposure: t,
                 stratum: (holdout_share * 1e6).round() as i64,
                 holdout: served.holdout,
                 expected: truth.expected(),
@@ -313,26 +318,24 @@ pub fn run(
     let mut allocation = deployment.first_allocation()?;
     // The same visitors, contexts and random draws for every policy of a repetition.
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ (u64::from(repetition) << 32));
-    let start_us = scenario.start.timestamp_micros();
-    let hour_us = 3_600_000_000i64;
-    let window_us = deployment.optimization.attribution.window.micros();
+    let start = Instant::from_utc(scenario.start);
+    let hour = Span::from_seconds(3_600);
+    let window = deployment.optimization.attribution.window;
     let n = scenario.visitors_per_hour.max(1);
     let (mut regret, mut cumulative, mut best_share) = (Vec::new(), 0.0, Vec::new());
     let mut served_units = Vec::new();
     let mut last_report = None;
-    let batch_us = deployment.optimization.model.batch.micros();
-    let mut next_train = floor_to(start_us, batch_us) + batch_us;
+    let batch = deployment.optimization.model.batch;
+    let mut next_train = start.floor_to(batch) + batch;
     let mut pending = Vec::new();
-    let as_time = |us: i64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap_or(scenario.start)
-    };
+    let as_time = |t: Instant| t.to_utc().unwrap_or(scenario.start);
     // The hour after the horizon has no visitors: its start only closes the last batches.
-    for hour in 0..=scenario.hours {
-        let hour_start = start_us + i64::from(hour) * hour_us;
-        let closing = hour == scenario.hours;
+    for h in 0..=scenario.hours {
+        let hour_start = start + hour * i64::from(h);
+        let closing = h == scenario.hours;
         let mut best = 0usize;
         for i in 0..if closing { 1 } else { n } {
-            let t = hour_start + (i64::from(i) * hour_us) / i64::from(n);
+            let t = hour_start + Span::from_micros(i64::from(i) * hour.micros() / i64::from(n));
             // Allocations change only between batches: train at every batch boundary passed.
             while t >= next_train {
                 deployment.flush(&mut pending)?;
@@ -341,12 +344,12 @@ pub fn run(
                     allocation = rows(&report);
                     last_report = Some(report);
                 }
-                next_train += batch_us;
+                next_train = next_train + batch;
             }
             if closing {
                 break;
             }
-            let id = format!("r{repetition}-{hour}-{i}");
+            let id = format!("r{repetition}-{h}-{i}");
             let visit = deployment.visit(&allocation, &mut rng, (id, t))?;
             cumulative += visit.regret;
             best += usize::from(visit.best);
@@ -358,16 +361,11 @@ pub fn run(
             best_share.push(best as f64 / f64::from(n));
         }
     }
-    let end_us = start_us + i64::from(scenario.hours) * hour_us;
+    let end = start + hour * i64::from(scenario.hours);
     let lift = last_report
         .as_ref()
         .and_then(|r| r.diagnostics.lift)
-        .map(|estimate| {
-            (
-                estimate.difference,
-                true_lift(&served_units, end_us, window_us),
-            )
-        });
+        .map(|estimate| (estimate.difference, true_lift(&served_units, end, window)));
     let final_weights = allocation
         .iter()
         .filter(|r| r.context.is_pooled() && r.role == Role::Bandit)
@@ -395,7 +393,7 @@ fn append(
     for (unit, (id, variant, context)) in units.iter().zip(names) {
         exposures.append_row(duckdb::params![
             id,
-            timestamp(unit.exposure_us),
+            timestamp(unit.exposure),
             OPTIMIZATION,
             variant,
             context,
@@ -416,9 +414,9 @@ fn append(
 
 /// The lift the stratified estimator targets, from true expected rewards: per stratum (served holdout
 /// share), treated minus holdout mean, weighted by the stratum's mature units.
-fn true_lift(units: &[ServedUnit], end_us: i64, window_us: i64) -> f64 {
+fn true_lift(units: &[ServedUnit], end: Instant, window: Span) -> f64 {
     let mut strata: BTreeMap<i64, [(f64, f64); 2]> = BTreeMap::new();
-    for u in units.iter().filter(|u| u.exposure_us + window_us <= end_us) {
+    for u in units.iter().filter(|u| u.exposure + window <= end) {
         let side = &mut strata.entry(u.stratum).or_default()[usize::from(u.holdout)];
         side.0 += 1.0;
         side.1 += u.expected;

@@ -119,7 +119,8 @@ impl Truth {
 /// A change of the truth at a time after the start.
 #[derive(Debug, Clone)]
 pub struct Drift {
-    pub at_us: i64,
+    /// After the scenario's start.
+    pub at: Span,
     /// `None`: every context.
     pub context: Option<BTreeMap<String, String>>,
     pub arms: Vec<(BTreeMap<String, String>, Truth)>,
@@ -141,7 +142,7 @@ pub struct Scenario {
     pub repetitions: u32,
     pub visitors_per_hour: u32,
     pub policies: Vec<Policy>,
-    pub delay_max_us: i64,
+    pub delay_max: Span,
     pub numeric: bool,
     /// The `optimizations.<name>` mapping of a definitions file, without status/reward/exposures.
     pub optimization: serde_json::Value,
@@ -195,11 +196,9 @@ impl Scenario {
                 .parse()
                 .expect("a valid default start"),
         };
-        let delay_max_us = match &raw.delay {
-            Some(d) => Span::parse(&d.max)
-                .map_err(|e| anyhow!("delay.max: {e}"))?
-                .micros(),
-            None => 3_600_000_000,
+        let delay_max = match &raw.delay {
+            Some(d) => Span::parse(&d.max).map_err(|e| anyhow!("delay.max: {e}"))?,
+            None => Span::from_seconds(3_600),
         };
         let policies = match &raw.policies {
             None => vec![Policy::Bandit, Policy::Plain, Policy::Uniform],
@@ -253,7 +252,7 @@ impl Scenario {
             .map(|(i, d)| {
                 let at = Span::parse(&d.at).map_err(|e| anyhow!("drift[{i}].at: {e}"))?;
                 Ok(Drift {
-                    at_us: at.micros(),
+                    at,
                     context: d.context.clone(),
                     arms: d
                         .arms
@@ -282,7 +281,7 @@ impl Scenario {
             repetitions: raw.repetitions.unwrap_or(5),
             visitors_per_hour: raw.visitors_per_hour,
             policies,
-            delay_max_us,
+            delay_max,
             numeric,
             optimization: raw.optimization,
             arms,
@@ -291,12 +290,12 @@ impl Scenario {
         })
     }
 
-    /// The truth of `variant` for a visitor in `context` at `t_us` after the start.
+    /// The truth of `variant` for a visitor in `context` at `elapsed` after the start.
     pub fn truth(
         &self,
         variant: &BTreeMap<String, String>,
         context: &BTreeMap<String, String>,
-        t_us: i64,
+        elapsed: Span,
     ) -> Option<Truth> {
         let mut found = self.arms.iter().find(|(v, _)| v == variant).map(|a| a.1);
         if let Some(c) = self.contexts.iter().find(|c| &c.values == context) {
@@ -304,7 +303,7 @@ impl Scenario {
                 found = Some(*t);
             }
         }
-        for d in self.drift.iter().filter(|d| d.at_us <= t_us) {
+        for d in self.drift.iter().filter(|d| d.at <= elapsed) {
             if d.context.as_ref().is_none_or(|c| c == context) {
                 if let Some((_, t)) = d.arms.iter().find(|(v, _)| v == variant) {
                     found = Some(*t);

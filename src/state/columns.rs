@@ -4,6 +4,7 @@
 use duckdb::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Value, ValueRef};
 
 use crate::domain::{ArmId, ContextKey, Role};
+use crate::time::Instant;
 
 impl ToSql for ArmId {
     fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
@@ -38,5 +39,12 @@ impl ToSql for ContextKey {
 impl FromSql for ContextKey {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<ContextKey> {
         value.as_str().map(ContextKey::new)
+    }
+}
+
+/// Read from `epoch_us(column)` of a TIMESTAMP column: microseconds since the epoch.
+impl FromSql for Instant {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Instant> {
+        i64::column_result(value).map(Instant::from_micros)
     }
 }

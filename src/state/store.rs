@@ -9,6 +9,7 @@ use duckdb::{params, AccessMode, Config, Connection, Transaction};
 
 use crate::domain::{ArmId, ContextKey};
 use crate::report::{ArmReport, HistoryRow, RunInfo, RunReport, Winner};
+use crate::time::Instant;
 use crate::warehouse::BatchRow;
 
 use super::schema::{self, SchemaError};
@@ -45,11 +46,11 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastRun {
     pub run_id: String,
-    pub as_of_us: i64,
+    pub as_of: Instant,
     pub sql_hash: String,
-    pub final_until_us: Option<i64>,
-    pub first_exposure_us: Option<i64>,
-    pub newest_exposure_us: Option<i64>,
+    pub final_until: Option<Instant>,
+    pub first_exposure: Option<Instant>,
+    pub newest_exposure: Option<Instant>,
     pub winner_arm_id: Option<u32>,
     /// The winner's evidence, once a completed run locked it in.
     pub winner: Option<Winner>,
@@ -61,9 +62,9 @@ pub struct StoredArm {
     pub arm_id: u32,
     pub variant: String,
     pub status: String,
-    pub since_us: i64,
+    pub since: Instant,
     pub reason: String,
-    pub started_us: Option<i64>,
+    pub started: Option<Instant>,
     pub initial: bool,
     pub origin: String,
 }
@@ -71,7 +72,7 @@ pub struct StoredArm {
 /// The weights one successful run published, by context and arm id (`holdout` for the holdout row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Served {
-    pub as_of_us: i64,
+    pub as_of: Instant,
     /// Whether `weights` holds every row the run published (else only the pooled holdout row).
     pub complete: bool,
     pub weights: BTreeMap<ContextKey, BTreeMap<ArmId, f64>>,
@@ -90,16 +91,16 @@ impl Served {
 pub struct RunWrite<'a> {
     pub report: &'a RunReport,
     pub seq: i64,
-    pub as_of_us: i64,
-    pub trained_at_us: i64,
+    pub as_of: Instant,
+    pub trained_at: Instant,
     pub definition_hash: &'a str,
     pub sql_hash: &'a str,
     pub duckdb_version: &'a str,
     /// The batches the scan recomputed start here (`None`: every batch was recomputed).
-    pub replaced_from_us: Option<i64>,
-    pub final_until_us: i64,
-    pub first_exposure_us: Option<i64>,
-    pub newest_exposure_us: Option<i64>,
+    pub replaced_from: Option<Instant>,
+    pub final_until: Instant,
+    pub first_exposure: Option<Instant>,
+    pub newest_exposure: Option<Instant>,
     pub winner_arm_id: Option<u32>,
     pub new_batches: &'a [BatchRow],
     /// Every arm of the optimization with its lifecycle after this run.
@@ -128,8 +129,8 @@ pub struct FailedRun<'a> {
     pub optimization: &'a str,
     pub run_id: &'a str,
     pub seq: i64,
-    pub as_of_us: i64,
-    pub trained_at_us: i64,
+    pub as_of: Instant,
+    pub trained_at: Instant,
     pub seed: u64,
     pub message: &'a str,
 }
@@ -162,12 +163,13 @@ pub struct StateStore {
     snapshot_source: std::sync::OnceLock<std::fs::File>,
 }
 
-fn ts(us: i64) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, us)
+/// An instant for a TIMESTAMP column.
+fn ts(t: Instant) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, t.micros())
 }
 
-fn opt_ts(us: Option<i64>) -> Value {
-    us.map_or(Value::Null, ts)
+fn opt_ts(t: Option<Instant>) -> Value {
+    t.map_or(Value::Null, ts)
 }
 
 impl StateStore {
@@ -309,11 +311,11 @@ impl StateStore {
         let run_id: String = row.get(0).map_err(get)?;
         Ok(Some(LastRun {
             run_id: run_id.clone(),
-            as_of_us: row.get(1).map_err(get)?,
+            as_of: row.get(1).map_err(get)?,
             sql_hash: row.get(2).map_err(get)?,
-            final_until_us: row.get(3).map_err(get)?,
-            first_exposure_us: row.get(4).map_err(get)?,
-            newest_exposure_us: row.get(5).map_err(get)?,
+            final_until: row.get(3).map_err(get)?,
+            first_exposure: row.get(4).map_err(get)?,
+            newest_exposure: row.get(5).map_err(get)?,
             winner_arm_id: row.get::<_, Option<i32>>(6).map_err(get)?.map(|w| w as u32),
             winner: row
                 .get::<_, Option<String>>(7)
@@ -349,9 +351,9 @@ impl StateStore {
                     arm_id: row.get::<_, i32>(0)? as u32,
                     variant: row.get(1)?,
                     status: row.get(2)?,
-                    since_us: row.get(3)?,
+                    since: row.get(3)?,
                     reason: row.get(4)?,
-                    started_us: row.get(5)?,
+                    started: row.get(5)?,
                     initial: row.get(6)?,
                     origin: row.get(7)?,
                 })
@@ -360,11 +362,11 @@ impl StateStore {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
-    /// Stored batch aggregates that start before `before_us` (all when `None`).
+    /// Stored batch aggregates that start before `before` (all when `None`).
     pub fn batches(
         &self,
         optimization: &str,
-        before_us: Option<i64>,
+        before: Option<Instant>,
     ) -> Result<Vec<BatchRow>, StateError> {
         let mut statement = self
             .connection
@@ -376,18 +378,25 @@ impl StateStore {
             )
             .map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map(params![optimization, before_us, before_us], |row| {
-                Ok(BatchRow {
-                    batch_start_us: row.get(0)?,
-                    context: row.get(7)?,
-                    arm_id: row.get::<_, i32>(1)? as u32,
-                    holdout: row.get(2)?,
-                    units: row.get(3)?,
-                    conversions: row.get(4)?,
-                    value_sum: row.get(5)?,
-                    value_sq_sum: row.get(6)?,
-                })
-            })
+            .query_map(
+                params![
+                    optimization,
+                    before.map(Instant::micros),
+                    before.map(Instant::micros)
+                ],
+                |row| {
+                    Ok(BatchRow {
+                        batch_start: row.get(0)?,
+                        context: row.get(7)?,
+                        arm_id: row.get::<_, i32>(1)? as u32,
+                        holdout: row.get(2)?,
+                        units: row.get(3)?,
+                        conversions: row.get(4)?,
+                        value_sum: row.get(5)?,
+                        value_sq_sum: row.get(6)?,
+                    })
+                },
+            )
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
@@ -415,14 +424,14 @@ impl StateStore {
 
     /// The weights every successful run published for context `*`, by `as_of` (reruns: the later).
     ///
-    /// Every run is listed, but before the one in force at `recent_from_us` only with its pooled
+    /// Every run is listed, but before the one in force at `recent_from` only with its pooled
     /// holdout weight (what the lift strata need; `complete` is false), so that an hourly run does not
     /// load the whole allocation history. The run in force then and every later one are complete, so
     /// that batches after a gap between runs are compared with the weights that served them.
     pub fn served(
         &self,
         optimization: &str,
-        recent_from_us: i64,
+        recent_from: Instant,
     ) -> Result<Vec<Served>, StateError> {
         let mut statement = self
             .connection
@@ -440,10 +449,10 @@ impl StateStore {
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(
-                params![optimization, recent_from_us, recent_from_us],
+                params![optimization, recent_from.micros(), recent_from.micros()],
                 |row| {
                     Ok((
-                        row.get::<_, i64>(0)?,
+                        row.get::<_, Instant>(0)?,
                         row.get::<_, Option<ContextKey>>(1)?,
                         row.get::<_, Option<ArmId>>(2)?,
                         row.get::<_, Option<f64>>(3)?,
@@ -456,15 +465,14 @@ impl StateStore {
         let mut served: Vec<Served> = Vec::new();
         let mut last_seq = None;
         for row in rows {
-            let (as_of_us, context, arm_id, weight, seq, complete) =
-                row.map_err(|e| self.error(e))?;
+            let (as_of, context, arm_id, weight, seq, complete) = row.map_err(|e| self.error(e))?;
             if last_seq != Some(seq) {
                 // A rerun at the same as_of replaces what the earlier run published.
-                if served.last().is_some_and(|last| last.as_of_us == as_of_us) {
+                if served.last().is_some_and(|last| last.as_of == as_of) {
                     served.pop();
                 }
                 served.push(Served {
-                    as_of_us,
+                    as_of,
                     complete,
                     weights: BTreeMap::new(),
                 });
@@ -498,8 +506,8 @@ impl StateStore {
                     let run = RunInfo {
                         optimization: optimization.to_string(),
                         run_id: row.get(0)?,
-                        as_of_us: row.get(1)?,
-                        trained_at_us: row.get(2)?,
+                        as_of: row.get(1)?,
+                        trained_at: row.get(2)?,
                         seed: row.get(3)?,
                         scan_mode: row.get(4)?,
                         mature_units: row.get(5)?,
@@ -589,7 +597,7 @@ impl StateStore {
             .query_map(params![optimization], |row| {
                 Ok(HistoryRow {
                     run_id: row.get(0)?,
-                    as_of_us: row.get(1)?,
+                    as_of: row.get(1)?,
                     seed: row.get(2)?,
                     context: row.get(3)?,
                     arm_id: row.get(4)?,
@@ -636,8 +644,8 @@ impl StateStore {
                     f.run_id,
                     f.optimization,
                     f.seq,
-                    ts(f.as_of_us),
-                    ts(f.trained_at_us),
+                    ts(f.as_of),
+                    ts(f.trained_at),
                     f.seed,
                     env!("CARGO_PKG_VERSION"),
                     f.message
@@ -651,10 +659,10 @@ impl StateStore {
 /// The batch aggregates the run recomputed, in place of the stored ones from its first batch.
 fn replace_batches(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
     let r = w.report;
-    match w.replaced_from_us {
+    match w.replaced_from {
         Some(from) => tx.execute(
             "DELETE FROM batch_stats WHERE optimization = ? AND batch_start >= make_timestamp(?)",
-            params![r.optimization, from],
+            params![r.optimization, from.micros()],
         ),
         None => tx.execute(
             "DELETE FROM batch_stats WHERE optimization = ?",
@@ -666,7 +674,7 @@ fn replace_batches(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()>
         for b in w.new_batches {
             appender.append_row(params![
                 r.optimization,
-                ts(b.batch_start_us),
+                ts(b.batch_start),
                 b.context,
                 b.arm_id as i32,
                 b.holdout,
@@ -674,7 +682,7 @@ fn replace_batches(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()>
                 b.conversions,
                 b.value_sum,
                 b.value_sq_sum,
-                b.batch_start_us < w.final_until_us,
+                b.batch_start < w.final_until,
                 r.run_id
             ])?;
         }
@@ -698,9 +706,9 @@ fn replace_arms(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
                 arm.arm_id as i32,
                 arm.variant,
                 arm.status,
-                ts(arm.since_us),
+                ts(arm.since),
                 arm.reason,
-                opt_ts(arm.started_us),
+                opt_ts(arm.started),
                 arm.initial,
                 arm.origin
             ])?;
@@ -721,7 +729,7 @@ fn insert_events(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
                 r.run_id,
                 event.arm_id as i32,
                 event.status.as_str(),
-                ts(w.as_of_us),
+                ts(w.as_of),
                 event.reason
             ],
         )?;
@@ -745,18 +753,18 @@ fn insert_run(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
             r.run_id,
             r.optimization,
             w.seq,
-            ts(w.as_of_us),
-            ts(w.trained_at_us),
+            ts(w.as_of),
+            ts(w.trained_at),
             r.seed,
             w.definition_hash,
             w.sql_hash,
             env!("CARGO_PKG_VERSION"),
             w.duckdb_version,
             r.scan.mode,
-            opt_ts(w.replaced_from_us),
-            ts(w.final_until_us),
-            opt_ts(w.first_exposure_us),
-            opt_ts(w.newest_exposure_us),
+            opt_ts(w.replaced_from),
+            ts(w.final_until),
+            opt_ts(w.first_exposure),
+            opt_ts(w.newest_exposure),
             r.scan.mature_units,
             unmatched,
             warnings,
@@ -778,7 +786,7 @@ fn append_allocations(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<
         appender.append_row(params![
             a.run_id,
             a.optimization,
-            ts(w.trained_at_us),
+            ts(w.trained_at),
             a.context,
             a.arm_id,
             a.role,

@@ -10,10 +10,10 @@ use crate::domain::ContextKey;
 use crate::model;
 use crate::report::Winner;
 use crate::state::LastRun;
+use crate::time::Instant;
 
 use super::fit::{stream_seed, ArmComparison, Fitter};
 use super::tally::{Cell, Tally};
-use crate::time::rfc3339;
 
 /// What every context of one run shares.
 pub(super) struct Frame<'a> {
@@ -45,9 +45,9 @@ pub(super) struct Standing {
 pub(super) fn standing(
     optimization: &Optimization,
     pooled: &Cell,
-    first_exposure_us: Option<i64>,
+    first_exposure: Option<Instant>,
     last: Option<&LastRun>,
-    as_of_us: i64,
+    as_of: Instant,
 ) -> Standing {
     let model_settings = &optimization.model;
     let live = optimization.status == Status::Live;
@@ -56,7 +56,7 @@ pub(super) fn standing(
         .holdout
         .map(|h| if live { h.share(holdout_units) } else { 0.0 });
     let burn_in_elapsed =
-        first_exposure_us.is_some_and(|first| as_of_us >= first + model_settings.burn_in.micros());
+        first_exposure.is_some_and(|first| as_of >= first + model_settings.burn_in);
     let locked = last.and_then(|l| l.winner.clone());
     let settings = Settings {
         status: optimization.status,
@@ -101,7 +101,7 @@ pub(super) fn decide<'a>(
     tally: &'a Tally,
     (fitted, comparison): (BTreeMap<u32, model::Fitted>, ArmComparison),
     standing: &Standing,
-    as_of_us: i64,
+    as_of: Instant,
     warnings: &mut Vec<String>,
 ) -> Decided<'a> {
     let pooled = &tally.pooled;
@@ -115,7 +115,7 @@ pub(super) fn decide<'a>(
         comparison,
         decision,
     }];
-    let winner = winner(frame, &views[0], standing.locked.clone(), as_of_us);
+    let winner = winner(frame, &views[0], standing.locked.clone(), as_of);
     // Contextual models: the most frequent cells get their own allocation, from posteriors shrunk
     // toward each arm's pooled posterior; every other visitor is served the pooled `*` rows.
     let cell_settings = Settings {
@@ -153,7 +153,7 @@ fn winner(
     frame: &Frame<'_>,
     pooled: &View<'_>,
     locked: Option<Winner>,
-    as_of_us: i64,
+    as_of: Instant,
 ) -> Option<Winner> {
     let Phase::Completed { winner } = pooled.decision.phase else {
         return None;
@@ -178,7 +178,7 @@ fn winner(
         ci_high: interval.high,
         units: pooled.cell.raw(winner).units as i64,
         decided_run: String::new(),
-        decided_as_of: rfc3339(as_of_us),
+        decided_as_of: as_of.rfc3339(),
     })
 }
 
@@ -268,11 +268,11 @@ mod tests {
     fn last_run(winner: Option<&Winner>) -> LastRun {
         LastRun {
             run_id: "20260101T000000Z-0001".into(),
-            as_of_us: 0,
+            as_of: Instant::from_micros(0),
             sql_hash: String::new(),
-            final_until_us: None,
-            first_exposure_us: None,
-            newest_exposure_us: None,
+            final_until: None,
+            first_exposure: None,
+            newest_exposure: None,
             winner_arm_id: winner.map(|w| w.arm_id),
             winner: winner.cloned(),
         }
@@ -291,12 +291,12 @@ mod tests {
             decided_run: "20260101T000000Z-0001".into(),
             decided_as_of: "2026-01-01T00:00:00Z".into(),
         };
-        let hour = 3_600_000_000;
+        let hour = Instant::from_micros(3_600_000_000);
         let done = optimization("visitor_batch", "completed");
         let kept = standing(
             &done,
             &Cell::default(),
-            Some(0),
+            Some(Instant::from_micros(0)),
             Some(&last_run(Some(&locked))),
             hour,
         );
@@ -316,7 +316,7 @@ mod tests {
         let hero = optimization("visitor_batch", "live");
         let dir = tempfile::tempdir().unwrap();
         let store = crate::state::StateStore::open(&dir.path().join("state.duckdb")).unwrap();
-        let roster = crate::train::plan::reconcile(&hero, &store, 0).unwrap();
+        let roster = crate::train::plan::reconcile(&hero, &store, Instant::from_micros(0)).unwrap();
         let first = &hero.variants[0].0;
         let id = baseline(&hero, &roster).unwrap();
         assert_eq!(

@@ -6,11 +6,11 @@ use crate::allocation::Roster;
 use crate::config::{Config, MetricKind, Optimization};
 use crate::model;
 use crate::report::{self, Diagnostics};
+use crate::time::Instant;
 
 use super::decide::Decided;
 use super::evidence::Evidence;
 use super::tally::{sample_ratio, Tally};
-use crate::time::rfc3339;
 
 /// The diagnostics of one run; its warnings are added to `warnings`.
 pub(super) fn diagnose(
@@ -18,16 +18,15 @@ pub(super) fn diagnose(
     optimization: &Optimization,
     (evidence, tally): (&Evidence, &Tally),
     (roster, decided): (&Roster, &Decided<'_>),
-    (as_of_us, holdout_share): (i64, Option<f64>),
+    (as_of, holdout_share): (Instant, Option<f64>),
     warnings: &mut Vec<String>,
 ) -> Diagnostics {
     unmatched_rows(optimization, evidence, warnings);
-    let stale_after = config.warehouse.stale_after.micros();
-    match evidence.newest_exposure_us {
+    match evidence.newest_exposure {
         None => warnings.push("no valid exposure found for this optimization".into()),
-        Some(newest) if as_of_us - newest > stale_after => warnings.push(format!(
+        Some(newest) if newest + config.warehouse.stale_after < as_of => warnings.push(format!(
             "the newest exposure ({}) is older than warehouse.stale_after ({}): is the pipeline still writing?",
-            rfc3339(newest),
+            newest.rfc3339(),
             config.warehouse.stale_after
         )),
         Some(_) => {}
@@ -54,14 +53,12 @@ pub(super) fn diagnose(
             ));
         }
     }
-    let batch_us = model_settings.batch.micros();
-    let window_us = optimization.attribution.window.micros();
     let (srm, srm_note) = sample_ratio(
         &evidence.batches,
         &evidence.served,
-        as_of_us,
-        batch_us,
-        window_us,
+        as_of,
+        model_settings.batch,
+        optimization.attribution.window,
     );
     if let Some(test) = srm.filter(|t| t.flagged) {
         warnings.push(format!(
@@ -127,8 +124,9 @@ mod tests {
         for (i, unit) in world.memory.units.iter_mut().enumerate() {
             unit.holdout = i % 10 == 0;
         }
-        let stale_from = world.options.as_of.timestamp_micros() - 8 * super::super::fixture::HOUR;
-        world.memory.units.retain(|u| u.exposure_us < stale_from);
+        let stale_from =
+            crate::time::Instant::from_utc(world.options.as_of) - super::super::fixture::HOUR * 8;
+        world.memory.units.retain(|u| u.exposure < stale_from);
         let odd = crate::simulate::memory::Unit {
             levels: vec!["green".into()],
             ..world.memory.units[0].clone()

@@ -9,6 +9,7 @@ use crate::domain::{ArmId, ContextKey};
 use crate::interrupt;
 use crate::output::Printer;
 use crate::state::{Served, StateStore};
+use crate::time::Instant;
 use crate::warehouse::{self, BatchRow, Engine, ScanResult};
 
 use super::plan::Planned;
@@ -26,9 +27,9 @@ pub(super) struct Evidence {
     /// The last run's weights, by (context, arm id).
     pub(super) previous: BTreeMap<(ContextKey, ArmId), f64>,
     /// The end of the batches that are final after this run.
-    pub(super) final_until_us: i64,
-    pub(super) first_exposure_us: Option<i64>,
-    pub(super) newest_exposure_us: Option<i64>,
+    pub(super) final_until: Instant,
+    pub(super) first_exposure: Option<Instant>,
+    pub(super) newest_exposure: Option<Instant>,
 }
 
 /// Reads the evidence of `planned`; a signal cancels the warehouse query.
@@ -40,21 +41,21 @@ pub(super) fn read(
     printer: &Printer,
 ) -> anyhow::Result<Evidence> {
     let name = &optimization.name;
-    let as_of_us = planned.scan.as_of_us;
-    let from_batch_us = planned.scan.from_batch_us;
-    let batch_us = optimization.model.batch.micros();
-    let window_us = optimization.attribution.window.micros();
+    let as_of = planned.scan.as_of;
+    let from_batch = planned.scan.from_batch;
     // The SRM test reads the full weights of the runs that served its newest complete batches.
-    let srm_from_us = as_of_us - window_us - (tally::SRM_BATCHES as i64 + 2) * batch_us;
+    let srm_from = as_of
+        - optimization.attribution.window
+        - optimization.model.batch * (tally::SRM_BATCHES as i64 + 2);
     let spinner = printer.spinner(format!("{name}: aggregating in the warehouse"));
     let (scan, reads) = std::thread::scope(|scope| {
         let store = &mut *store;
         let reads = scope.spawn(move || {
-            let stored = match from_batch_us {
+            let stored = match from_batch {
                 Some(from) => store.batches(name, Some(from))?,
                 None => Vec::new(),
             };
-            let served = store.served(name, srm_from_us)?;
+            let served = store.served(name, srm_from)?;
             Ok::<_, crate::state::StateError>((
                 stored,
                 served,
@@ -72,25 +73,25 @@ pub(super) fn read(
     spinner.finish_and_clear();
     let scan = scan?;
     let (stored, served, seq, previous) = reads?;
-    let incremental = from_batch_us.is_some();
+    let incremental = from_batch.is_some();
     let last = planned.last.as_ref();
-    let first_exposure_us = earliest(
-        scan.first_exposure_us,
-        last.and_then(|l| l.first_exposure_us),
+    let first_exposure = earliest(
+        scan.first_exposure,
+        last.and_then(|l| l.first_exposure),
         incremental,
     );
-    let newest_exposure_us = if incremental {
-        scan.newest_exposure_us
-            .max(last.and_then(|l| l.newest_exposure_us))
+    let newest_exposure = if incremental {
+        scan.newest_exposure
+            .max(last.and_then(|l| l.newest_exposure))
     } else {
-        scan.newest_exposure_us
+        scan.newest_exposure
     };
+    let final_until = warehouse::final_until(optimization, as_of);
     Ok(Evidence {
         batches: stored.iter().chain(&scan.rows).cloned().collect(),
-        final_until_us: warehouse::final_until_us(optimization, as_of_us)
-            .max(from_batch_us.unwrap_or(i64::MIN)),
-        first_exposure_us,
-        newest_exposure_us,
+        final_until: from_batch.map_or(final_until, |from| final_until.max(from)),
+        first_exposure,
+        newest_exposure,
         scan,
         served,
         seq,
@@ -98,7 +99,11 @@ pub(super) fn read(
     })
 }
 
-fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Option<i64> {
+fn earliest(
+    scanned: Option<Instant>,
+    stored: Option<Instant>,
+    incremental: bool,
+) -> Option<Instant> {
     match (scanned, stored, incremental) {
         (Some(a), Some(b), true) => Some(a.min(b)),
         (a, b, true) => a.or(b),
@@ -108,7 +113,8 @@ fn earliest(scanned: Option<i64>, stored: Option<i64>, incremental: bool) -> Opt
 
 #[cfg(test)]
 mod tests {
-    use crate::train::fixture::{Fixture, HOUR};
+    use crate::time::Span;
+    use crate::train::fixture::Fixture;
     use crate::warehouse::Unmatched;
 
     #[test]
@@ -131,8 +137,8 @@ mod tests {
             assert_eq!(evidence.scan.unmatched[&Unmatched::UnknownVariant], 1);
             assert_eq!(evidence.seq, 1, "the store holds no run yet");
             assert_eq!(
-                evidence.newest_exposure_us,
-                Some(planned.scan.as_of_us - HOUR / 10)
+                evidence.newest_exposure,
+                Some(planned.scan.as_of - Span::from_seconds(360))
             );
         });
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::allocation::{self, ArmStatus, Roster, Settings};
 use crate::config::{Optimization, Status};
 use crate::model::{self, Sums};
+use crate::time::{Instant, Span};
 
 use super::fit::{ArmComparison, Fitter};
 use super::generation::{propose_arms, Evidence};
@@ -21,14 +22,14 @@ pub(super) struct Fitted<'a> {
     pub(super) baseline: Option<u32>,
 }
 
-/// Evolves `roster` as of `as_of_us` and returns the comparison of the arms that serve now;
+/// Evolves `roster` as of `as_of` and returns the comparison of the arms that serve now;
 /// generation's problems are added to `warnings`.
 pub(super) fn evolve(
     optimization: &Optimization,
     roster: &mut Roster,
     fitted: Fitted<'_>,
     settings: &Settings,
-    (stream, as_of_us): (u64, i64),
+    (stream, as_of): (u64, Instant),
     warnings: &mut Vec<String>,
 ) -> ArmComparison {
     let model_settings = &optimization.model;
@@ -44,11 +45,11 @@ pub(super) fn evolve(
             &waiting,
             usize::MAX,
             "generation.max_active_arms removed",
-            as_of_us,
+            as_of,
         );
     }
-    let incubation_us = model_settings.drop.map_or(0, |d| d.incubation.micros());
-    roster.mature(incubation_us, as_of_us);
+    let incubation = model_settings.drop.map_or(Span::ZERO, |d| d.incubation);
+    roster.mature(incubation, as_of);
     let comparison = ArmComparison::compare(roster, fitted.arms, stream);
     if optimization.status != Status::Live {
         return comparison;
@@ -68,7 +69,7 @@ pub(super) fn evolve(
             })
             .collect();
         changed |= !dropped.is_empty();
-        roster.drop_arms(&dropped, as_of_us);
+        roster.drop_arms(&dropped, as_of);
     }
     if let Some(generation) = &optimization.generation {
         let before = roster.serving_count();
@@ -81,7 +82,7 @@ pub(super) fn evolve(
                 tally: fitted.pooled,
                 comparison: &comparison,
             },
-            as_of_us,
+            as_of,
             warnings,
         );
         changed |= roster.serving_count() != before;
@@ -102,6 +103,7 @@ pub(super) fn evolve(
 #[cfg(test)]
 mod tests {
     use crate::allocation::{ArmStatus, Settings};
+    use crate::time::Instant;
     use crate::train::fit::Fitter;
     use crate::train::fixture::{Fixture, HOUR};
     use crate::train::plan::reconcile;
@@ -111,10 +113,10 @@ mod tests {
     fn an_arm_that_waited_under_a_generation_cap_starts_once_generation_is_removed() {
         let world = Fixture::new("{kind: mab}", 10);
         let hero = &world.config.optimizations["hero"];
-        let mut roster = reconcile(hero, &world.store, 0).unwrap();
+        let mut roster = reconcile(hero, &world.store, Instant::from_micros(0)).unwrap();
         roster.arms[1].status = ArmStatus::Proposed;
         let baseline = Some(roster.arms[0].id);
-        let tally = Tally::collect(&[], &[], 0, None, HOUR);
+        let tally = Tally::collect(&[], &[], Instant::from_micros(0), None, HOUR);
         let fitter = Fitter::new(hero, &roster, &tally.pooled);
         let mut arms = fitter.fit_arms(&roster, &tally.pooled);
         let settings = Settings {
@@ -137,13 +139,13 @@ mod tests {
                 baseline,
             },
             &settings,
-            (7, 5 * HOUR),
+            (7, Instant::from_micros(0) + HOUR * 5),
             &mut warnings,
         );
         let started = &roster.arms[1];
         // It starts incubating, and without a drop rule incubation takes no time.
         assert_eq!(started.status, ArmStatus::Active);
-        assert_eq!(started.started_us, Some(5 * HOUR));
+        assert_eq!(started.started, Some(Instant::from_micros(0) + HOUR * 5));
         let changes: Vec<(ArmStatus, &str)> = roster.events[before..]
             .iter()
             .filter(|e| e.arm_id == started.id)

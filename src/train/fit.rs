@@ -134,7 +134,7 @@ mod tests {
             let tally = Tally::collect(
                 &evidence.batches,
                 &evidence.served,
-                planned.scan.as_of_us,
+                planned.scan.as_of,
                 None,
                 HOUR,
             );

@@ -11,13 +11,14 @@ use crate::domain::ContextKey;
 use crate::output::{Format, Printer};
 use crate::simulate::memory::{Memory, Unit};
 use crate::state::StateStore;
+use crate::time::{Instant, Span};
 
 use super::evidence::{read, Evidence};
 use super::plan::{plan, Planned};
 use super::run::Job;
 use super::TrainOptions;
 
-pub(super) const HOUR: i64 = 3_600_000_000;
+pub(super) const HOUR: Span = Span::from_seconds(3_600);
 
 pub(super) struct Fixture {
     pub(super) dir: tempfile::TempDir,
@@ -55,18 +56,18 @@ optimizations:
         let store = StateStore::open(&config.state).unwrap();
         let as_of: DateTime<Utc> = "2026-01-02T00:00:00Z".parse().unwrap();
         let holdout = config.optimizations["hero"].model.holdout.is_some();
-        let start = as_of.timestamp_micros() - 24 * HOUR;
+        let start = Instant::from_utc(as_of) - HOUR * 24;
         let units = (0..24 * per_hour)
             .map(|i| {
-                let exposure_us = start + i * HOUR / per_hour;
+                let exposure = start + Span::from_micros(i * HOUR.micros() / per_hour);
                 let blue = i % 2 == 1;
                 let converts = (i / 2) % 10 < if blue { 3 } else { 1 };
                 Unit {
-                    exposure_us,
+                    exposure,
                     levels: vec![if blue { "blue" } else { "red" }.to_string()],
                     context: ContextKey::pooled(),
                     holdout: holdout && i % 10 == 0,
-                    reward: converts.then_some((exposure_us + HOUR, 1.0)),
+                    reward: converts.then_some((exposure + HOUR, 1.0)),
                 }
             })
             .collect();

@@ -7,11 +7,11 @@ use crate::allocation::{ArmStatus, Roster, RosterArm};
 use crate::config::{Generation, Optimization, Strategy};
 use crate::generator;
 use crate::model;
+use crate::time::Instant;
 
 use super::roster::is_excluded;
 use super::tally::Cell;
 use super::ArmComparison;
-use crate::time::rfc3339;
 
 /// What generation may rank new arms by.
 pub(super) struct Evidence<'a> {
@@ -28,7 +28,7 @@ pub(super) fn propose_arms(
     generation: &Generation,
     roster: &mut Roster,
     evidence: &Evidence<'_>,
-    now_us: i64,
+    now: Instant,
     warnings: &mut Vec<String>,
 ) {
     let cap = generation.max_active_arms;
@@ -73,17 +73,17 @@ pub(super) fn propose_arms(
                 &order,
                 cap,
                 "a place was free: ranked first among the proposed arms by the additive per-factor model",
-                now_us,
+                now,
             );
         }
         Strategy::Command { argv, timeout, dir } => {
             let order: Vec<u32> = proposed.iter().map(|a| a.id).collect();
-            roster.start_proposed(&order, cap, "a place was free", now_us);
+            roster.start_proposed(&order, cap, "a place was free", now);
             let wanted = cap.saturating_sub(roster.serving_count());
             if wanted == 0 {
                 return;
             }
-            let input = history_json(optimization, roster, evidence, wanted, now_us);
+            let input = history_json(optimization, roster, evidence, wanted, now);
             let timeout = Duration::from_micros(timeout.micros() as u64);
             let factor_names: Vec<String> = optimization
                 .factors
@@ -117,7 +117,7 @@ pub(super) fn propose_arms(
                     levels.clone(),
                     json,
                     "proposed by the generation command",
-                    now_us,
+                    now,
                 ) {
                     Some(_) => added += 1,
                     None => refused.push(format!(
@@ -141,7 +141,7 @@ fn history_json(
     roster: &Roster,
     evidence: &Evidence<'_>,
     wanted: usize,
-    now_us: i64,
+    now: Instant,
 ) -> String {
     let arms: Vec<serde_json::Value> = roster
         .arms
@@ -167,7 +167,7 @@ fn history_json(
     serde_json::json!({
         "protocol": 1,
         "optimization": optimization.name,
-        "as_of": rfc3339(now_us),
+        "as_of": now.rfc3339(),
         "wanted": wanted,
         "metric": {"name": optimization.reward.name, "type": optimization.reward.kind},
         "factors": optimization.factors.iter().map(|f| serde_json::json!({"name": f.name, "levels": f.levels})).collect::<Vec<_>>(),

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::interrupt;
 use crate::report::{self, RunReport, Staged};
 use crate::state::{RunWrite, StateStore, StoredArm};
-use crate::time::micros;
+use crate::time::Instant;
 
 use super::evidence::Evidence;
 use super::plan::Planned;
@@ -46,15 +46,15 @@ pub(super) fn persist(
     store.commit(&RunWrite {
         report,
         seq: evidence.seq,
-        as_of_us: planned.scan.as_of_us,
-        trained_at_us: micros(options.trained_at),
+        as_of: planned.scan.as_of,
+        trained_at: Instant::from_utc(options.trained_at),
         definition_hash: &planned.definition_hash,
         sql_hash: &planned.sql_hash,
         duckdb_version: &written.duckdb_version,
-        replaced_from_us: planned.scan.from_batch_us,
-        final_until_us: evidence.final_until_us,
-        first_exposure_us: evidence.first_exposure_us,
-        newest_exposure_us: evidence.newest_exposure_us,
+        replaced_from: planned.scan.from_batch,
+        final_until: evidence.final_until,
+        first_exposure: evidence.first_exposure,
+        newest_exposure: evidence.newest_exposure,
         winner_arm_id: report.winner.as_ref().map(|w| w.arm_id),
         new_batches: &evidence.scan.rows,
         arms: &arms,

@@ -13,7 +13,7 @@ use crate::warehouse::{self, ScanPlan};
 
 use super::roster::{is_excluded, roster_arm};
 use super::TrainOptions;
-use crate::time::{micros, rfc3339};
+use crate::time::Instant;
 
 /// The run's starting point: the last run, the arms and the scan.
 pub(super) struct Planned<'a> {
@@ -35,9 +35,9 @@ pub(super) fn plan<'a>(
     options: &TrainOptions,
 ) -> anyhow::Result<Planned<'a>> {
     let name = &optimization.name;
-    let as_of_us = micros(options.as_of);
+    let as_of = Instant::from_utc(options.as_of);
     let last = store.last_run(name)?;
-    let roster = reconcile(optimization, store, as_of_us)?;
+    let roster = reconcile(optimization, store, as_of)?;
     let probe = ScanPlan {
         optimization,
         arms: roster
@@ -45,31 +45,31 @@ pub(super) fn plan<'a>(
             .iter()
             .map(|a| (a.id, a.levels.clone()))
             .collect(),
-        as_of_us,
-        from_batch_us: None,
+        as_of,
+        from_batch: None,
     };
     let sql_hash = sql_hash(optimization, &config.warehouse.tables, &probe);
     let definition_hash = sha256_hex(&serde_json::to_string(optimization).unwrap_or_default());
     if let Some(last) = &last {
-        if as_of_us < last.as_of_us && !options.full {
+        if as_of < last.as_of && !options.full {
             return Err(anyhow!(
                 "the run's as_of {} is earlier than the last run's ({}, run {})\n  hint: to train as of this time, add --full once (every batch is recomputed up to it); if the last run's as_of was a mistake (a typo, a time in the future), one `levered train --full` without --as-of puts the optimization back on the clock",
-                rfc3339(as_of_us),
-                rfc3339(last.as_of_us),
+                as_of.rfc3339(),
+                last.as_of.rfc3339(),
                 last.run_id
             ));
         }
     }
     let full_reason = full_reason(optimization, options.full, last.as_ref(), &sql_hash);
-    let from_batch_us = match (&full_reason, &last) {
-        (None, Some(last)) => last.final_until_us,
+    let from_batch = match (&full_reason, &last) {
+        (None, Some(last)) => last.final_until,
         _ => None,
     };
     Ok(Planned {
         last,
         roster,
         scan: ScanPlan {
-            from_batch_us,
+            from_batch,
             ..probe
         },
         full_reason,
@@ -82,7 +82,7 @@ pub(super) fn plan<'a>(
 pub(super) fn reconcile(
     optimization: &Optimization,
     store: &StateStore,
-    as_of_us: i64,
+    as_of: Instant,
 ) -> anyhow::Result<Roster> {
     let factor_names: Vec<String> = optimization
         .factors
@@ -107,7 +107,7 @@ pub(super) fn reconcile(
         &defined,
         |levels| is_excluded(optimization, levels),
         cap,
-        as_of_us,
+        as_of,
     ))
 }
 
@@ -133,7 +133,7 @@ fn full_reason(
     if optimization.attribution.unit == crate::config::Unit::Visitor {
         return Some("unit: visitor reads every visitor's first exposure".into());
     }
-    last.final_until_us
+    last.final_until
         .is_none()
         .then(|| "no batch is final yet".into())
 }
@@ -189,14 +189,14 @@ optimizations:
         config.optimizations.remove("hero").unwrap()
     }
 
-    fn last(sql_hash: &str, final_until_us: Option<i64>) -> LastRun {
+    fn last(sql_hash: &str, final_until: Option<Instant>) -> LastRun {
         LastRun {
             run_id: "20260101T000000Z-0001".into(),
-            as_of_us: 0,
+            as_of: Instant::from_micros(0),
             sql_hash: sql_hash.into(),
-            final_until_us,
-            first_exposure_us: None,
-            newest_exposure_us: None,
+            final_until,
+            first_exposure: None,
+            newest_exposure: None,
             winner_arm_id: None,
             winner: None,
         }
@@ -205,7 +205,7 @@ optimizations:
     #[test]
     fn a_run_is_incremental_only_when_nothing_that_shapes_the_batches_changed() {
         let hero = optimization("visitor_batch", "live");
-        let same = last("abc", Some(3_600_000_000));
+        let same = last("abc", Some(Instant::from_micros(3_600_000_000)));
         assert_eq!(full_reason(&hero, false, Some(&same), "abc"), None);
         assert_eq!(
             full_reason(&hero, true, Some(&same), "abc").as_deref(),

@@ -7,12 +7,12 @@ use crate::config::MetricKind;
 use crate::domain::{ArmId, ContextKey};
 use crate::model::{self, Sums};
 use crate::report::{self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
+use crate::time::Instant;
 
 use super::decide::{Decided, Frame, View};
 use super::evidence::Evidence;
 use super::plan::Planned;
 use super::TrainOptions;
-use crate::time::rfc3339;
 
 /// The report of the run planned as `planned`, decided as `decided`.
 pub(super) fn record(
@@ -21,8 +21,8 @@ pub(super) fn record(
     (diagnostics, warnings): (Diagnostics, Vec<String>),
     options: &TrainOptions,
 ) -> RunReport {
-    let as_of_us = planned.scan.as_of_us;
-    let from_batch_us = planned.scan.from_batch_us;
+    let as_of = planned.scan.as_of;
+    let from_batch = planned.scan.from_batch;
     let run_id = report::run_id(options.as_of, evidence.seq);
     let winner = decided.winner.map(|w| Winner {
         decided_run: if w.decided_run.is_empty() {
@@ -44,25 +44,25 @@ pub(super) fn record(
     RunReport {
         optimization: frame.optimization.name.clone(),
         run_id,
-        as_of: rfc3339(as_of_us),
+        as_of: as_of.rfc3339(),
         trained_at,
         seed: frame.seed,
         phase: pooled.decision.phase.clone(),
         p_best_method: pooled.comparison.comparison.method,
         scan: ScanSummary {
-            mode: if from_batch_us.is_some() {
+            mode: if from_batch.is_some() {
                 "incremental"
             } else {
                 "full"
             }
             .into(),
             full_reason: planned.full_reason.clone(),
-            from_batch: from_batch_us.map(rfc3339),
+            from_batch: from_batch.map(Instant::rfc3339),
             batches_recomputed: evidence
                 .scan
                 .rows
                 .iter()
-                .map(|r| r.batch_start_us)
+                .map(|r| r.batch_start)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
             mature_units: evidence
@@ -77,7 +77,7 @@ pub(super) fn record(
                 .iter()
                 .map(|(reason, count)| (reason.label().to_string(), *count))
                 .collect(),
-            newest_exposure: evidence.newest_exposure_us.map(rfc3339),
+            newest_exposure: evidence.newest_exposure.map(Instant::rfc3339),
         },
         diagnostics,
         winner,

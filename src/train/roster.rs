@@ -26,11 +26,11 @@ pub(super) fn roster_arm(stored: &StoredArm, factors: &[String]) -> RosterArm {
         levels: levels_of(&stored.variant, factors),
         variant: stored.variant.clone(),
         status: ArmStatus::parse(&stored.status).unwrap_or(ArmStatus::Active),
-        since_us: stored.since_us,
+        since: stored.since,
         reason: stored.reason.clone(),
         // Stores from before the lifecycle have no start: a serving arm started at its `since`.
-        started_us: stored.started_us.or_else(|| {
-            matches!(stored.status.as_str(), "active" | "incubating").then_some(stored.since_us)
+        started: stored.started.or_else(|| {
+            matches!(stored.status.as_str(), "active" | "incubating").then_some(stored.since)
         }),
         initial: stored.initial,
         origin: if stored.origin == "generated" {
@@ -46,9 +46,9 @@ pub(super) fn stored_arm(arm: &RosterArm) -> StoredArm {
         arm_id: arm.id,
         variant: arm.variant.clone(),
         status: arm.status.as_str().into(),
-        since_us: arm.since_us,
+        since: arm.since,
         reason: arm.reason.clone(),
-        started_us: arm.started_us,
+        started: arm.started,
         initial: arm.initial,
         origin: match arm.origin {
             Origin::Definition => "definition",

@@ -3,7 +3,7 @@
 //! persist (one file each).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -14,7 +14,7 @@ use crate::interrupt;
 use crate::output::Printer;
 use crate::report::{self, RunReport};
 use crate::state::{self, StateStore};
-use crate::time::micros;
+use crate::time::Instant;
 use crate::warehouse::{self, Engine, SqlEngine, WarehouseError};
 
 use super::decide::{self, Frame};
@@ -239,7 +239,7 @@ fn train_one(
     store: &mut StateStore,
     seed: u64,
 ) -> anyhow::Result<RunReport> {
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let mut planned = plan::plan(job.config, job.optimization, store, job.options)?;
     let evidence = evidence::read(job.optimization, engine, store, &planned, job.printer)?;
     let report = report_of(job, &mut planned, &evidence, seed);
@@ -270,14 +270,14 @@ pub(super) fn report_of(
         options,
         ..
     } = job;
-    let as_of_us = planned.scan.as_of_us;
+    let as_of = planned.scan.as_of;
     let model_settings = &optimization.model;
     let tally = Tally::collect(
         &evidence.batches,
         &evidence.served,
-        as_of_us,
-        model_settings.decay_half_life.map(|h| h.micros()),
-        model_settings.batch.micros(),
+        as_of,
+        model_settings.decay_half_life,
+        model_settings.batch,
     );
     let pooled = &tally.pooled;
     let fitter = Fitter::new(optimization, &planned.roster, pooled);
@@ -286,9 +286,9 @@ pub(super) fn report_of(
     let standing = decide::standing(
         optimization,
         pooled,
-        evidence.first_exposure_us,
+        evidence.first_exposure,
         planned.last.as_ref(),
-        as_of_us,
+        as_of,
     );
     let mut warnings = Vec::new();
     let comparison = evolve::evolve(
@@ -301,7 +301,7 @@ pub(super) fn report_of(
             baseline,
         },
         &standing.settings,
-        (stream_seed(seed, &optimization.name), as_of_us),
+        (stream_seed(seed, &optimization.name), as_of),
         &mut warnings,
     );
     let frame = Frame {
@@ -316,7 +316,7 @@ pub(super) fn report_of(
         &tally,
         (fitted, comparison),
         &standing,
-        as_of_us,
+        as_of,
         &mut warnings,
     );
     let diagnostics = diagnose::diagnose(
@@ -324,7 +324,7 @@ pub(super) fn report_of(
         optimization,
         (evidence, &tally),
         (&planned.roster, &decided),
-        (as_of_us, standing.holdout_share),
+        (as_of, standing.holdout_share),
         &mut warnings,
     );
     record::record(
@@ -350,8 +350,8 @@ fn record_failure(
             optimization,
             run_id: &run_id,
             seq,
-            as_of_us: micros(options.as_of),
-            trained_at_us: micros(options.trained_at),
+            as_of: Instant::from_utc(options.as_of),
+            trained_at: Instant::from_utc(options.trained_at),
             seed,
             message,
         });

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use crate::domain::{ArmId, ContextKey};
 use crate::model::{self, Sums};
 use crate::state::Served;
+use crate::time::{Instant, Span};
 use crate::warehouse::BatchRow;
-
-use crate::time::rfc3339;
 
 /// Sums of one context (or of all, pooled): per arm (raw for the report, decay-weighted for the
 /// posterior), for the holdout, and per stratum of equal served holdout share for the lift.
@@ -34,9 +33,9 @@ impl Tally {
     pub(super) fn collect(
         batches: &[BatchRow],
         served: &[Served],
-        as_of_us: i64,
-        half_life_us: Option<i64>,
-        batch_us: i64,
+        as_of: Instant,
+        half_life: Option<Span>,
+        batch: Span,
     ) -> Tally {
         let mut tally = Tally {
             pooled: Cell::default(),
@@ -49,8 +48,11 @@ impl Tally {
                 value_sum: b.value_sum,
                 value_sq_sum: b.value_sq_sum,
             };
-            let weight = model::decay_weight(as_of_us - b.batch_start_us, half_life_us);
-            let stratum = served_during(served, b.batch_start_us, batch_us).map(|s| {
+            let weight = model::decay_weight(
+                as_of.micros_since(b.batch_start),
+                half_life.map(Span::micros),
+            );
+            let stratum = served_during(served, b.batch_start, batch).map(|s| {
                 let share = s
                     .for_context(&ContextKey::pooled())
                     .and_then(|w| w.get(&ArmId::Holdout))
@@ -126,15 +128,15 @@ impl Cell {
     }
 }
 
-/// The allocation that served the whole batch starting at `batch_start_us`: the newest one published
+/// The allocation that served the whole batch starting at `batch_start`: the newest one published
 /// at or before it, when no other was published during the batch.
-fn served_during(served: &[Served], batch_start_us: i64, batch_us: i64) -> Option<&Served> {
-    let next = served.partition_point(|s| s.as_of_us <= batch_start_us);
+fn served_during(served: &[Served], batch_start: Instant, batch: Span) -> Option<&Served> {
+    let next = served.partition_point(|s| s.as_of <= batch_start);
     if next == 0 {
         return None;
     }
     match served.get(next) {
-        Some(later) if later.as_of_us < batch_start_us + batch_us => None,
+        Some(later) if later.as_of < batch_start + batch => None,
         _ => Some(&served[next - 1]),
     }
 }
@@ -150,15 +152,15 @@ pub(super) const SRM_BATCHES: usize = 24;
 pub(super) fn sample_ratio(
     batches: &[BatchRow],
     served: &[Served],
-    as_of_us: i64,
-    batch_us: i64,
-    window_us: i64,
+    as_of: Instant,
+    batch: Span,
+    window: Span,
 ) -> (Option<model::Srm>, String) {
     // Units per (batch, context) and arm (or holdout): each context was served its own rows (or `*`).
-    let mut per_batch: BTreeMap<i64, UnitsByContext> = BTreeMap::new();
+    let mut per_batch: BTreeMap<Instant, UnitsByContext> = BTreeMap::new();
     for b in batches
         .iter()
-        .filter(|b| b.batch_start_us + batch_us + window_us <= as_of_us)
+        .filter(|b| b.batch_start + batch + window <= as_of)
     {
         let key = if b.holdout {
             ArmId::Holdout
@@ -166,18 +168,18 @@ pub(super) fn sample_ratio(
             ArmId::Arm(b.arm_id)
         };
         *per_batch
-            .entry(b.batch_start_us)
+            .entry(b.batch_start)
             .or_default()
             .entry(&b.context)
             .or_default()
             .entry(key)
             .or_default() += b.units as f64;
     }
-    let chosen: Vec<(i64, &UnitsByContext, &Served)> = per_batch
+    let chosen: Vec<(Instant, &UnitsByContext, &Served)> = per_batch
         .iter()
         .rev()
         .filter_map(|(start, counts)| {
-            served_during(served, *start, batch_us)
+            served_during(served, *start, batch)
                 .filter(|s| s.complete)
                 .map(|s| (*start, counts, s))
         })
@@ -206,13 +208,13 @@ pub(super) fn sample_ratio(
     }
     let o: Vec<f64> = observed.values().copied().collect();
     let e: Vec<f64> = expected.values().copied().collect();
-    let first = chosen.last().map_or(0, |c| c.0);
-    let last = chosen.first().map_or(0, |c| c.0);
+    // Newest first: `chosen` is not empty here.
+    let (first, last) = (chosen[chosen.len() - 1].0, chosen[0].0);
     let covered = format!(
         "{} batches from {} to {}, {} units",
         chosen.len(),
-        rfc3339(first),
-        rfc3339(last),
+        first.rfc3339(),
+        last.rfc3339(),
         o.iter().sum::<f64>()
     );
     match model::srm(&o, &e) {

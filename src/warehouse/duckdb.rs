@@ -224,7 +224,7 @@ impl DuckDb {
             let value = match params.get(&name)? {
                 Param::Text(text) => Value::Text(text.clone()),
                 Param::BigInt(value) => Value::BigInt(*value),
-                Param::Timestamp(micros) => Value::Timestamp(TimeUnit::Microsecond, *micros),
+                Param::Timestamp(t) => Value::Timestamp(TimeUnit::Microsecond, t.micros()),
             };
             statement
                 .raw_bind_parameter(index, value)

@@ -15,10 +15,11 @@ mod statement;
 mod template;
 
 use crate::config::{Optimization, Warehouse, WarehouseSource};
+use crate::time::Instant;
 
 pub use self::duckdb::DuckDb;
 pub use query::{hint_for, AggregateRow, Backend, Param, Params};
-pub use scan::{final_until_us, floor_to, BatchRow, ScanPlan, ScanResult, BEGINNING_US};
+pub use scan::{final_until, BatchRow, ScanPlan, ScanResult};
 #[cfg(feature = "spark")]
 pub use spark::Spark;
 pub use sql::{aggregation, canonical_variant, Dialect, Unmatched};
@@ -91,8 +92,8 @@ pub trait SqlEngine: Engine {
     fn columns(
         &self,
         relation: &str,
-        start_us: i64,
-        end_us: i64,
+        start: Instant,
+        end: Instant,
     ) -> Result<Vec<(String, ColumnKind)>, EngineError>;
     /// The relation of an optimization's exposure source, as the aggregation reads it.
     fn exposure_relation(&self, optimization: &Optimization) -> String;
@@ -116,10 +117,10 @@ impl<B: Backend> SqlEngine for B {
     fn columns(
         &self,
         relation: &str,
-        start_us: i64,
-        end_us: i64,
+        start: Instant,
+        end: Instant,
     ) -> Result<Vec<(String, ColumnKind)>, EngineError> {
-        query::columns(self, relation, start_us, end_us)
+        query::columns(self, relation, start, end)
     }
 
     fn exposure_relation(&self, optimization: &Optimization) -> String {

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use crate::config::Optimization;
 use crate::domain::ContextKey;
+use crate::time::{Instant, Span};
 
 use super::contract;
-use super::scan::{BatchRow, ScanPlan, ScanResult, BEGINNING_US};
+use super::scan::{BatchRow, ScanPlan, ScanResult};
 use super::sql::{self, BadValue, Dialect, Unmatched, VALUE_BOUND};
 use super::{ColumnKind, EngineError, WarehouseError};
 
@@ -17,8 +18,8 @@ use super::{ColumnKind, EngineError, WarehouseError};
 pub enum Param {
     Text(String),
     BigInt(i64),
-    /// Microseconds since the epoch, bound as a TIMESTAMP (UTC).
-    Timestamp(i64),
+    /// Bound as a TIMESTAMP (UTC).
+    Timestamp(Instant),
 }
 
 /// The named parameters of one statement.
@@ -27,10 +28,10 @@ pub struct Params(Vec<(&'static str, Param)>);
 
 impl Params {
     /// `$start`/`$end`, all that user SQL may use.
-    pub fn reward_range(start_us: i64, end_us: i64) -> Params {
+    pub fn reward_range(start: Instant, end: Instant) -> Params {
         Params(vec![
-            ("start", Param::Timestamp(start_us)),
-            ("end", Param::Timestamp(end_us)),
+            ("start", Param::Timestamp(start)),
+            ("end", Param::Timestamp(end)),
         ])
     }
 
@@ -49,22 +50,25 @@ impl Params {
                 serde_json::json!({"arm_id": id, "canonical": sql::canonical_variant(&factor_names, levels)})
             })
             .collect();
-        let mut params = Params::reward_range(plan.rewards_from_us(), plan.as_of_us);
+        let mut params = Params::reward_range(plan.rewards_from(), plan.as_of);
         params.0.extend([
             ("optimization", Param::Text(optimization.name.clone())),
             (
                 "arms",
                 Param::Text(serde_json::Value::Array(arms).to_string()),
             ),
-            ("as_of_us", Param::BigInt(plan.as_of_us)),
-            ("exposures_from_us", Param::BigInt(plan.exposures_from_us())),
-            ("late_from_us", Param::BigInt(plan.late_from_us())),
+            ("as_of_us", Param::BigInt(plan.as_of.micros())),
+            (
+                "exposures_from_us",
+                Param::BigInt(plan.exposures_from().micros()),
+            ),
+            ("late_from_us", Param::BigInt(plan.late_from().micros())),
             (
                 "from_batch_us",
-                Param::BigInt(plan.from_batch_us.unwrap_or(BEGINNING_US)),
+                Param::BigInt(plan.from_batch.unwrap_or(Instant::BEGINNING).micros()),
             ),
-            ("window_us", Param::BigInt(plan.window_us())),
-            ("batch_us", Param::BigInt(plan.batch_us())),
+            ("window_us", Param::BigInt(plan.window().micros())),
+            ("batch_us", Param::BigInt(plan.batch().micros())),
             (
                 "context_factors",
                 Param::Text(
@@ -137,12 +141,12 @@ pub fn exposure_relation(backend: &impl Backend, optimization: &Optimization) ->
 pub fn columns(
     backend: &impl Backend,
     relation: &str,
-    start_us: i64,
-    end_us: i64,
+    start: Instant,
+    end: Instant,
 ) -> Result<Vec<(String, ColumnKind)>, EngineError> {
     backend.schema(
         &format!("SELECT * FROM {relation} AS q LIMIT 0"),
-        &Params::reward_range(start_us, end_us),
+        &Params::reward_range(start, end),
     )
 }
 
@@ -165,11 +169,11 @@ pub fn aggregate(
         query_error(EngineError::Failed(format!("{source}: {error}")))
     };
     let relation = exposure_relation(backend, optimization);
-    let (from_us, as_of_us) = (plan.rewards_from_us(), plan.as_of_us);
-    let exposure_columns = columns(backend, &relation, from_us, as_of_us)
+    let (from, as_of) = (plan.rewards_from(), plan.as_of);
+    let exposure_columns = columns(backend, &relation, from, as_of)
         .map_err(|e| source_error("the exposure source".into(), e))?;
     let metric = &optimization.reward;
-    let metric_columns = columns(backend, &format!("(\n{}\n)", metric.sql), from_us, as_of_us)
+    let metric_columns = columns(backend, &format!("(\n{}\n)", metric.sql), from, as_of)
         .map_err(|e| source_error(format!("the SQL of metric `{}`", metric.name), e))?;
     let holdout_column = exposure_columns
         .iter()
@@ -210,7 +214,7 @@ pub fn aggregate(
     {
         return Err(bad_value_error(optimization, bad, count));
     }
-    Ok(scan_result(rows, plan.batch_us(), arm_span))
+    Ok(scan_result(rows, plan.batch(), arm_span))
 }
 
 fn plural(count: i64) -> &'static str {
@@ -242,19 +246,23 @@ fn bad_value_error(optimization: &Optimization, bad: BadValue, count: i64) -> Wa
 }
 
 /// Folds the aggregation's rows into aggregates, unmatched counts and the exposure time range.
-fn scan_result(rows: Vec<AggregateRow>, batch_us: i64, arm_span: i64) -> ScanResult {
+fn scan_result(rows: Vec<AggregateRow>, batch_length: Span, arm_span: i64) -> ScanResult {
     let mut result = ScanResult::default();
     for row in rows {
         if let Some(reason) = Unmatched::from_code(row.reason) {
             *result.unmatched.entry(reason).or_default() += row.exposures;
             continue;
         }
-        result.first_exposure_us = min_option(result.first_exposure_us, row.first_us);
-        result.newest_exposure_us = result.newest_exposure_us.max(row.last_us);
+        let (first, last) = (
+            row.first_us.map(Instant::from_micros),
+            row.last_us.map(Instant::from_micros),
+        );
+        result.first_exposure = min_option(result.first_exposure, first);
+        result.newest_exposure = result.newest_exposure.max(last);
         if let (true, Some(batch), Some(arm_key)) = (row.counted, row.batch, row.arm_key) {
             let arm_key = arm_key % arm_span;
             result.rows.push(BatchRow {
-                batch_start_us: batch * batch_us,
+                batch_start: Instant::from_micros(batch * batch_length.micros()),
                 context: row.context.map_or_else(ContextKey::pooled, ContextKey::new),
                 arm_id: (arm_key / 2) as u32,
                 holdout: arm_key % 2 == 1,
@@ -268,7 +276,7 @@ fn scan_result(rows: Vec<AggregateRow>, batch_us: i64, arm_span: i64) -> ScanRes
     result
 }
 
-fn min_option(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+fn min_option(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

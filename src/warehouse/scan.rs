@@ -4,11 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::config::{Optimization, Touch, Unit};
 use crate::domain::ContextKey;
+use crate::time::{Instant, Span};
 
 use super::sql::Unmatched;
-
-/// The beginning of time for a full scan: 0001-01-01T00:00:00Z in microseconds.
-pub const BEGINNING_US: i64 = -62_135_596_800_000_000;
 
 /// One scan of one optimization.
 #[derive(Debug, Clone)]
@@ -17,31 +15,29 @@ pub struct ScanPlan<'a> {
     /// Arm ids (stable across runs) and their variants' level lists.
     pub arms: Vec<(u32, Vec<String>)>,
     /// Exclusive end of time for this run.
-    pub as_of_us: i64,
+    pub as_of: Instant,
     /// The first batch whose aggregates the run recomputes; `None` recomputes everything.
-    pub from_batch_us: Option<i64>,
+    pub from_batch: Option<Instant>,
 }
 
 impl ScanPlan<'_> {
-    pub fn window_us(&self) -> i64 {
-        self.optimization.attribution.window.micros()
+    pub fn window(&self) -> Span {
+        self.optimization.attribution.window
     }
 
-    pub fn batch_us(&self) -> i64 {
-        self.optimization.model.batch.micros()
+    pub fn batch(&self) -> Span {
+        self.optimization.model.batch
     }
 
     /// The earliest exposure the scan needs: the recomputed batches, plus, for `first_touch`, the
     /// whole batches up to one window before them (their units compete for the same rewards).
     /// `unit: visitor` needs every visitor's first exposure ever, so it always reads all history.
-    pub fn exposures_from_us(&self) -> i64 {
+    pub fn exposures_from(&self) -> Instant {
         let attribution = &self.optimization.attribution;
-        match (self.from_batch_us, attribution.unit, attribution.touch) {
-            (None, _, _) | (_, Unit::Visitor, _) => BEGINNING_US,
+        match (self.from_batch, attribution.unit, attribution.touch) {
+            (None, _, _) | (_, Unit::Visitor, _) => Instant::BEGINNING,
             (Some(from), _, Touch::LastTouch) => from,
-            (Some(from), _, Touch::FirstTouch) => {
-                floor_to(from - self.window_us(), self.batch_us())
-            }
+            (Some(from), _, Touch::FirstTouch) => (from - self.window()).floor_to(self.batch()),
         }
     }
 
@@ -50,47 +46,39 @@ impl ScanPlan<'_> {
     /// they matter only as rivals for rewards, for the unmatched counts and for the time range, so
     /// the query does not deduplicate them. Under `unit: visitor` a later exposure of a visitor
     /// already seen is no unit at all, so only the rows at or after `as_of` are late.
-    pub fn late_from_us(&self) -> i64 {
+    pub fn late_from(&self) -> Instant {
         match self.optimization.attribution.unit {
             Unit::VisitorBatch => {
                 let all_immature =
-                    floor_to(self.as_of_us - self.window_us(), self.batch_us()) + self.batch_us();
-                all_immature.min(self.as_of_us)
+                    (self.as_of - self.window()).floor_to(self.batch()) + self.batch();
+                all_immature.min(self.as_of)
             }
-            Unit::Visitor => self.as_of_us,
+            Unit::Visitor => self.as_of,
         }
     }
 
     /// `$start`: the earliest reward time the run needs (docs/design.md §1.12).
-    pub fn rewards_from_us(&self) -> i64 {
-        match (self.from_batch_us, self.optimization.attribution.touch) {
-            (None, _) => BEGINNING_US,
+    pub fn rewards_from(&self) -> Instant {
+        match (self.from_batch, self.optimization.attribution.touch) {
+            (None, _) => Instant::BEGINNING,
             (Some(from), Touch::LastTouch) => from,
-            (Some(from), Touch::FirstTouch) => from - self.window_us(),
+            (Some(from), Touch::FirstTouch) => from - self.window(),
         }
     }
 }
 
 /// Where the final batches end at `as_of`: a batch `[b, b + batch)` is final once
 /// `b + batch + window + late_grace <= as_of` (docs/design.md §2.8).
-pub fn final_until_us(optimization: &Optimization, as_of_us: i64) -> i64 {
-    let batch_us = optimization.model.batch.micros();
+pub fn final_until(optimization: &Optimization, as_of: Instant) -> Instant {
+    let batch = optimization.model.batch;
     let attribution = &optimization.attribution;
-    floor_to(
-        as_of_us - attribution.window.micros() - attribution.late_grace.micros() - batch_us,
-        batch_us,
-    ) + batch_us
-}
-
-/// `t` rounded down to a multiple of `step` (both in microseconds since the epoch).
-pub fn floor_to(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
+    (as_of - attribution.window - attribution.late_grace - batch).floor_to(batch) + batch
 }
 
 /// Aggregates of one (batch, context, arm, holdout) cell.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BatchRow {
-    pub batch_start_us: i64,
+    pub batch_start: Instant,
     /// The context key (`country=US|device=mobile`), or `*` for a model without context factors.
     pub context: ContextKey,
     pub arm_id: u32,
@@ -109,7 +97,7 @@ pub struct ScanResult {
     /// Exposure rows that could not become units, by reason.
     pub unmatched: BTreeMap<Unmatched, i64>,
     /// The first and the newest valid exposure seen by the scan: the newest late row (see
-    /// [`ScanPlan::late_from_us`]), or without one, the newest unit (a unit's first exposure).
-    pub first_exposure_us: Option<i64>,
-    pub newest_exposure_us: Option<i64>,
+    /// [`ScanPlan::late_from`]), or without one, the newest unit (a unit's first exposure).
+    pub first_exposure: Option<Instant>,
+    pub newest_exposure: Option<Instant>,
 }

@@ -75,7 +75,7 @@ impl Spark {
             let literal = match params.get(&name)? {
                 Param::Text(text) => LiteralExpression::String(text.clone()),
                 Param::BigInt(value) => LiteralExpression::Long(*value),
-                Param::Timestamp(micros) => LiteralExpression::Timestamp(*micros),
+                Param::Timestamp(t) => LiteralExpression::Timestamp(t.micros()),
             };
             args.insert(name, Expression::Literal(literal));
         }

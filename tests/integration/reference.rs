@@ -216,7 +216,7 @@ optimizations:
                 .iter()
                 .map(|r| {
                     (
-                        (r.batch_start_us, r.arm_id, r.holdout),
+                        (r.batch_start.micros(), r.arm_id, r.holdout),
                         (
                             r.units,
                             r.conversions,

@@ -104,8 +104,8 @@ fn aggregates(file: &Path, name: &str, as_of_us: i64) -> ScanResult {
         .aggregate(&ScanPlan {
             optimization,
             arms: optimization.numbered_variants(),
-            as_of_us,
-            from_batch_us: None,
+            as_of: levered::time::Instant::from_micros(as_of_us),
+            from_batch: None,
         })
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -135,15 +135,15 @@ fn spark_gives_the_aggregates_of_duckdb() {
             );
         }
         assert_eq!(
-            (duck.first_exposure_us, duck.newest_exposure_us),
-            (spark.first_exposure_us, spark.newest_exposure_us),
+            (duck.first_exposure, duck.newest_exposure),
+            (spark.first_exposure, spark.newest_exposure),
             "{name}"
         );
         assert_eq!(duck.rows.len(), spark.rows.len(), "{name}");
         for (d, s) in duck.rows.iter().zip(&spark.rows) {
             let key = |r: &levered::warehouse::BatchRow| {
                 (
-                    r.batch_start_us,
+                    r.batch_start,
                     r.context.clone(),
                     r.arm_id,
                     r.holdout,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use levered::config;
+use levered::time::Instant;
 use levered::warehouse::{self, BatchRow, ScanPlan, ScanResult, Unmatched};
 
 use crate::support::{aggregate, Project};
@@ -139,7 +140,10 @@ fn by_hour(result: &ScanResult) -> BTreeMap<(i64, u32), (i64, i64)> {
         .iter()
         .map(|r: &BatchRow| {
             (
-                ((r.batch_start_us - day_start) / 3_600_000_000, r.arm_id),
+                (
+                    (r.batch_start.micros() - day_start) / 3_600_000_000,
+                    r.arm_id,
+                ),
                 (r.units, r.conversions),
             )
         })
@@ -180,10 +184,13 @@ fn last_touch_per_visitor_batch() {
         ])
     );
     assert_eq!(
-        result.first_exposure_us,
+        result.first_exposure.map(Instant::micros),
         Some(AS_OF_US - 14 * 3_600_000_000)
     );
-    assert_eq!(result.newest_exposure_us, Some(AS_OF_US - 10 * 60_000_000));
+    assert_eq!(
+        result.newest_exposure.map(Instant::micros),
+        Some(AS_OF_US - 10 * 60_000_000)
+    );
 }
 
 #[test]
@@ -224,7 +231,7 @@ fn numeric_rewards_sum_per_unit_then_square() {
     let red_10 = result
         .rows
         .iter()
-        .find(|r| r.arm_id == 1 && r.batch_start_us == AS_OF_US - 14 * 3_600_000_000)
+        .find(|r| r.arm_id == 1 && r.batch_start.micros() == AS_OF_US - 14 * 3_600_000_000)
         .expect("batch 10 of red/s");
     // v1: 3 + 5 = 8 (both within [10:00, 12:00]); v2's order at 12:00:01 is outside; v5: nothing.
     assert_eq!((red_10.units, red_10.conversions), (3, 1));
@@ -233,7 +240,7 @@ fn numeric_rewards_sum_per_unit_then_square() {
     let blue_10 = result
         .rows
         .iter()
-        .find(|r| r.arm_id == 3 && r.batch_start_us == AS_OF_US - 14 * 3_600_000_000)
+        .find(|r| r.arm_id == 3 && r.batch_start.micros() == AS_OF_US - 14 * 3_600_000_000)
         .expect("batch 10 of blue/s");
     // v3's order at 11:00 (value 2): units v3, v4.
     assert_eq!(
@@ -261,8 +268,8 @@ fn a_failing_metric_names_the_metric_and_the_optimization() {
         .aggregate(&ScanPlan {
             optimization,
             arms: vec![(1, vec!["red".into(), "s".into()])],
-            as_of_us: AS_OF_US,
-            from_batch_us: None,
+            as_of: Instant::from_micros(AS_OF_US),
+            from_batch: None,
         })
         .unwrap_err()
         .to_string();
@@ -296,8 +303,8 @@ fn user_sql_cannot_write_or_read_outside_the_warehouse() {
         let result = engine.aggregate(&ScanPlan {
             optimization,
             arms: vec![(1, vec!["red".into(), "s".into()])],
-            as_of_us: AS_OF_US,
-            from_batch_us: None,
+            as_of: Instant::from_micros(AS_OF_US),
+            from_batch: None,
         });
         if attack.ends_with("--") {
             // A trailing comment cannot swallow levered's own SQL: the query still runs.

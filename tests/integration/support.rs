@@ -109,8 +109,8 @@ pub fn aggregate(
     engine.aggregate(&levered::warehouse::ScanPlan {
         optimization,
         arms,
-        as_of_us,
-        from_batch_us,
+        as_of: levered::time::Instant::from_micros(as_of_us),
+        from_batch: from_batch_us.map(levered::time::Instant::from_micros),
     })
 }
 
