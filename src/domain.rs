@@ -1,5 +1,6 @@
-//! The values every stage shares: arm ids, roles and context keys. Text appears only where a value
-//! is parsed (the warehouse, the state store, an allocation file) or rendered (CSV, JSON, HTML).
+//! The values every stage shares: arm ids, roles, context keys, arm statuses and origins. Text
+//! appears only where a value is parsed (the warehouse, the state store, an allocation file) or
+//! rendered (CSV, JSON, HTML).
 
 use std::fmt;
 
@@ -139,6 +140,97 @@ impl fmt::Display for ContextKey {
 }
 
 /// Text that is not a valid value of its kind.
+/// Where an arm stands.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ArmStatus {
+    /// Defined but waiting for a free place under `generation.max_active_arms`.
+    Proposed,
+    /// Serving, and protected from the drop rule until its incubation has passed.
+    Incubating,
+    /// Serving.
+    Active,
+    /// Removed by the drop rule: weight 0 from now on; never comes back.
+    Dropped,
+    /// No longer in the definition (a removed level or a new exclusion): weight 0.
+    Retired,
+}
+
+impl ArmStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArmStatus::Proposed => "proposed",
+            ArmStatus::Incubating => "incubating",
+            ArmStatus::Active => "active",
+            ArmStatus::Dropped => "dropped",
+            ArmStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<ArmStatus, ValueError> {
+        [
+            ArmStatus::Proposed,
+            ArmStatus::Incubating,
+            ArmStatus::Active,
+            ArmStatus::Dropped,
+            ArmStatus::Retired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| {
+            ValueError::new(
+                "arm status",
+                text,
+                "proposed, incubating, active, dropped or retired",
+            )
+        })
+    }
+
+    /// Whether the arm receives traffic.
+    pub fn serving(self) -> bool {
+        matches!(self, ArmStatus::Incubating | ArmStatus::Active)
+    }
+}
+
+impl fmt::Display for ArmStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an arm came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A combination of the levels in the definition.
+    Definition,
+    /// Proposed by a generation command.
+    Generated,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Definition => "definition",
+            Origin::Generated => "generated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Origin, ValueError> {
+        match text {
+            "definition" => Ok(Origin::Definition),
+            "generated" => Ok(Origin::Generated),
+            _ => Err(ValueError::new(
+                "arm origin",
+                text,
+                "`definition` or `generated`",
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("`{text}` is not a valid {kind}: expected {expected}")]
 pub struct ValueError {

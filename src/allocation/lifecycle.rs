@@ -1,72 +1,8 @@
 //! The arm roster and its lifecycle: proposed → incubating → active → dropped, and retired when the
 //! definition no longer contains an arm. Ids are stable and never reused.
 
-use std::fmt;
-
+use crate::domain::{ArmStatus, Origin};
 use crate::time::{Instant, Span};
-
-/// Where an arm stands.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ArmStatus {
-    /// Defined but waiting for a free place under `generation.max_active_arms`.
-    Proposed,
-    /// Serving, and protected from the drop rule until its incubation has passed.
-    Incubating,
-    /// Serving.
-    Active,
-    /// Removed by the drop rule: weight 0 from now on; never comes back.
-    Dropped,
-    /// No longer in the definition (a removed level or a new exclusion): weight 0.
-    Retired,
-}
-
-impl ArmStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArmStatus::Proposed => "proposed",
-            ArmStatus::Incubating => "incubating",
-            ArmStatus::Active => "active",
-            ArmStatus::Dropped => "dropped",
-            ArmStatus::Retired => "retired",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<ArmStatus> {
-        [
-            ArmStatus::Proposed,
-            ArmStatus::Incubating,
-            ArmStatus::Active,
-            ArmStatus::Dropped,
-            ArmStatus::Retired,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-
-    /// Whether the arm receives traffic.
-    pub fn serving(self) -> bool {
-        matches!(self, ArmStatus::Incubating | ArmStatus::Active)
-    }
-}
-
-impl fmt::Display for ArmStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where an arm came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// A combination of the levels in the definition.
-    Definition,
-    /// Proposed by a generation command.
-    Generated,
-}
 
 /// One arm of an optimization, whatever its status.
 #[derive(Debug, Clone, PartialEq)]

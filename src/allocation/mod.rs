@@ -5,6 +5,6 @@ mod lifecycle;
 mod rule;
 mod serve;
 
-pub use lifecycle::{ArmEvent, ArmStatus, Origin, Roster, RosterArm};
+pub use lifecycle::{ArmEvent, Roster, RosterArm};
 pub use rule::{decide, drops, phase, ArmState, Decision, Phase, Settings};
 pub use serve::{assign, context_key, unit_hash, Assignment, ServingRow};

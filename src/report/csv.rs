@@ -46,7 +46,7 @@ pub fn allocation(rows: &[AllocationRow]) -> String {
             field(r.role.as_str()),
             field(&r.variant),
             sig17(r.weight),
-            field(&r.status),
+            field(r.status.as_str()),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');
@@ -64,7 +64,7 @@ pub fn report(rows: &[ArmReport]) -> String {
             field(&r.arm_id.to_string()),
             field(r.role.as_str()),
             field(&r.variant),
-            field(&r.status),
+            field(r.status.as_str()),
             r.units.to_string(),
             r.conversions.to_string(),
             optional(r.rate),
@@ -99,7 +99,7 @@ pub fn history(rows: &[HistoryRow]) -> String {
             field(h.context.as_str()),
             field(&h.arm_id.to_string()),
             field(h.role.as_str()),
-            field(&h.status),
+            field(h.status.as_str()),
             field(&h.variant),
             optional(h.weight),
             optional(h.p_best),

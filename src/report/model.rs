@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ArmId, ContextKey, Role};
+use crate::domain::{ArmId, ArmStatus, ContextKey, Role};
 use crate::time::Instant;
 
 /// One row of `allocation.csv`: the traffic weight the serving side reads.
@@ -18,7 +18,7 @@ pub struct AllocationRow {
     pub role: Role,
     pub variant: String,
     pub weight: f64,
-    pub status: String,
+    pub status: ArmStatus,
 }
 
 /// One row of `report.csv`: an arm's data, posterior and weights.
@@ -28,7 +28,7 @@ pub struct ArmReport {
     pub arm_id: ArmId,
     pub role: Role,
     pub variant: String,
-    pub status: String,
+    pub status: ArmStatus,
     pub units: i64,
     pub conversions: i64,
     /// Conversions per unit (bool) or mean value per unit (numeric); blank without units.
@@ -143,7 +143,7 @@ pub struct HistoryRow {
     pub context: ContextKey,
     pub arm_id: ArmId,
     pub role: Role,
-    pub status: String,
+    pub status: ArmStatus,
     /// The arm's status changes in this run (`status: reason`, `; `-separated).
     pub change: Option<String>,
     /// The run's sample-ratio-mismatch p-value, when it was tested.

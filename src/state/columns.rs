@@ -3,7 +3,7 @@
 
 use duckdb::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Value, ValueRef};
 
-use crate::domain::{ArmId, ContextKey, Role};
+use crate::domain::{ArmId, ArmStatus, ContextKey, Origin, Role};
 use crate::time::Instant;
 
 impl ToSql for ArmId {
@@ -46,5 +46,29 @@ impl FromSql for ContextKey {
 impl FromSql for Instant {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Instant> {
         i64::column_result(value).map(Instant::from_micros)
+    }
+}
+
+impl ToSql for ArmStatus {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for ArmStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<ArmStatus> {
+        ArmStatus::parse(value.as_str()?).map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl ToSql for Origin {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Origin {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Origin> {
+        Origin::parse(value.as_str()?).map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use duckdb::types::{TimeUnit, Value};
-use duckdb::{params, AccessMode, Config, Connection, Transaction};
+use duckdb::{params, AccessMode, Config, Connection, Statement, Transaction};
 
-use crate::domain::{ArmId, ContextKey};
+use crate::domain::{ArmId, ArmStatus, ContextKey, Origin};
 use crate::report::{ArmReport, HistoryRow, RunInfo, RunReport, Winner};
 use crate::time::Instant;
 use crate::warehouse::BatchRow;
@@ -26,12 +26,13 @@ pub enum StateError {
     #[error("state store {}: {error}", path.display())]
     Schema { path: PathBuf, error: SchemaError },
     /// A value levered wrote that no longer reads back as what it was.
-    #[error("state store {}: {table}.{column} of run {run_id} cannot be read: {why}\n  hint: restore the store from a backup, or move it aside and run levered train --full", path.display())]
+    #[error("state store {}: {table}.{column} of {of} cannot be read: {why}\n  hint: restore the store from a backup, or move it aside and run levered train --full", path.display())]
     Corrupt {
         path: PathBuf,
         table: &'static str,
-        column: &'static str,
-        run_id: String,
+        column: String,
+        /// The run or optimization whose row it is.
+        of: String,
         why: String,
     },
     #[error("state store {}: cannot publish the snapshot {} that report and history read: {why}", path.display(), snapshot.display())]
@@ -61,12 +62,12 @@ pub struct LastRun {
 pub struct StoredArm {
     pub arm_id: u32,
     pub variant: String,
-    pub status: String,
+    pub status: ArmStatus,
     pub since: Instant,
     pub reason: String,
     pub started: Option<Instant>,
     pub initial: bool,
-    pub origin: String,
+    pub origin: Origin,
 }
 
 /// The weights one successful run published, by context and arm id (`holdout` for the holdout row).
@@ -275,6 +276,29 @@ impl StateStore {
         engine_error(&self.path, error)
     }
 
+    /// The error of reading rows of `table`: a value that no longer converts to what levered wrote
+    /// there names its table and column; any other error is the engine's.
+    fn read_error(
+        &self,
+        statement: &Statement<'_>,
+        table: &'static str,
+        of: &str,
+        error: duckdb::Error,
+    ) -> StateError {
+        match error {
+            duckdb::Error::FromSqlConversionFailure(index, _, why) => StateError::Corrupt {
+                path: self.path.clone(),
+                table,
+                column: statement
+                    .column_name(index)
+                    .map_or_else(|_| format!("column {index}"), String::clone),
+                of: of.to_string(),
+                why: why.to_string(),
+            },
+            other => self.error(other),
+        }
+    }
+
     /// A JSON column of run `run_id` in `runs`, as what levered wrote there.
     fn decode<T: serde::de::DeserializeOwned>(
         &self,
@@ -285,8 +309,8 @@ impl StateStore {
         serde_json::from_str(text).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
             table: "runs",
-            column,
-            run_id: run_id.to_string(),
+            column: column.to_string(),
+            of: format!("run {run_id}"),
             why: e.to_string(),
         })
     }
@@ -359,7 +383,14 @@ impl StateStore {
                 })
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<_, _>>().map_err(|e| {
+            self.read_error(
+                &statement,
+                "arms",
+                &format!("optimization {optimization}"),
+                e,
+            )
+        })
     }
 
     /// Stored batch aggregates that start before `before` (all when `None`).
@@ -398,7 +429,14 @@ impl StateStore {
                 },
             )
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<_, _>>().map_err(|e| {
+            self.read_error(
+                &statement,
+                "batch_stats",
+                &format!("optimization {optimization}"),
+                e,
+            )
+        })
     }
 
     /// The weights of the latest allocation, by context and arm id.
@@ -419,7 +457,14 @@ impl StateStore {
                 Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<_, _>>().map_err(|e| {
+            self.read_error(
+                &statement,
+                "allocations",
+                &format!("optimization {optimization}"),
+                e,
+            )
+        })
     }
 
     /// The weights every successful run published for context `*`, by `as_of` (reruns: the later).
@@ -464,8 +509,11 @@ impl StateStore {
             .map_err(|e| self.error(e))?;
         let mut served: Vec<Served> = Vec::new();
         let mut last_seq = None;
-        for row in rows {
-            let (as_of, context, arm_id, weight, seq, complete) = row.map_err(|e| self.error(e))?;
+        let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(|e| {
+            let of = format!("optimization {optimization}");
+            self.read_error(&statement, "allocations", &of, e)
+        })?;
+        for (as_of, context, arm_id, weight, seq, complete) in rows {
             if last_seq != Some(seq) {
                 // A rerun at the same as_of replaces what the earlier run published.
                 if served.last().is_some_and(|last| last.as_of == as_of) {
@@ -570,7 +618,9 @@ impl StateStore {
                 })
             })
             .map_err(|e| self.error(e))?;
-        let arms = rows.collect::<Result<_, _>>().map_err(|e| self.error(e))?;
+        let arms = rows.collect::<Result<_, _>>().map_err(|e| {
+            self.read_error(&statement, "arm_reports", &format!("run {}", run.run_id), e)
+        })?;
         Ok(Some((run, arms)))
     }
 
@@ -614,7 +664,14 @@ impl StateStore {
                 })
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        rows.collect::<Result<_, _>>().map_err(|e| {
+            self.read_error(
+                &statement,
+                "arm_reports",
+                &format!("optimization {optimization}"),
+                e,
+            )
+        })
     }
 
     /// Writes a successful run, in one transaction.

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::allocation::{self, ArmStatus, Roster, Settings};
+use crate::allocation::{self, Roster, Settings};
 use crate::config::{Optimization, Status};
+use crate::domain::ArmStatus;
 use crate::model::{self, Sums};
 use crate::time::{Instant, Span};
 
@@ -102,7 +103,8 @@ pub(super) fn evolve(
 
 #[cfg(test)]
 mod tests {
-    use crate::allocation::{ArmStatus, Settings};
+    use crate::allocation::Settings;
+    use crate::domain::ArmStatus;
     use crate::time::Instant;
     use crate::train::fit::Fitter;
     use crate::train::fixture::{Fixture, HOUR};

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::allocation::{ArmState, ArmStatus, Roster};
+use crate::allocation::{ArmState, Roster};
 use crate::config::{MetricKind, Optimization};
+use crate::domain::ArmStatus;
 use crate::model::{self, Sums};
 
 use super::tally::Cell;

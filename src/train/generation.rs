@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::allocation::{ArmStatus, Roster, RosterArm};
+use crate::allocation::{Roster, RosterArm};
 use crate::config::{Generation, Optimization, Strategy};
+use crate::domain::ArmStatus;
 use crate::generator;
 use crate::model;
 use crate::time::Instant;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::MetricKind;
-use crate::domain::{ArmId, ContextKey};
+use crate::domain::{ArmId, ArmStatus, ContextKey};
 use crate::model::{self, Sums};
 use crate::report::{self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
 use crate::time::Instant;
@@ -119,7 +119,7 @@ fn rows(
             .map(|arm| Row {
                 arm_id: ArmId::Arm(arm.id),
                 variant: arm.variant.clone(),
-                status: arm.status.as_str().to_string(),
+                status: arm.status,
                 counts: view.cell.raw(arm.id),
                 fitted: view.fitted[&arm.id],
                 weight: weight_of.get(&arm.id).copied().unwrap_or(0.0),
@@ -129,7 +129,7 @@ fn rows(
             rows.push(Row {
                 arm_id: ArmId::Holdout,
                 variant: baseline_json.clone(),
-                status: "active".into(),
+                status: ArmStatus::Active,
                 counts: view.cell.holdout_raw,
                 fitted: view.holdout_fit,
                 weight: view.decision.holdout,
@@ -154,7 +154,7 @@ fn rows(
                 role: arm_id.role(),
                 variant: variant.clone(),
                 weight,
-                status: status.clone(),
+                status,
             });
             let rate = (counts.units > 0.0).then(|| match frame.optimization.reward.kind {
                 MetricKind::Bool => counts.conversions / counts.units,
@@ -201,7 +201,7 @@ fn rows(
 struct Row {
     arm_id: ArmId,
     variant: String,
-    status: String,
+    status: ArmStatus,
     counts: Sums,
     fitted: model::Fitted,
     weight: f64,

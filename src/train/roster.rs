@@ -1,7 +1,8 @@
 //! The arm roster as the state store keeps it, and the definition's view of variants.
 
-use crate::allocation::{ArmStatus, Origin, RosterArm};
+use crate::allocation::RosterArm;
 use crate::config::Optimization;
+use crate::domain::ArmStatus;
 use crate::state::StoredArm;
 
 /// The levels of a stored variant JSON object, in factor order; a factor it lacks gets a
@@ -25,19 +26,16 @@ pub(super) fn roster_arm(stored: &StoredArm, factors: &[String]) -> RosterArm {
         id: stored.arm_id,
         levels: levels_of(&stored.variant, factors),
         variant: stored.variant.clone(),
-        status: ArmStatus::parse(&stored.status).unwrap_or(ArmStatus::Active),
+        status: stored.status,
         since: stored.since,
         reason: stored.reason.clone(),
         // Stores from before the lifecycle have no start: a serving arm started at its `since`.
         started: stored.started.or_else(|| {
-            matches!(stored.status.as_str(), "active" | "incubating").then_some(stored.since)
+            matches!(stored.status, ArmStatus::Active | ArmStatus::Incubating)
+                .then_some(stored.since)
         }),
         initial: stored.initial,
-        origin: if stored.origin == "generated" {
-            Origin::Generated
-        } else {
-            Origin::Definition
-        },
+        origin: stored.origin,
     }
 }
 
@@ -45,16 +43,12 @@ pub(super) fn stored_arm(arm: &RosterArm) -> StoredArm {
     StoredArm {
         arm_id: arm.id,
         variant: arm.variant.clone(),
-        status: arm.status.as_str().into(),
+        status: arm.status,
         since: arm.since,
         reason: arm.reason.clone(),
         started: arm.started,
         initial: arm.initial,
-        origin: match arm.origin {
-            Origin::Definition => "definition",
-            Origin::Generated => "generated",
-        }
-        .into(),
+        origin: arm.origin,
     }
 }
 

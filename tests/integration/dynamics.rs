@@ -185,7 +185,7 @@ fn statuses(report: &RunReport) -> BTreeMap<u32, String> {
         .arms
         .iter()
         .filter(|a| a.role == Role::Bandit)
-        .map(|a| (a.arm_id.arm().unwrap(), a.status.clone()))
+        .map(|a| (a.arm_id.arm().unwrap(), a.status.to_string()))
         .collect()
 }
 

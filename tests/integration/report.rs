@@ -208,6 +208,46 @@ fn a_corrupt_value_in_the_store_is_an_error_naming_its_table_and_column() {
 }
 
 #[test]
+fn a_corrupt_status_or_role_is_an_error_naming_its_table_and_column_not_a_default() {
+    let project = trained();
+    let state = project.path(".levered/state.duckdb");
+    let corrupt = |sql: &str| {
+        let store = duckdb::Connection::open(&state).unwrap();
+        store.execute_batch(sql).unwrap();
+    };
+    corrupt("UPDATE arm_reports SET role = 'spectator' WHERE optimization = 'hero'");
+    std::fs::remove_file(project.path(".levered/state.duckdb.snapshot")).unwrap();
+    let out = report(&project, &[]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "arm_reports.role of run 20260108T000000Z-0002 cannot be read: `spectator` is not a valid role"
+        ),
+        "{}",
+        out.stderr
+    );
+    corrupt("UPDATE arms SET status = 'resting' WHERE optimization = 'hero' AND arm_id = 1");
+    let out = project.levered(&[
+        "train",
+        "-q",
+        "--config",
+        "optimizations.example.yaml",
+        "-o",
+        "hero",
+        "--as-of",
+        "2026-01-08T01:00:00Z",
+    ]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "arms.status of optimization hero cannot be read: `resting` is not a valid arm status"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn history_does_what_its_options_say_and_a_context_the_model_lacks_is_refused() {
     let project = trained();
     let history = |extra: &[&str]| {
