@@ -6,15 +6,11 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::report::{in_context, latest, no_runs, stored, write_page};
+use super::report::{history_of, latest, no_runs, stored, write_page};
 
 pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let store = stored(&args)?;
-    let rows: Vec<_> = store
-        .history(&args.optimization)?
-        .into_iter()
-        .filter(|h| in_context(&h.context, &args.context))
-        .collect();
+    let rows = history_of(&store, &args)?;
     if rows.is_empty() {
         return Err(if args.context.is_empty() {
             no_runs(&args.optimization, Path::new("the state store"))

@@ -14,7 +14,7 @@ use crate::report::{ArmReport, HistoryRow, RunInfo};
 use super::settings::{context_factors, load_config};
 
 /// Keeps the report rows of the asked contexts: every pair given must appear in the row's context key.
-pub(super) fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
+fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
     wanted.is_empty()
         || wanted
             .iter()
@@ -93,11 +93,23 @@ pub(super) fn latest(
     Ok((run, arms))
 }
 
+/// The stored allocation history, oldest first, of the asked contexts.
+pub(super) fn history_of(
+    store: &crate::state::StateStore,
+    args: &ReportArgs,
+) -> Result<Vec<HistoryRow>, Failure> {
+    Ok(store
+        .history(&args.optimization)?
+        .into_iter()
+        .filter(|h| in_context(&h.context, &args.context))
+        .collect())
+}
+
 pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
     let store = stored(&args)?;
     let (run, arms) = latest(&store, &args)?;
     if let Some(file) = &args.html {
-        let history = store.history(&args.optimization)?;
+        let history = history_of(&store, &args)?;
         return write_page(file, &args.optimization, (&run, &arms, &history), printer);
     }
     match args.format.unwrap_or(ReportFormat::Table) {
