@@ -30,6 +30,14 @@ struct RawScenario {
     contexts: Vec<RawContext>,
     #[serde(default)]
     drift: Vec<RawDrift>,
+    cycle: Option<RawCycle>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCycle {
+    daily: Option<Vec<f64>>,
+    weekly: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +77,52 @@ struct RawDrift {
     arms: Vec<RawArm>,
     #[serde(default)]
     context: Option<BTreeMap<String, String>>,
+}
+
+/// Multipliers of every arm's conversion rate by the hour of the day (UTC, 24 values from 00:00)
+/// and the day of the week (7 values from Monday): traffic that converts better at some times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cycle {
+    pub daily: Vec<f64>,
+    pub weekly: Vec<f64>,
+}
+
+impl Cycle {
+    fn check(raw: &RawCycle) -> anyhow::Result<Cycle> {
+        let profile = |values: &Option<Vec<f64>>, len: usize, key: &str| match values {
+            None => Ok(vec![1.0; len]),
+            Some(v) if v.len() != len => {
+                bail!(
+                    "cycle.{key}: {len} multipliers, one per {}; found {}",
+                    if len == 24 {
+                        "hour from 00:00 UTC"
+                    } else {
+                        "day from Monday"
+                    },
+                    v.len()
+                )
+            }
+            Some(v) if v.iter().any(|m| !m.is_finite() || *m < 0.0) => {
+                bail!("cycle.{key}: every multiplier must be a number ≥ 0")
+            }
+            Some(v) => Ok(v.clone()),
+        };
+        Ok(Cycle {
+            daily: profile(&raw.daily, 24, "daily")?,
+            weekly: profile(&raw.weekly, 7, "weekly")?,
+        })
+    }
+
+    /// The multiplier at instant `t`.
+    pub fn at(&self, t: DateTime<Utc>) -> f64 {
+        use chrono::{Datelike, Timelike};
+        self.daily[t.hour() as usize] * self.weekly[t.weekday().num_days_from_monday() as usize]
+    }
+
+    fn largest(&self) -> f64 {
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        max(&self.daily) * max(&self.weekly)
+    }
 }
 
 /// Which policy serves the simulated visitors.
@@ -149,6 +203,7 @@ pub struct Scenario {
     pub arms: Vec<(BTreeMap<String, String>, Truth)>,
     pub contexts: Vec<VisitorContext>,
     pub drift: Vec<Drift>,
+    pub cycle: Option<Cycle>,
 }
 
 fn truth(arm: &RawArm, numeric: bool, what: &str) -> anyhow::Result<Truth> {
@@ -273,6 +328,20 @@ impl Scenario {
         if raw.repetitions == Some(0) {
             bail!("repetitions: at least 1");
         }
+        let cycle = raw.cycle.as_ref().map(Cycle::check).transpose()?;
+        if let Some(cycle) = &cycle {
+            let rates = arms.iter().chain(contexts.iter().flat_map(|c| &c.arms));
+            let highest = rates
+                .chain(drift.iter().flat_map(|d| &d.arms))
+                .map(|a| a.1.rate)
+                .fold(0.0, f64::max);
+            if highest * cycle.largest() > 1.0 {
+                bail!(
+                    "cycle: the largest multiplier ({}) takes the rate {highest} above 1",
+                    cycle.largest()
+                );
+            }
+        }
         Ok(Scenario {
             name: raw.name,
             seed: raw.seed.unwrap_or(1),
@@ -287,10 +356,12 @@ impl Scenario {
             arms,
             contexts,
             drift,
+            cycle,
         })
     }
 
-    /// The truth of `variant` for a visitor in `context` at `elapsed` after the start.
+    /// The truth of `variant` for a visitor in `context` at `elapsed` after the start, the cycle's
+    /// multiplier applied to its rate.
     pub fn truth(
         &self,
         variant: &BTreeMap<String, String>,
@@ -310,7 +381,14 @@ impl Scenario {
                 }
             }
         }
-        found
+        let multiplier = self
+            .cycle
+            .as_ref()
+            .map_or(1.0, |c| c.at(self.start + elapsed.as_chrono()));
+        found.map(|t| Truth {
+            rate: t.rate * multiplier,
+            ..t
+        })
     }
 
     /// The definitions file the real pipeline trains on, for `policy`.
@@ -336,5 +414,64 @@ impl Scenario {
         format!(
             "warehouse: {{path: warehouse.duckdb}}\nstate: state.duckdb\noutput_dir: out\nmetrics:\n  reward:\n    type: {kind}\n    sql: \"SELECT anonymous_id, timestamp{value} FROM rewards WHERE timestamp >= $start AND timestamp < $end\"\noptimizations:\n  sim: {optimization}\n"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(cycle: &str) -> anyhow::Result<Scenario> {
+        let yaml = format!(
+            "name: c
+horizon: 2d
+visitors_per_hour: 10
+optimization: {{design_factors: {{h: [A, B]}}, model: {{kind: mab}}}}
+arms:
+  - {{variant: {{h: A}}, rate: 0.1}}
+  - {{variant: {{h: B}}, rate: 0.2}}
+{cycle}"
+        );
+        Scenario::check(serde_saphyr::from_str(&yaml).unwrap())
+    }
+
+    fn daily(peak_hour: usize, peak: &str) -> String {
+        let values: Vec<&str> = (0..24)
+            .map(|h| if h == peak_hour { peak } else { "1" })
+            .collect();
+        values.join(", ")
+    }
+
+    #[test]
+    fn a_cycle_multiplies_every_rate_by_the_hour_and_the_weekday() {
+        let cycle = format!(
+            "cycle: {{daily: [{}], weekly: [1, 1, 1, 1, 1, 1, 0.5]}}",
+            daily(9, "3")
+        );
+        let s = scenario(&cycle).unwrap();
+        let b = BTreeMap::from([("h".to_string(), "B".to_string())]);
+        let rate = |hours: i64| {
+            let elapsed = Span::from_seconds(hours * 3_600);
+            s.truth(&b, &BTreeMap::new(), elapsed).unwrap().rate
+        };
+        // The default start, 2026-03-01T00:00:00Z, is a Sunday (weekly multiplier 0.5).
+        assert!((rate(8) - 0.1).abs() < 1e-15);
+        assert!((rate(9) - 0.3).abs() < 1e-15);
+        // Monday 09:00 and 10:00.
+        assert!((rate(33) - 0.6).abs() < 1e-15);
+        assert!((rate(34) - 0.2).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_cycle_of_the_wrong_length_or_above_rate_one_is_refused() {
+        let short = scenario("cycle: {daily: [1, 2]}").unwrap_err().to_string();
+        assert!(short.contains("24 multipliers"), "{short}");
+        let weekly = scenario("cycle: {weekly: [1, 1, 1, 1, 1, 1, -1]}")
+            .unwrap_err()
+            .to_string();
+        assert!(weekly.contains("≥ 0"), "{weekly}");
+        let high = format!("cycle: {{daily: [{}]}}", daily(3, "6"));
+        let high = scenario(&high).unwrap_err().to_string();
+        assert!(high.contains("above 1"), "{high}");
     }
 }
