@@ -210,7 +210,7 @@ fn context_views<'a>(
             .roster
             .arms
             .iter()
-            .map(|a| cells.iter().map(|(_, c)| c.decayed(a.id)).collect())
+            .map(|a| cells.iter().map(|(_, c)| c.evidence(a.id)).collect())
             .collect::<Vec<_>>(),
         frame.optimization.reward.kind == MetricKind::Bool,
     )
@@ -228,7 +228,7 @@ fn context_views<'a>(
             .map(|(id, f)| {
                 (
                     *id,
-                    shrink(f, &tally.pooled.decayed(*id), &cell.decayed(*id)),
+                    shrink(f, &tally.pooled.evidence(*id), &cell.evidence(*id)),
                 )
             })
             .collect();

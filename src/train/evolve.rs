@@ -118,7 +118,7 @@ mod tests {
         let mut roster = reconcile(hero, &world.store, Instant::from_micros(0)).unwrap();
         roster.arms[1].status = ArmStatus::Proposed;
         let baseline = Some(roster.arms[0].id);
-        let tally = Tally::collect(&[], &[], Instant::from_micros(0), None, HOUR);
+        let tally = Tally::collect(&[], &[], Instant::from_micros(0), hero);
         let fitter = Fitter::new(hero, &roster, &tally.pooled);
         let mut arms = fitter.fit_arms(&roster, &tally.pooled);
         let settings = Settings {

@@ -271,14 +271,7 @@ pub(super) fn report_of(
         ..
     } = job;
     let as_of = planned.scan.as_of;
-    let model_settings = &optimization.model;
-    let tally = Tally::collect(
-        &evidence.batches,
-        &evidence.served,
-        as_of,
-        model_settings.decay_half_life,
-        model_settings.batch,
-    );
+    let tally = Tally::collect(&evidence.batches, &evidence.served, as_of, optimization);
     let pooled = &tally.pooled;
     let fitter = Fitter::new(optimization, &planned.roster, pooled);
     let mut fitted = fitter.fit_arms(&planned.roster, pooled);

@@ -1,20 +1,27 @@
-//! The stored and scanned batch aggregates, summed per arm, holdout, context and stratum; and the
-//! sample-ratio-mismatch test over the newest complete batches.
+//! The stored and scanned batch aggregates, summed per arm, holdout, context and stratum, with each
+//! arm's evidence restated on the whole traffic's mix of periods; and the sample-ratio-mismatch test
+//! over the newest complete batches.
 
 use std::collections::BTreeMap;
 
+use crate::config::{MetricKind, Optimization};
 use crate::domain::{ArmId, ContextKey};
 use crate::model::{self, Sums};
 use crate::state::Served;
 use crate::time::{Instant, Span};
 use crate::warehouse::BatchRow;
 
-/// Sums of one context (or of all, pooled): per arm (raw for the report, decay-weighted for the
-/// posterior), for the holdout, and per stratum of equal served holdout share for the lift.
+/// Sums of one context (or of all, pooled): per arm (raw for the report; decay-weighted and
+/// restated on the whole traffic's mix of periods for the posterior), for the holdout, and per
+/// stratum of equal served holdout share for the lift.
 #[derive(Default)]
 pub(super) struct Cell {
     pub(super) raw: BTreeMap<u32, Sums>,
-    pub(super) decayed: BTreeMap<u32, Sums>,
+    /// The posterior's evidence: decay-weighted, then standardized (see [`Tally::collect`]).
+    evidence: BTreeMap<u32, Sums>,
+    /// Decay-weighted arm sums per (batch start, arm): each batch is one period, served by one
+    /// allocation (docs/statistics.md, "Period effects").
+    periods: BTreeMap<(Instant, u32), Sums>,
     pub(super) holdout_raw: Sums,
     pub(super) holdout_decayed: Sums,
     /// Holdout sums per stratum (the served holdout share in millionths; `None`: not known).
@@ -30,13 +37,16 @@ pub(super) struct Tally {
 }
 
 impl Tally {
+    /// Sums `batches` (decay-weighted as of `as_of`) and restates every arm's posterior evidence on
+    /// the whole traffic's mix of periods: the period levels are fitted on the pooled sums, and
+    /// each cell's arms are standardized with that cell's own traffic.
     pub(super) fn collect(
         batches: &[BatchRow],
         served: &[Served],
         as_of: Instant,
-        half_life: Option<Span>,
-        batch: Span,
+        optimization: &Optimization,
     ) -> Tally {
+        let (half_life, batch) = (optimization.model.decay_half_life, optimization.model.batch);
         let mut tally = Tally {
             pooled: Cell::default(),
             cells: BTreeMap::new(),
@@ -69,6 +79,27 @@ impl Tally {
                     .add(b, &sums, weight, stratum);
             }
         }
+        let outcome = match optimization.reward.kind {
+            MetricKind::Bool => |s: &Sums| s.conversions,
+            MetricKind::Numeric => |s: &Sums| s.value_sum,
+        };
+        let cells: BTreeMap<(Instant, u32), model::PeriodCell> = tally
+            .pooled
+            .periods
+            .iter()
+            .map(|(key, s)| {
+                let cell = model::PeriodCell {
+                    units: s.units,
+                    outcome: outcome(s),
+                };
+                (*key, cell)
+            })
+            .collect();
+        let levels = model::period_levels(&cells);
+        tally.pooled.standardize(&levels);
+        for cell in tally.cells.values_mut() {
+            cell.standardize(&levels);
+        }
         tally
     }
 }
@@ -84,7 +115,11 @@ impl Cell {
                 .add(sums, 1.0);
         } else {
             self.raw.entry(b.arm_id).or_default().add(sums, 1.0);
-            self.decayed.entry(b.arm_id).or_default().add(sums, weight);
+            self.evidence.entry(b.arm_id).or_default().add(sums, weight);
+            self.periods
+                .entry((b.batch_start, b.arm_id))
+                .or_default()
+                .add(sums, weight);
             self.arm_strata
                 .entry((b.arm_id, stratum))
                 .or_default()
@@ -96,8 +131,22 @@ impl Cell {
         self.raw.values().map(|s| s.units).sum()
     }
 
-    pub(super) fn decayed(&self, id: u32) -> Sums {
-        self.decayed.get(&id).copied().unwrap_or_default()
+    /// Restates each arm's decay-weighted sums on the cell's mix of periods under `levels`.
+    fn standardize(&mut self, levels: &BTreeMap<Instant, f64>) {
+        let traffic = self
+            .periods
+            .iter()
+            .map(|(key, s)| (*key, s.units))
+            .collect();
+        let factors = model::mix_factors(levels, &traffic);
+        for (arm, sums) in self.evidence.iter_mut() {
+            *sums = model::standardize(sums, factors.get(arm).copied().unwrap_or(1.0));
+        }
+    }
+
+    /// An arm's posterior evidence: decay-weighted, on the whole traffic's mix of periods.
+    pub(super) fn evidence(&self, id: u32) -> Sums {
+        self.evidence.get(&id).copied().unwrap_or_default()
     }
 
     pub(super) fn raw(&self, id: u32) -> Sums {
@@ -220,5 +269,46 @@ pub(super) fn sample_ratio(
     match model::srm(&o, &e) {
         Ok(test) => (Some(test), covered),
         Err(why) => (None, format!("not tested over {covered}: {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::plan::tests::optimization;
+
+    #[test]
+    fn an_arm_served_in_the_better_batch_is_restated_on_the_traffics_mix() {
+        let hour = Span::from_seconds(3_600);
+        let start = Instant::from_micros(0);
+        // The second batch converts three times as well; arm 2 got 90% of it, arm 1 90% of the first.
+        let row = |batch: i64, arm_id, units, conversions| BatchRow {
+            batch_start: start + hour * batch,
+            context: ContextKey::pooled(),
+            arm_id,
+            holdout: false,
+            units,
+            conversions,
+            value_sum: conversions as f64,
+            value_sq_sum: conversions as f64,
+        };
+        let batches = [
+            row(0, 1, 900, 18),
+            row(0, 2, 100, 4),
+            row(1, 1, 100, 6),
+            row(1, 2, 900, 108),
+        ];
+        let hero = optimization("visitor_batch", "live");
+        let tally = Tally::collect(&batches, &[], start + hour * 9, &hero);
+        let (one, two) = (tally.pooled.evidence(1), tally.pooled.evidence(2));
+        // Mix factors 0.6 and 1.4 (the periods' levels are 1 and 3, the traffic's mean level 2):
+        // rates 4% and 8%, where the pooled counts say 2.4% and 11.2%.
+        assert!((one.units - 600.0).abs() < 1e-9 && (two.units - 1400.0).abs() < 1e-9);
+        assert_eq!((one.conversions, two.conversions), (24.0, 112.0));
+        assert_eq!(
+            tally.pooled.raw(1).units,
+            1000.0,
+            "the report's counts stay as observed"
+        );
     }
 }

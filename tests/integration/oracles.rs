@@ -253,3 +253,83 @@ fn large_counts_and_sparse_cells_match_boost_and_quadrature() {
         }
     }
 }
+
+#[test]
+fn period_standardized_estimates_match_an_independent_fit() {
+    use levered::model::{fit_bool, mix_factors, period_levels, standardize, PeriodCell, Sums};
+    // The tables, and their fit by Newton's method on the conditional likelihood
+    // (scripts/period_oracles.py); levered fits them by iterative proportional fitting.
+    let mut tables: BTreeMap<String, BTreeMap<(i64, u32), PeriodCell>> = BTreeMap::new();
+    for row in read_csv(&repo().join("fixtures/oracles/periods_input.csv")) {
+        let key = (number(&row, "period") as i64, number(&row, "arm") as u32);
+        let cell = PeriodCell {
+            units: number(&row, "units"),
+            outcome: number(&row, "conversions"),
+        };
+        tables
+            .entry(row["case"].clone())
+            .or_default()
+            .insert(key, cell);
+    }
+    let expected = cases_in("periods.csv", 4);
+    assert_eq!(tables.len(), 4);
+    for (case, rows) in expected {
+        let table = &tables[&case];
+        let levels = period_levels(table);
+        let traffic = table.iter().map(|(k, c)| (*k, c.units)).collect();
+        let factors = mix_factors(&levels, &traffic);
+        let fitted: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let arm = number(row, "arm") as u32;
+                assert!(
+                    close(factors[&arm], number(row, "mix_factor"), 1e-10, 0.0),
+                    "{case} arm {arm}: factor {} vs {}",
+                    factors[&arm],
+                    row["mix_factor"]
+                );
+                let sums = Sums {
+                    units: number(row, "units"),
+                    conversions: number(row, "conversions"),
+                    ..Sums::default()
+                };
+                fit_bool(1.0, 1.0, &standardize(&sums, factors[&arm]))
+            })
+            .collect();
+        let comparison = compare(&fitted.iter().map(|f| f.posterior).collect::<Vec<_>>(), 1);
+        assert_eq!(comparison.method, Method::Quadrature, "{case}");
+        for (i, (row, fit)) in rows.iter().zip(&fitted).enumerate() {
+            let interval = fit.posterior.interval(0.95);
+            for (what, actual, relative) in [
+                ("alpha", fit.alpha, 1e-12),
+                ("beta", fit.beta, 1e-10),
+                ("mean", fit.posterior.mean(), 1e-10),
+                ("ci95_low", interval.low, 1e-8),
+                ("ci95_high", interval.high, 1e-8),
+            ] {
+                assert!(
+                    close(actual, number(row, what), relative, 0.0),
+                    "{case} arm {i}: {what} {actual} vs {}",
+                    row[what]
+                );
+            }
+            assert!(
+                close(comparison.p_best[i], number(row, "p_best"), 1e-6, 1e-10),
+                "{case} arm {i}: p_best {} vs {}",
+                comparison.p_best[i],
+                row["p_best"]
+            );
+            assert!(
+                close(
+                    comparison.expected_loss[i],
+                    number(row, "expected_loss"),
+                    1e-6,
+                    1e-10
+                ),
+                "{case} arm {i}: loss {} vs {}",
+                comparison.expected_loss[i],
+                row["expected_loss"]
+            );
+        }
+    }
+}
