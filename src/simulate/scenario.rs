@@ -33,7 +33,7 @@ struct RawScenario {
     cycle: Option<RawCycle>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCycle {
     daily: Option<Vec<f64>>,
@@ -52,6 +52,8 @@ struct RawArm {
     variant: BTreeMap<String, String>,
     rate: f64,
     value: Option<RawValue>,
+    /// This arm's own cycle, on top of the scenario's (only under the scenario's `arms:`).
+    cycle: Option<RawCycle>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -204,6 +206,28 @@ pub struct Scenario {
     pub contexts: Vec<VisitorContext>,
     pub drift: Vec<Drift>,
     pub cycle: Option<Cycle>,
+    /// Arms with a cycle of their own (`arms[i].cycle`).
+    pub arm_cycles: Vec<(BTreeMap<String, String>, Cycle)>,
+}
+
+/// The arms of `arms:` with a cycle of their own; a cycle under `contexts:` or `drift:` is refused.
+fn arm_cycles(raw: &RawScenario) -> anyhow::Result<Vec<(BTreeMap<String, String>, Cycle)>> {
+    let nested = raw.contexts.iter().flat_map(|c| &c.arms);
+    if nested
+        .chain(raw.drift.iter().flat_map(|d| &d.arms))
+        .any(|a| a.cycle.is_some())
+    {
+        bail!("cycle: an arm's own cycle belongs under the scenario's arms:, not under contexts: or drift:");
+    }
+    raw.arms
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.cycle.as_ref().map(|c| (i, a, c)))
+        .map(|(i, a, c)| {
+            let cycle = Cycle::check(c).with_context(|| format!("arms[{i}]"))?;
+            Ok((a.variant.clone(), cycle))
+        })
+        .collect()
 }
 
 fn truth(arm: &RawArm, numeric: bool, what: &str) -> anyhow::Result<Truth> {
@@ -329,16 +353,16 @@ impl Scenario {
             bail!("repetitions: at least 1");
         }
         let cycle = raw.cycle.as_ref().map(Cycle::check).transpose()?;
-        if let Some(cycle) = &cycle {
-            let rates = arms.iter().chain(contexts.iter().flat_map(|c| &c.arms));
-            let highest = rates
-                .chain(drift.iter().flat_map(|d| &d.arms))
-                .map(|a| a.1.rate)
-                .fold(0.0, f64::max);
-            if highest * cycle.largest() > 1.0 {
+        let arm_cycles = arm_cycles(&raw)?;
+        let rates = arms.iter().chain(contexts.iter().flat_map(|c| &c.arms));
+        for (variant, truth) in rates.chain(drift.iter().flat_map(|d| &d.arms)) {
+            let own = arm_cycles.iter().find(|(v, _)| v == variant);
+            let largest =
+                cycle.as_ref().map_or(1.0, Cycle::largest) * own.map_or(1.0, |(_, c)| c.largest());
+            if truth.rate * largest > 1.0 {
                 bail!(
-                    "cycle: the largest multiplier ({}) takes the rate {highest} above 1",
-                    cycle.largest()
+                    "cycle: the largest multiplier ({largest}) takes the rate {} of {variant:?} above 1",
+                    truth.rate
                 );
             }
         }
@@ -357,6 +381,7 @@ impl Scenario {
             contexts,
             drift,
             cycle,
+            arm_cycles,
         })
     }
 
@@ -381,10 +406,10 @@ impl Scenario {
                 }
             }
         }
-        let multiplier = self
-            .cycle
-            .as_ref()
-            .map_or(1.0, |c| c.at(self.start + elapsed.as_chrono()));
+        let at = self.start + elapsed.as_chrono();
+        let own = self.arm_cycles.iter().find(|(v, _)| v == variant);
+        let multiplier =
+            self.cycle.as_ref().map_or(1.0, |c| c.at(at)) * own.map_or(1.0, |(_, c)| c.at(at));
         found.map(|t| Truth {
             rate: t.rate * multiplier,
             ..t
@@ -460,6 +485,41 @@ arms:
         // Monday 09:00 and 10:00.
         assert!((rate(33) - 0.6).abs() < 1e-15);
         assert!((rate(34) - 0.2).abs() < 1e-15);
+    }
+
+    #[test]
+    fn an_arms_own_cycle_changes_only_that_arm() {
+        let s = scenario("").unwrap();
+        assert!(s.cycle.is_none() && s.arm_cycles.is_empty());
+        let yaml = format!(
+            "name: c
+horizon: 2d
+visitors_per_hour: 10
+optimization: {{design_factors: {{h: [A, B]}}, model: {{kind: mab}}}}
+arms:
+  - {{variant: {{h: A}}, rate: 0.1}}
+  - {{variant: {{h: B}}, rate: 0.2, cycle: {{daily: [{}]}}}}
+",
+            daily(2, "2")
+        );
+        let s = Scenario::check(serde_saphyr::from_str(&yaml).unwrap()).unwrap();
+        let rate = |arm: &str, hours: i64| {
+            let variant = BTreeMap::from([("h".to_string(), arm.to_string())]);
+            let elapsed = Span::from_seconds(hours * 3_600);
+            s.truth(&variant, &BTreeMap::new(), elapsed).unwrap().rate
+        };
+        assert_eq!((rate("A", 2), rate("B", 2), rate("B", 3)), (0.1, 0.4, 0.2));
+        let nested = yaml.replace(
+            "arms:\n",
+            "contexts:\n  - {context: {c: x}, share: 1, arms: [{variant: {h: A}, rate: 0.1, cycle: {}}]}\narms:\n",
+        );
+        let error = Scenario::check(serde_saphyr::from_str(&nested).unwrap()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("belongs under the scenario's arms"),
+            "{error}"
+        );
     }
 
     #[test]
