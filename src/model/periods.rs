@@ -29,40 +29,65 @@ pub fn period_levels<P: Ord + Clone>(cells: &BTreeMap<(P, u32), PeriodCell>) -> 
     if cells.values().any(|c| c.outcome < 0.0 || c.units < 0.0) {
         return BTreeMap::new();
     }
-    let mut period_total: BTreeMap<P, f64> = BTreeMap::new();
-    let mut arm_total: BTreeMap<u32, f64> = BTreeMap::new();
-    for ((period, arm), cell) in cells {
-        *period_total.entry(period.clone()).or_default() += cell.outcome;
-        *arm_total.entry(*arm).or_default() += cell.outcome;
+    // Dense indices: the rounds run over plain vectors.
+    let periods: Vec<&P> = {
+        let mut p: Vec<&P> = cells.keys().map(|(p, _)| p).collect();
+        p.dedup();
+        p
+    };
+    let arms: Vec<u32> = {
+        let mut a: Vec<u32> = cells.keys().map(|(_, a)| *a).collect();
+        a.sort_unstable();
+        a.dedup();
+        a
+    };
+    let mut period_index = 0;
+    let table: Vec<(usize, usize, f64)> = cells
+        .iter()
+        .map(|((p, a), c)| {
+            while periods[period_index] != p {
+                period_index += 1;
+            }
+            let arm = arms.binary_search(a).unwrap_or_default();
+            (period_index, arm, c.units)
+        })
+        .collect();
+    let mut period_total = vec![0.0; periods.len()];
+    let mut arm_total = vec![0.0; arms.len()];
+    for (&(p, a, _), cell) in table.iter().zip(cells.values()) {
+        period_total[p] += cell.outcome;
+        arm_total[a] += cell.outcome;
     }
-    let mut effect: BTreeMap<u32, f64> = arm_total.keys().map(|a| (*a, 1.0)).collect();
-    let levels_for = |effect: &BTreeMap<u32, f64>| {
-        let mut expected: BTreeMap<P, f64> = BTreeMap::new();
-        for ((period, arm), cell) in cells {
-            *expected.entry(period.clone()).or_default() += cell.units * effect[arm];
+    let mut effect = vec![1.0; arms.len()];
+    let levels_for = |effect: &[f64]| {
+        let mut expected = vec![0.0; periods.len()];
+        for &(p, a, n) in &table {
+            expected[p] += n * effect[a];
         }
         period_total
             .iter()
-            .map(|(p, total)| {
-                let level = match expected.get(p) {
-                    Some(&e) if *total > 0.0 && e > 0.0 => total / e,
-                    _ => 0.0,
-                };
-                (p.clone(), level)
+            .zip(expected)
+            .map(|(total, e)| {
+                if *total > 0.0 && e > 0.0 {
+                    total / e
+                } else {
+                    0.0
+                }
             })
-            .collect::<BTreeMap<P, f64>>()
+            .collect::<Vec<f64>>()
     };
     for _ in 0..MAX_ROUNDS {
         let levels = levels_for(&effect);
-        let mut exposure: BTreeMap<u32, f64> = BTreeMap::new();
-        for ((period, arm), cell) in cells {
-            *exposure.entry(*arm).or_default() += cell.units * levels[period];
+        let mut exposure = vec![0.0; arms.len()];
+        for &(p, a, n) in &table {
+            exposure[a] += n * levels[p];
         }
         let mut moved: f64 = 0.0;
-        for (arm, value) in effect.iter_mut() {
-            let next = match exposure.get(arm) {
-                Some(&e) if e > 0.0 => arm_total[arm] / e,
-                _ => *value,
+        for (a, value) in effect.iter_mut().enumerate() {
+            let next = if exposure[a] > 0.0 {
+                arm_total[a] / exposure[a]
+            } else {
+                *value
             };
             if next > 0.0 {
                 moved = moved.max((next - *value).abs() / next);
@@ -73,7 +98,8 @@ pub fn period_levels<P: Ord + Clone>(cells: &BTreeMap<(P, u32), PeriodCell>) -> 
             break;
         }
     }
-    levels_for(&effect)
+    let levels = levels_for(&effect);
+    periods.into_iter().cloned().zip(levels).collect()
 }
 
 /// Each arm's mix factor `f_a = (Σ_p n_pa λ_p / n_a) / (Σ_p n_p λ_p / n)`: how much better the

@@ -17,8 +17,9 @@ use crate::config;
 use crate::domain::{ArmId, ContextKey, Role};
 use crate::output::{Format, Printer};
 use crate::report::RunReport;
+use crate::state::MemoryStore;
 use crate::time::{Instant, Span};
-use crate::train::{train, train_on, Outcome, TrainOptions};
+use crate::train::{train, train_in, Outcome, TrainOptions};
 
 use super::memory::{Memory, Unit};
 use super::scenario::{Policy, Scenario};
@@ -79,8 +80,8 @@ struct Deployment<'s> {
     variants: Vec<BTreeMap<String, String>>,
     /// The DuckDB warehouse (without `fast`).
     warehouse: PathBuf,
-    /// The in-memory engine (with `fast`).
-    memory: Option<Memory>,
+    /// The in-memory engine and state store (with `fast`).
+    memory: Option<(Memory, MemoryStore)>,
     printer: Printer,
 }
 
@@ -139,13 +140,13 @@ impl<'s> Deployment<'s> {
             factors,
             variants,
             warehouse,
-            memory: fast.then(Memory::default),
+            memory: fast.then(|| (Memory::default(), MemoryStore::new())),
             printer: Printer::new(true, true, Format::Text),
         })
     }
 
     /// Runs the real `levered train` as of `as_of`.
-    fn train_at(&self, as_of: chrono::DateTime<chrono::Utc>) -> anyhow::Result<RunReport> {
+    fn train_at(&mut self, as_of: chrono::DateTime<chrono::Utc>) -> anyhow::Result<RunReport> {
         let options = TrainOptions {
             optimizations: Vec::new(),
             all: true,
@@ -161,11 +162,13 @@ impl<'s> Deployment<'s> {
             full: false,
             lock_timeout: Duration::from_secs(60),
         };
-        let outcomes = match &self.memory {
-            Some(memory) => train_on(&self.config, &options, &self.printer, memory),
-            None => train(&self.config, &options, &self.printer),
-        };
-        match outcomes.map_err(|f| f.error)?.pop() {
+        if let Some((memory, store)) = &mut self.memory {
+            return train_in(&self.config, &options, &self.printer, memory, store);
+        }
+        match train(&self.config, &options, &self.printer)
+            .map_err(|f| f.error)?
+            .pop()
+        {
             Some(Outcome::Trained(report)) => Ok(*report),
             Some(Outcome::Failed { failure, .. }) => Err(failure.error),
             other => Err(anyhow!("the simulated run did not train: {other:?}")),
@@ -173,7 +176,7 @@ impl<'s> Deployment<'s> {
     }
 
     /// The first allocation: the uniform policy's equal split, else the first run's.
-    fn first_allocation(&self) -> anyhow::Result<Vec<ServingRow>> {
+    fn first_allocation(&mut self) -> anyhow::Result<Vec<ServingRow>> {
         if self.policy != Policy::Uniform {
             return Ok(rows(&self.train_at(self.scenario.start)?));
         }
@@ -195,7 +198,7 @@ impl<'s> Deployment<'s> {
     fn flush(&mut self, pending: &mut Vec<(Unit, (String, String, String))>) -> anyhow::Result<()> {
         let (units, names): (Vec<Unit>, Vec<(String, String, String)>) = pending.drain(..).unzip();
         match &mut self.memory {
-            Some(memory) => memory.units.extend(units),
+            Some((memory, _)) => memory.units.extend(units),
             None => append(&self.warehouse, &units, &names)?,
         }
         Ok(())

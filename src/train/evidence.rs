@@ -8,7 +8,7 @@ use crate::config::Optimization;
 use crate::domain::{ArmId, ContextKey};
 use crate::interrupt;
 use crate::output::Printer;
-use crate::state::{Served, StateStore};
+use crate::state::{Served, Store};
 use crate::time::Instant;
 use crate::warehouse::{self, BatchRow, Engine, ScanResult};
 
@@ -36,7 +36,7 @@ pub(super) struct Evidence {
 pub(super) fn read(
     optimization: &Optimization,
     engine: &dyn Engine,
-    store: &mut StateStore,
+    store: &mut dyn Store,
     planned: &Planned<'_>,
     printer: &Printer,
 ) -> anyhow::Result<Evidence> {

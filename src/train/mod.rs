@@ -17,4 +17,4 @@ mod run;
 mod tally;
 
 use fit::ArmComparison;
-pub use run::{train, train_on, Outcome, TrainOptions};
+pub use run::{train, train_in, Outcome, TrainOptions};

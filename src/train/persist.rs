@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use crate::config::Config;
 use crate::interrupt;
 use crate::report::{self, RunReport, Staged};
-use crate::state::{RunWrite, StateStore, StoredArm};
+use crate::state::{RunWrite, Store, StoredArm};
 use crate::time::Instant;
 
 use super::evidence::Evidence;
@@ -28,7 +28,7 @@ pub(super) struct Written<'a> {
 /// Writes `report`: its files under `config.output_dir` and the run in `store`.
 pub(super) fn persist(
     config: &Config,
-    store: &mut StateStore,
+    store: &mut dyn Store,
     report: &RunReport,
     written: &Written<'_>,
     options: &TrainOptions,
@@ -39,6 +39,19 @@ pub(super) fn persist(
     if let Some(signal) = interrupt::received() {
         return Err(anyhow!("stopped by {}", interrupt::name(signal)));
     }
+    commit(store, report, written, options)?;
+    staged.publish()?;
+    report::prune_runs(&folder.join("runs"), config.keep_runs as usize)?;
+    Ok(())
+}
+
+/// Writes the run to `store` in one transaction.
+pub(super) fn commit(
+    store: &mut dyn Store,
+    report: &RunReport,
+    written: &Written<'_>,
+    options: &TrainOptions,
+) -> anyhow::Result<()> {
     let Written {
         planned, evidence, ..
     } = written;
@@ -61,8 +74,6 @@ pub(super) fn persist(
         events: &planned.roster.events,
         duration_ms: written.duration_ms,
     })?;
-    staged.publish()?;
-    report::prune_runs(&folder.join("runs"), config.keep_runs as usize)?;
     Ok(())
 }
 

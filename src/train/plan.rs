@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::allocation::Roster;
 use crate::config::{Config, Optimization};
-use crate::state::{LastRun, StateStore};
+use crate::state::{LastRun, Store};
 use crate::warehouse::{self, ScanPlan};
 
 use super::roster::{is_excluded, roster_arm};
@@ -31,7 +31,7 @@ pub(super) struct Planned<'a> {
 pub(super) fn plan<'a>(
     config: &Config,
     optimization: &'a Optimization,
-    store: &StateStore,
+    store: &dyn Store,
     options: &TrainOptions,
 ) -> anyhow::Result<Planned<'a>> {
     let name = &optimization.name;
@@ -81,7 +81,7 @@ pub(super) fn plan<'a>(
 /// The stored arms reconciled with the definition's variants, under the generation cap.
 pub(super) fn reconcile(
     optimization: &Optimization,
-    store: &StateStore,
+    store: &dyn Store,
     as_of: Instant,
 ) -> anyhow::Result<Roster> {
     let factor_names: Vec<String> = optimization

@@ -13,7 +13,7 @@ use crate::exit::{Failure, Kind};
 use crate::interrupt;
 use crate::output::Printer;
 use crate::report::{self, RunReport};
-use crate::state::{self, StateStore};
+use crate::state::{self, StateStore, Store};
 use crate::time::Instant;
 use crate::warehouse::{self, Engine, SqlEngine, WarehouseError};
 
@@ -60,25 +60,6 @@ pub fn train(
     options: &TrainOptions,
     printer: &Printer,
 ) -> Result<Vec<Outcome>, Failure> {
-    train_with(config, options, printer, None)
-}
-
-/// Trains on `engine` instead of the configured warehouse (the simulator's fast path).
-pub fn train_on(
-    config: &Config,
-    options: &TrainOptions,
-    printer: &Printer,
-    engine: &dyn Engine,
-) -> Result<Vec<Outcome>, Failure> {
-    train_with(config, options, printer, Some(engine))
-}
-
-fn train_with(
-    config: &Config,
-    options: &TrainOptions,
-    printer: &Printer,
-    given: Option<&dyn Engine>,
-) -> Result<Vec<Outcome>, Failure> {
     let selected = select(config, options)?;
     // A dry run on a project without a store has nothing to lock and must not create anything.
     let needs_lock = !options.dry_run || config.state.exists();
@@ -93,7 +74,7 @@ fn train_with(
     };
     // The warehouse engine, when the run needs one, starts while the state store opens: each is a
     // database instance of its own, and starting one takes tens of milliseconds.
-    let needs_engine = given.is_none() && selected.iter().any(|o| o.status != Status::Archived);
+    let needs_engine = selected.iter().any(|o| o.status != Status::Archived);
     let (store, mut engine) = std::thread::scope(|scope| {
         let store = scope.spawn(|| open_store(&config.state));
         // Shared by every optimization's outcome when the warehouse cannot be opened.
@@ -123,14 +104,11 @@ fn train_with(
             });
             continue;
         }
-        let engine: Result<&dyn Engine, Arc<WarehouseError>> = match given {
-            Some(engine) => Ok(engine),
-            None => match engine
-                .get_or_insert_with(|| warehouse::open(&config.warehouse).map_err(Arc::new))
-            {
-                Ok(engine) => Ok(&**engine as &dyn Engine),
-                Err(error) => Err(Arc::clone(error)),
-            },
+        let engine: Result<&dyn Engine, Arc<WarehouseError>> = match engine
+            .get_or_insert_with(|| warehouse::open(&config.warehouse).map_err(Arc::new))
+        {
+            Ok(engine) => Ok(&**engine as &dyn Engine),
+            Err(error) => Err(Arc::clone(error)),
         };
         let outcome = match engine {
             Err(error) => Outcome::Failed {
@@ -155,6 +133,40 @@ fn train_with(
     Ok(outcomes)
 }
 
+/// Trains the one selected optimization on `engine` into `store` and writes no report files: the
+/// simulator's fast path, whose store lives in memory ([`state::MemoryStore`]). A failure is
+/// returned, not recorded.
+pub fn train_in(
+    config: &Config,
+    options: &TrainOptions,
+    printer: &Printer,
+    engine: &dyn Engine,
+    store: &mut dyn Store,
+) -> anyhow::Result<RunReport> {
+    let selected = select(config, options).map_err(|failure| failure.error)?;
+    let [optimization] = selected[..] else {
+        return Err(anyhow!("select one optimization"));
+    };
+    let job = Job {
+        config,
+        optimization,
+        options,
+        printer,
+    };
+    let seed = options
+        .seed
+        .or(optimization.model.seed)
+        .unwrap_or_else(rand::random::<u64>);
+    train_one(job, engine, store, seed, Files::None)
+}
+
+/// Whether a run writes its report files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Files {
+    Write,
+    None,
+}
+
 /// One optimization to train, and what every stage of its run reads.
 #[derive(Clone, Copy)]
 pub(super) struct Job<'a> {
@@ -176,7 +188,7 @@ fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome
         .seed
         .or(optimization.model.seed)
         .unwrap_or_else(rand::random::<u64>);
-    let error = match train_one(job, engine, store, seed) {
+    let error = match train_one(job, engine, store, seed, Files::Write) {
         Ok(report) => return Outcome::Trained(Box::new(report)),
         Err(error) => error,
     };
@@ -236,8 +248,9 @@ fn select<'c>(
 fn train_one(
     job: Job<'_>,
     engine: &dyn Engine,
-    store: &mut StateStore,
+    store: &mut dyn Store,
     seed: u64,
+    files: Files,
 ) -> anyhow::Result<RunReport> {
     let started = std::time::Instant::now();
     let mut planned = plan::plan(job.config, job.optimization, store, job.options)?;
@@ -252,7 +265,11 @@ fn train_one(
         duckdb_version: engine.version(),
         duration_ms: started.elapsed().as_millis() as i64,
     };
-    persist::persist(job.config, store, &report, &written, job.options)?;
+    if files == Files::Write {
+        persist::persist(job.config, store, &report, &written, job.options)?;
+    } else {
+        persist::commit(store, &report, &written, job.options)?;
+    }
     Ok(report)
 }
 
@@ -331,7 +348,7 @@ pub(super) fn report_of(
 /// Records a failed run in the store, so that the history shows it; a store that cannot take the
 /// record is left as it is (the error is reported either way).
 fn record_failure(
-    store: &mut StateStore,
+    store: &mut dyn Store,
     optimization: &str,
     options: &TrainOptions,
     seed: u64,
