@@ -210,6 +210,25 @@ pub struct Scenario {
     pub arm_cycles: Vec<(BTreeMap<String, String>, Cycle)>,
 }
 
+/// Refuses a cycle that takes any true rate above 1 at its largest multipliers.
+fn check_cycled_rates(
+    rates: &[&(BTreeMap<String, String>, Truth)],
+    cycle: Option<&Cycle>,
+    arm_cycles: &[(BTreeMap<String, String>, Cycle)],
+) -> anyhow::Result<()> {
+    for (variant, truth) in rates {
+        let own = arm_cycles.iter().find(|(v, _)| v == variant);
+        let largest = cycle.map_or(1.0, Cycle::largest) * own.map_or(1.0, |(_, c)| c.largest());
+        if truth.rate * largest > 1.0 {
+            bail!(
+                "cycle: the largest multiplier ({largest}) takes the rate {} of {variant:?} above 1",
+                truth.rate
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The arms of `arms:` with a cycle of their own; a cycle under `contexts:` or `drift:` is refused.
 fn arm_cycles(raw: &RawScenario) -> anyhow::Result<Vec<(BTreeMap<String, String>, Cycle)>> {
     let nested = raw.contexts.iter().flat_map(|c| &c.arms);
@@ -355,17 +374,8 @@ impl Scenario {
         let cycle = raw.cycle.as_ref().map(Cycle::check).transpose()?;
         let arm_cycles = arm_cycles(&raw)?;
         let rates = arms.iter().chain(contexts.iter().flat_map(|c| &c.arms));
-        for (variant, truth) in rates.chain(drift.iter().flat_map(|d| &d.arms)) {
-            let own = arm_cycles.iter().find(|(v, _)| v == variant);
-            let largest =
-                cycle.as_ref().map_or(1.0, Cycle::largest) * own.map_or(1.0, |(_, c)| c.largest());
-            if truth.rate * largest > 1.0 {
-                bail!(
-                    "cycle: the largest multiplier ({largest}) takes the rate {} of {variant:?} above 1",
-                    truth.rate
-                );
-            }
-        }
+        let rates: Vec<_> = rates.chain(drift.iter().flat_map(|d| &d.arms)).collect();
+        check_cycled_rates(&rates, cycle.as_ref(), &arm_cycles)?;
         Ok(Scenario {
             name: raw.name,
             seed: raw.seed.unwrap_or(1),
