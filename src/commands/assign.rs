@@ -82,7 +82,7 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
             format!("arm {}", served.arm_id)
         },
         served.variant,
-        crate::report::sig17(served.weight),
+        crate::report::number(served.weight),
         served.context,
         crate::time::Instant::from_micros(served.batch_start * 1_000_000).rfc3339()
     ));

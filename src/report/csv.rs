@@ -1,25 +1,33 @@
-//! CSV renderings of the allocation and the report. Weights carry 17 significant digits so that a
-//! reader recovers the exact double.
+//! CSV renderings of the allocation and the report. Numbers are the shortest text of their double,
+//! so that a reader recovers the exact weights.
 
 use super::model::HistoryRow;
 use super::model::{AllocationRow, ArmReport};
 
-/// `x` with 17 significant digits, in plain decimal notation.
-pub fn sig17(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return if x.is_nan() {
-            String::new()
-        } else {
-            format!("{x}")
-        };
+/// `x` as the shortest decimal text that reads back as the same double: plain notation from 1e-6
+/// up to 1e21 (`175`, `0.25`, `0.010000000018816043`), else scientific (`1.0700628854089555e-9`);
+/// empty for NaN.
+pub fn number(x: f64) -> String {
+    if x.is_nan() {
+        return String::new();
     }
-    let exponent = x.abs().log10().floor() as i32;
-    let decimals = (16 - exponent).clamp(0, 340) as usize;
-    format!("{x:.decimals$}")
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let scientific = format!("{x:e}");
+    let exponent: i32 = scientific
+        .rsplit_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
+    if (-6..21).contains(&exponent) {
+        format!("{x}")
+    } else {
+        scientific
+    }
 }
 
 fn optional(x: Option<f64>) -> String {
-    x.map(sig17).unwrap_or_default()
+    x.map(number).unwrap_or_default()
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
@@ -45,7 +53,7 @@ pub fn allocation(rows: &[AllocationRow]) -> String {
             field(&r.arm_id.to_string()),
             field(r.role.as_str()),
             field(&r.variant),
-            sig17(r.weight),
+            number(r.weight),
             field(r.status.as_str()),
         ];
         out.push_str(&fields.join(","));
@@ -68,11 +76,11 @@ pub fn report(rows: &[ArmReport]) -> String {
             r.units.to_string(),
             r.conversions.to_string(),
             optional(r.rate),
-            sig17(r.alpha),
-            sig17(r.beta),
-            sig17(r.mean),
-            sig17(r.ci_low),
-            sig17(r.ci_high),
+            number(r.alpha),
+            number(r.beta),
+            number(r.mean),
+            number(r.ci_low),
+            number(r.ci_high),
             optional(r.p_best),
             optional(r.expected_loss),
             optional(r.weight_prev),
@@ -103,9 +111,9 @@ pub fn history(rows: &[HistoryRow]) -> String {
             field(&h.variant),
             optional(h.weight),
             optional(h.p_best),
-            sig17(h.mean),
-            sig17(h.ci_low),
-            sig17(h.ci_high),
+            number(h.mean),
+            number(h.ci_low),
+            number(h.ci_high),
             field(h.change.as_deref().unwrap_or("")),
             optional(h.srm_p_value),
         ];
@@ -151,13 +159,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seventeen_digits_round_trip() {
-        for x in [0.1, 1.0 / 3.0, 0.617_216_604_52, 1.0, 2.5e-7, 123.456] {
-            let text = sig17(x);
-            assert!(!text.contains('e'), "{text}");
-            assert_eq!(text.parse::<f64>().unwrap(), x, "{text}");
+    fn numbers_are_the_shortest_text_that_reads_back_as_the_same_double() {
+        for (x, text) in [
+            (175.0, "175"),
+            (0.25, "0.25"),
+            (1.0700628854089555e-9, "1.0700628854089555e-9"),
+            (2.5e-7, "2.5e-7"),
+            (0.000001, "0.000001"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e21, "1e21"),
+            (-3.5, "-3.5"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(number(x), text);
         }
-        assert_eq!(sig17(0.0), "0");
+        let mut state: u64 = 7;
+        for i in 0..2_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let mantissa = 1.0 + (state >> 11) as f64 / (1u64 << 53) as f64 * 9.0;
+            let x = mantissa * 10f64.powi(i % 46 - 20);
+            let text = number(x);
+            assert_eq!(text.parse::<f64>().unwrap(), x, "{text}");
+            let digits = text.split('e').next().unwrap();
+            assert!(
+                !digits.contains('.') || !digits.ends_with('0'),
+                "padded: {text}"
+            );
+        }
+        assert_eq!(number(f64::NAN), "");
     }
 
     #[test]

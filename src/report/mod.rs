@@ -8,8 +8,8 @@ mod model;
 mod table;
 
 pub use csv::{
-    allocation as allocation_csv, history as history_csv, parse as parse_csv, report as report_csv,
-    sig17, ALLOCATION_HEADER, REPORT_HEADER,
+    allocation as allocation_csv, history as history_csv, number, parse as parse_csv,
+    report as report_csv, ALLOCATION_HEADER, REPORT_HEADER,
 };
 pub use files::{inside, prune_runs, remove_leftovers, run_id, Staged};
 pub use html::page as html_page;

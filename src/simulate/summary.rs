@@ -130,7 +130,7 @@ pub fn summarize(traces: &[Trace]) -> Vec<PolicySummary> {
 }
 
 fn opt(x: Option<f64>) -> String {
-    x.map_or_else(String::new, crate::report::sig17)
+    x.map_or_else(String::new, crate::report::number)
 }
 
 /// `hourly.csv`: per policy and hour, the mean and standard deviation over repetitions.
@@ -149,10 +149,10 @@ pub fn hourly_csv(traces: &[Trace]) -> String {
                 "{},{},{},{},{},{}",
                 policy.name(),
                 h + 1,
-                crate::report::sig17(r.0),
-                crate::report::sig17(r.1),
-                crate::report::sig17(b.0),
-                crate::report::sig17(b.1)
+                crate::report::number(r.0),
+                crate::report::number(r.1),
+                crate::report::number(b.0),
+                crate::report::number(b.1)
             );
         }
     }
@@ -171,11 +171,11 @@ pub fn summary_csv(summaries: &[PolicySummary]) -> String {
             "{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
             s.policy.name(),
             s.repetitions,
-            crate::report::sig17(s.regret_mean),
-            crate::report::sig17(s.regret_sd),
-            crate::report::sig17(s.regret_per_ln_hour),
-            crate::report::sig17(s.regret_per_hour),
-            crate::report::sig17(s.best_share_last_day),
+            crate::report::number(s.regret_mean),
+            crate::report::number(s.regret_sd),
+            crate::report::number(s.regret_per_ln_hour),
+            crate::report::number(s.regret_per_hour),
+            crate::report::number(s.best_share_last_day),
             opt(s.lift_estimate),
             opt(s.lift_true),
             opt(s.lift_error),
