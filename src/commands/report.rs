@@ -127,7 +127,16 @@ pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<Exit
                 printer.result(&crate::report::diagnostics_text(diagnostics));
             }
         }
-        ReportFormat::Csv => printer.result(&crate::report::report_csv(&arms)),
+        ReportFormat::Csv => {
+            let as_of = run.as_of.rfc3339();
+            let origin = crate::report::Origin {
+                optimization: &run.optimization,
+                run_id: &run.run_id,
+                as_of: &as_of,
+                metric: run.metric.as_deref().unwrap_or_default(),
+            };
+            printer.result(&crate::report::report_csv(&origin, &arms));
+        }
         ReportFormat::Json => printer.json(&serde_json::json!({"run": run, "arms": arms})),
     }
     Ok(ExitStatus::Success)

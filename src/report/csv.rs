@@ -62,12 +62,26 @@ pub fn allocation(rows: &[AllocationRow]) -> String {
     out
 }
 
-pub const REPORT_HEADER: &str = "context,arm_id,role,variant,status,units,conversions,rate,alpha,beta,mean,ci_low,ci_high,p_best,expected_loss,weight_prev,weight_new,lift_vs_holdout,lift_ci_low,lift_ci_high";
+pub const REPORT_HEADER: &str = "optimization,run_id,as_of,metric,context,arm_id,role,variant,status,units,conversions,rate,alpha,beta,mean,ci_low,ci_high,p_best,expected_loss,weight_prev,weight_new,lift_vs_holdout,lift_ci_low,lift_ci_high";
 
-pub fn report(rows: &[ArmReport]) -> String {
+/// Where report rows come from: each row of `report.csv` names its run, so that files from
+/// `runs/` can be concatenated.
+pub struct Origin<'a> {
+    pub optimization: &'a str,
+    pub run_id: &'a str,
+    /// RFC 3339.
+    pub as_of: &'a str,
+    pub metric: &'a str,
+}
+
+pub fn report(origin: &Origin<'_>, rows: &[ArmReport]) -> String {
     let mut out = format!("{REPORT_HEADER}\n");
     for r in rows {
         let fields = [
+            field(origin.optimization),
+            field(origin.run_id),
+            field(origin.as_of),
+            field(origin.metric),
             field(r.context.as_str()),
             field(&r.arm_id.to_string()),
             field(r.role.as_str()),

@@ -9,7 +9,7 @@ mod table;
 
 pub use csv::{
     allocation as allocation_csv, history as history_csv, number, parse as parse_csv,
-    report as report_csv, ALLOCATION_HEADER, REPORT_HEADER,
+    report as report_csv, Origin, ALLOCATION_HEADER, REPORT_HEADER,
 };
 pub use files::{inside, prune_runs, remove_leftovers, run_id, Staged};
 pub use html::page as html_page;

@@ -52,6 +52,8 @@ pub struct ArmReport {
 pub struct RunReport {
     pub optimization: String,
     pub run_id: String,
+    /// The reward metric the run was trained on.
+    pub metric: String,
     pub as_of: String,
     pub trained_at: String,
     pub seed: u64,
@@ -121,6 +123,8 @@ pub struct Winner {
 pub struct RunInfo {
     pub optimization: String,
     pub run_id: String,
+    /// The reward metric (none for runs stored before levered recorded it).
+    pub metric: Option<String>,
     #[serde(rename = "as_of_us")]
     pub as_of: Instant,
     #[serde(rename = "trained_at_us")]

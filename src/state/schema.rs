@@ -11,10 +11,16 @@ struct Migration {
 }
 
 /// Every version of the schema, oldest first; a change to the schema is a new file here.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../sql/state/001_tables.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../sql/state/001_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../sql/state/002_run_metric.sql"),
+    },
+];
 
 /// The schema version this levered writes and reads.
 pub const CURRENT: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -547,13 +547,15 @@ impl StateStore {
             .connection
             .query_row(
                 "SELECT run_id, epoch_us(as_of), epoch_us(trained_at), seed, scan_mode, mature_units,
-                        CAST(unmatched AS VARCHAR), CAST(warnings AS VARCHAR), CAST(diagnostics AS VARCHAR)
+                        CAST(unmatched AS VARCHAR), CAST(warnings AS VARCHAR), CAST(diagnostics AS VARCHAR),
+                        metric
                  FROM runs WHERE optimization = ? AND outcome = 'ok' ORDER BY seq DESC LIMIT 1",
                 params![optimization],
                 |row| {
                     let run = RunInfo {
                         optimization: optimization.to_string(),
                         run_id: row.get(0)?,
+                        metric: row.get(9)?,
                         as_of: row.get(1)?,
                         trained_at: row.get(2)?,
                         seed: row.get(3)?,
@@ -696,7 +698,7 @@ impl StateStore {
     pub fn record_failure(&mut self, f: &FailedRun<'_>) -> Result<(), StateError> {
         self.connection
             .execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '', '', ?, '', 'none', NULL, NULL, NULL, NULL, 0, '{}', '[]', NULL, 0, 'failed', ?, NULL, NULL)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '', '', ?, '', 'none', NULL, NULL, NULL, NULL, 0, '{}', '[]', NULL, 0, 'failed', ?, NULL, NULL, NULL)",
                 params![
                     f.run_id,
                     f.optimization,
@@ -805,7 +807,7 @@ fn insert_run(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
         .as_ref()
         .map(|w| serde_json::to_string(w).unwrap_or_default());
     tx.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?)",
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?)",
         params![
             r.run_id,
             r.optimization,
@@ -828,7 +830,8 @@ fn insert_run(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()> {
             w.winner_arm_id.map(|id| id as i32),
             w.duration_ms,
             diagnostics,
-            winner
+            winner,
+            r.metric
         ],
     )
     ?;

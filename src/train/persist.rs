@@ -79,7 +79,13 @@ pub(super) fn commit(
 
 fn stage_files(staged: &mut Staged, folder: &Path, report: &RunReport) -> anyhow::Result<()> {
     let allocation = report::allocation_csv(&report.allocation);
-    let arms = report::report_csv(&report.arms);
+    let origin = report::Origin {
+        optimization: &report.optimization,
+        run_id: &report.run_id,
+        as_of: &report.as_of,
+        metric: &report.metric,
+    };
+    let arms = report::report_csv(&origin, &report.arms);
     let runs = folder.join("runs");
     let json = serde_json::to_string_pretty(report).context("cannot render the run as JSON")?;
     // What killed runs staged here is dead: this run holds the state store's lock.

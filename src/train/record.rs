@@ -44,6 +44,7 @@ pub(super) fn record(
     RunReport {
         optimization: frame.optimization.name.clone(),
         run_id,
+        metric: frame.optimization.reward.name.clone(),
         as_of: as_of.rfc3339(),
         trained_at,
         seed: frame.seed,

@@ -75,6 +75,30 @@ fn the_latest_run_as_table_csv_and_json() {
 }
 
 #[test]
+fn every_report_row_names_its_optimization_run_as_of_and_metric() {
+    let project = trained();
+    for (run, as_of) in [
+        ("20260108T000000Z-0002", "2026-01-08T00:00:00Z"),
+        ("20260107T220000Z-0001", "2026-01-07T22:00:00Z"),
+    ] {
+        let rows = read_csv(&project.path(&format!("out/hero/runs/{run}/report.csv")));
+        assert_eq!(rows.len(), 9);
+        for row in rows {
+            let origin = (
+                &row["optimization"],
+                &row["run_id"],
+                &row["as_of"],
+                &row["metric"],
+            );
+            assert_eq!(
+                origin,
+                (&"hero".into(), &run.into(), &as_of.into(), &"signup".into())
+            );
+        }
+    }
+}
+
+#[test]
 fn the_html_page_is_self_contained_with_its_charts() {
     let project = trained();
     let out = report(&project, &["--html", "hero.html"]);
