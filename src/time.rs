@@ -162,10 +162,10 @@ impl std::ops::Mul<i64> for Span {
     }
 }
 
-/// Written as the integer of microseconds, as the JSON outputs have always carried instants.
+/// Written as RFC 3339 (whole seconds), as every JSON output writes instants.
 impl serde::Serialize for Instant {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_i64(self.0)
+        serializer.serialize_str(&self.rfc3339())
     }
 }
 

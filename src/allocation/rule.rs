@@ -34,9 +34,15 @@ pub struct Settings {
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     /// The optimization is completed: the winner serves all traffic.
-    Completed { winner: u32 },
+    Completed {
+        #[serde(rename = "winner_arm_id")]
+        winner: u32,
+    },
     /// Not enough evidence yet: equal split.
-    BurnIn { reason: String },
+    BurnIn {
+        #[serde(rename = "phase_reason")]
+        reason: String,
+    },
     /// Thompson-style weights: P(best) with the additive floor.
     Bandit,
 }

@@ -7,6 +7,23 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ArmId, ArmStatus, ContextKey, Role};
 use crate::time::Instant;
 
+/// A variant, held as its canonical JSON text (what `allocation.csv` carries), written into JSON
+/// outputs as the object itself.
+fn variant_object<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => value.serialize(serializer),
+        Err(_) => serializer.serialize_str(text),
+    }
+}
+
+/// Reads a variant written by [`variant_object`] (or, from older stores, as text) back to its text.
+fn variant_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => text,
+        object => object.to_string(),
+    })
+}
+
 /// One row of `allocation.csv`: the traffic weight the serving side reads.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AllocationRow {
@@ -16,6 +33,7 @@ pub struct AllocationRow {
     pub context: ContextKey,
     pub arm_id: ArmId,
     pub role: Role,
+    #[serde(serialize_with = "variant_object")]
     pub variant: String,
     pub weight: f64,
     pub status: ArmStatus,
@@ -27,6 +45,7 @@ pub struct ArmReport {
     pub context: ContextKey,
     pub arm_id: ArmId,
     pub role: Role,
+    #[serde(serialize_with = "variant_object")]
     pub variant: String,
     pub status: ArmStatus,
     pub units: i64,
@@ -57,6 +76,8 @@ pub struct RunReport {
     pub as_of: String,
     pub trained_at: String,
     pub seed: u64,
+    /// Written into the run's JSON object: `"phase"` and its `winner_arm_id` or `phase_reason`.
+    #[serde(flatten)]
     pub phase: crate::allocation::Phase,
     pub p_best_method: crate::model::Method,
     pub scan: ScanSummary,
@@ -107,6 +128,7 @@ pub struct Diagnostics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Winner {
     pub arm_id: u32,
+    #[serde(serialize_with = "variant_object", deserialize_with = "variant_text")]
     pub variant: String,
     pub p_best: f64,
     pub mean: f64,
@@ -125,9 +147,7 @@ pub struct RunInfo {
     pub run_id: String,
     /// The reward metric (none for runs stored before levered recorded it).
     pub metric: Option<String>,
-    #[serde(rename = "as_of_us")]
     pub as_of: Instant,
-    #[serde(rename = "trained_at_us")]
     pub trained_at: Instant,
     pub seed: u64,
     pub scan_mode: String,
@@ -141,7 +161,6 @@ pub struct RunInfo {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HistoryRow {
     pub run_id: String,
-    #[serde(rename = "as_of_us")]
     pub as_of: Instant,
     pub seed: u64,
     pub context: ContextKey,
@@ -152,6 +171,7 @@ pub struct HistoryRow {
     pub change: Option<String>,
     /// The run's sample-ratio-mismatch p-value, when it was tested.
     pub srm_p_value: Option<f64>,
+    #[serde(serialize_with = "variant_object")]
     pub variant: String,
     pub weight: Option<f64>,
     pub p_best: Option<f64>,

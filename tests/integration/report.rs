@@ -99,6 +99,43 @@ fn every_report_row_names_its_optimization_run_as_of_and_metric() {
 }
 
 #[test]
+fn the_json_outputs_write_times_variants_and_the_phase_alike() {
+    let project = trained();
+    let run_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path("out/hero/runs/20260108T000000Z-0002/run.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let out = report(&project, &["--format", "json"]);
+    let report_json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let out = project.levered(&[
+        "history",
+        "--config",
+        "optimizations.example.yaml",
+        "-o",
+        "hero",
+        "--format",
+        "json",
+    ]);
+    let history: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let as_of = "2026-01-08T00:00:00Z";
+    assert_eq!(run_json["as_of"], as_of);
+    assert_eq!(report_json["run"]["as_of"], as_of);
+    assert_eq!(history.as_array().unwrap().last().unwrap()["as_of"], as_of);
+    let variants = [
+        &run_json["allocation"][0]["variant"],
+        &run_json["arms"][0]["variant"],
+        &report_json["arms"][0]["variant"],
+        &history[0]["variant"],
+    ];
+    for variant in variants {
+        assert!(variant["headline"].is_string(), "{variant}");
+    }
+    // The phase is a value of the run, not an object holding a `phase`.
+    assert!(run_json["phase"].is_string(), "{}", run_json["phase"]);
+}
+
+#[test]
 fn the_html_page_is_self_contained_with_its_charts() {
     let project = trained();
     let out = report(&project, &["--html", "hero.html"]);
