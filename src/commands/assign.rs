@@ -92,6 +92,7 @@ pub(super) fn assign_command(args: AssignArgs, printer: &Printer) -> Result<Exit
 /// The rows of an `allocation.csv` as the serving side reads them.
 fn serving_rows(text: &str) -> anyhow::Result<Vec<crate::allocation::ServingRow>> {
     crate::report::parse_csv(text)
+        .context("not CSV with a header")?
         .into_iter()
         .enumerate()
         .map(|(i, row)| {

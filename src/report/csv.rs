@@ -1,6 +1,8 @@
 //! CSV renderings of the allocation and the report. Numbers are the shortest text of their double,
 //! so that a reader recovers the exact weights.
 
+use std::collections::BTreeMap;
+
 use super::model::HistoryRow;
 use super::model::{AllocationRow, ArmReport};
 
@@ -31,35 +33,41 @@ fn optional(x: Option<f64>) -> String {
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
-pub fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
+/// `header` and `rows` as CSV (RFC 4180: fields quoted when they hold `,`, `"` or a line break),
+/// one record per line.
+fn table(header: &str, rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let records = std::iter::once(header.split(',').map(str::to_string).collect()).chain(rows);
+    for record in records {
+        // Writing to memory fails only when out of memory.
+        let _ = writer.write_record(&record);
     }
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 pub const ALLOCATION_HEADER: &str =
     "optimization,run_id,trained_at,context,arm_id,role,variant,weight,status";
 
 pub fn allocation(rows: &[AllocationRow]) -> String {
-    let mut out = format!("{ALLOCATION_HEADER}\n");
-    for r in rows {
-        let fields = [
-            field(&r.optimization),
-            field(&r.run_id),
-            field(&r.trained_at),
-            field(r.context.as_str()),
-            field(&r.arm_id.to_string()),
-            field(r.role.as_str()),
-            field(&r.variant),
-            number(r.weight),
-            field(r.status.as_str()),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    out
+    table(
+        ALLOCATION_HEADER,
+        rows.iter().map(|r| {
+            vec![
+                r.optimization.to_string(),
+                r.run_id.to_string(),
+                r.trained_at.to_string(),
+                r.context.as_str().to_string(),
+                r.arm_id.to_string(),
+                r.role.as_str().to_string(),
+                r.variant.to_string(),
+                number(r.weight),
+                r.status.as_str().to_string(),
+            ]
+        }),
+    )
 }
 
 pub const REPORT_HEADER: &str = "optimization,run_id,as_of,metric,context,arm_id,role,variant,status,units,conversions,rate,alpha,beta,mean,ci_low,ci_high,p_best,expected_loss,weight_prev,weight_new,lift_vs_holdout,lift_ci_low,lift_ci_high";
@@ -75,97 +83,79 @@ pub struct Origin<'a> {
 }
 
 pub fn report(origin: &Origin<'_>, rows: &[ArmReport]) -> String {
-    let mut out = format!("{REPORT_HEADER}\n");
-    for r in rows {
-        let fields = [
-            field(origin.optimization),
-            field(origin.run_id),
-            field(origin.as_of),
-            field(origin.metric),
-            field(r.context.as_str()),
-            field(&r.arm_id.to_string()),
-            field(r.role.as_str()),
-            field(&r.variant),
-            field(r.status.as_str()),
-            r.units.to_string(),
-            r.conversions.to_string(),
-            optional(r.rate),
-            number(r.alpha),
-            number(r.beta),
-            number(r.mean),
-            number(r.ci_low),
-            number(r.ci_high),
-            optional(r.p_best),
-            optional(r.expected_loss),
-            optional(r.weight_prev),
-            optional(r.weight_new),
-            optional(r.lift_vs_holdout),
-            optional(r.lift_ci_low),
-            optional(r.lift_ci_high),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    out
+    table(
+        REPORT_HEADER,
+        rows.iter().map(|r| {
+            vec![
+                origin.optimization.to_string(),
+                origin.run_id.to_string(),
+                origin.as_of.to_string(),
+                origin.metric.to_string(),
+                r.context.as_str().to_string(),
+                r.arm_id.to_string(),
+                r.role.as_str().to_string(),
+                r.variant.to_string(),
+                r.status.as_str().to_string(),
+                r.units.to_string(),
+                r.conversions.to_string(),
+                optional(r.rate),
+                number(r.alpha),
+                number(r.beta),
+                number(r.mean),
+                number(r.ci_low),
+                number(r.ci_high),
+                optional(r.p_best),
+                optional(r.expected_loss),
+                optional(r.weight_prev),
+                optional(r.weight_new),
+                optional(r.lift_vs_holdout),
+                optional(r.lift_ci_low),
+                optional(r.lift_ci_high),
+            ]
+        }),
+    )
 }
 
 /// The allocation history: one row per run and arm, oldest run first.
 pub fn history(rows: &[HistoryRow]) -> String {
-    let mut out =
-        String::from("run_id,as_of,seed,context,arm_id,role,status,variant,weight,p_best,mean,ci_low,ci_high,change,srm_p_value\n");
-    for h in rows {
-        let fields = [
-            field(&h.run_id),
+    table(
+        "run_id,as_of,seed,context,arm_id,role,status,variant,weight,p_best,mean,ci_low,ci_high,change,srm_p_value",
+        rows.iter().map(|h| {
+            vec![
+            h.run_id.to_string(),
             h.as_of.rfc3339(),
             h.seed.to_string(),
-            field(h.context.as_str()),
-            field(&h.arm_id.to_string()),
-            field(h.role.as_str()),
-            field(h.status.as_str()),
-            field(&h.variant),
+            h.context.as_str().to_string(),
+            h.arm_id.to_string(),
+            h.role.as_str().to_string(),
+            h.status.as_str().to_string(),
+            h.variant.to_string(),
             optional(h.weight),
             optional(h.p_best),
             number(h.mean),
             number(h.ci_low),
             number(h.ci_high),
-            field(h.change.as_deref().unwrap_or("")),
+            h.change.clone().unwrap_or_default(),
             optional(h.srm_p_value),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    out
+            ]
+        }),
+    )
 }
 
-/// Reads a CSV file written by levered (a header, one record per line, fields quoted when needed)
-/// into rows of column name → value.
-pub fn parse(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let mut lines = text.lines().filter(|l| !l.is_empty());
-    let Some(header) = lines.next() else {
-        return Vec::new();
-    };
-    let header = split(header);
-    lines
-        .map(|line| header.iter().cloned().zip(split(line)).collect())
+/// Reads CSV (a header, then records; RFC 4180 quoting) into rows of column name → value.
+pub fn parse(text: &str) -> Result<Vec<BTreeMap<String, String>>, csv::Error> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
+    reader
+        .records()
+        .map(|record| {
+            Ok(header
+                .iter()
+                .cloned()
+                .zip(record?.iter().map(str::to_string))
+                .collect())
+        })
         .collect()
-}
-
-fn split(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                fields.last_mut().expect("one field at least").push('"');
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(String::new()),
-            (c, _) => fields.last_mut().expect("one field at least").push(c),
-        }
-    }
-    fields
 }
 
 #[cfg(test)]
@@ -206,11 +196,26 @@ mod tests {
     }
 
     #[test]
-    fn quotes_fields_that_need_it() {
-        assert_eq!(
-            field(r#"{"a":"b","c":"d"}"#),
-            r#""{""a"":""b"",""c"":""d""}""#
+    fn quotes_fields_that_need_it_and_reads_them_back() {
+        let text = table(
+            "a,b,c",
+            [vec![
+                r#"{"a":"b","c":"d"}"#.to_string(),
+                "plain".to_string(),
+                "two\nlines".to_string(),
+            ]],
         );
-        assert_eq!(field("plain"), "plain");
+        assert_eq!(
+            text,
+            "a,b,c\n\"{\"\"a\"\":\"\"b\"\",\"\"c\"\":\"\"d\"\"}\",plain,\"two\nlines\"\n"
+        );
+        let rows = parse(&text).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["a"], r#"{"a":"b","c":"d"}"#);
+        assert_eq!(rows[0]["c"], "two\nlines");
+        assert!(
+            parse("a,b\n1,2,3\n").is_err(),
+            "a record longer than the header"
+        );
     }
 }

@@ -91,7 +91,7 @@ pub fn repo() -> &'static Path {
 /// Reads a CSV with a header into rows of name → value.
 pub fn read_csv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    levered::report::parse_csv(&text)
+    levered::report::parse_csv(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Runs the aggregation of optimization `name` of a definitions file, arms numbered in level order;
