@@ -456,18 +456,26 @@ impl Scenario {
 mod tests {
     use super::*;
 
-    fn scenario(cycle: &str) -> anyhow::Result<Scenario> {
-        let yaml = format!(
+    /// Two arms at 10% and 20%; `b` follows B's rate, `rest` the arms.
+    fn yaml(b: &str, rest: &str) -> String {
+        format!(
             "name: c
 horizon: 2d
 visitors_per_hour: 10
 optimization: {{design_factors: {{h: [A, B]}}, model: {{kind: mab}}}}
 arms:
   - {{variant: {{h: A}}, rate: 0.1}}
-  - {{variant: {{h: B}}, rate: 0.2}}
-{cycle}"
-        );
-        Scenario::check(serde_saphyr::from_str(&yaml).unwrap())
+  - {{variant: {{h: B}}, rate: 0.2{b}}}
+{rest}"
+        )
+    }
+
+    fn checked(yaml: &str) -> anyhow::Result<Scenario> {
+        Scenario::check(serde_saphyr::from_str(yaml).unwrap())
+    }
+
+    fn scenario(cycle: &str) -> anyhow::Result<Scenario> {
+        checked(&yaml("", cycle))
     }
 
     fn daily(peak_hour: usize, peak: &str) -> String {
@@ -501,18 +509,8 @@ arms:
     fn an_arms_own_cycle_changes_only_that_arm() {
         let s = scenario("").unwrap();
         assert!(s.cycle.is_none() && s.arm_cycles.is_empty());
-        let yaml = format!(
-            "name: c
-horizon: 2d
-visitors_per_hour: 10
-optimization: {{design_factors: {{h: [A, B]}}, model: {{kind: mab}}}}
-arms:
-  - {{variant: {{h: A}}, rate: 0.1}}
-  - {{variant: {{h: B}}, rate: 0.2, cycle: {{daily: [{}]}}}}
-",
-            daily(2, "2")
-        );
-        let s = Scenario::check(serde_saphyr::from_str(&yaml).unwrap()).unwrap();
+        let yaml = yaml(&format!(", cycle: {{daily: [{}]}}", daily(2, "2")), "");
+        let s = checked(&yaml).unwrap();
         let rate = |arm: &str, hours: i64| {
             let variant = BTreeMap::from([("h".to_string(), arm.to_string())]);
             let elapsed = Span::from_seconds(hours * 3_600);
@@ -523,7 +521,7 @@ arms:
             "arms:\n",
             "contexts:\n  - {context: {c: x}, share: 1, arms: [{variant: {h: A}, rate: 0.1, cycle: {}}]}\narms:\n",
         );
-        let error = Scenario::check(serde_saphyr::from_str(&nested).unwrap()).unwrap_err();
+        let error = checked(&nested).unwrap_err();
         assert!(
             error
                 .to_string()

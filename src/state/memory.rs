@@ -9,7 +9,7 @@ use crate::report::Winner;
 use crate::time::Instant;
 use crate::warehouse::BatchRow;
 
-use super::store::{FailedRun, LastRun, RunWrite, Served, StateError, StoredArm};
+use super::store::{LastRun, RunWrite, Served, StateError, StoredArm};
 use super::Store;
 
 /// One successful run, as far as training reads it.
@@ -32,8 +32,6 @@ struct Run {
 #[derive(Debug, Default)]
 struct Optimization {
     runs: Vec<Run>,
-    /// The sequence numbers of failed runs.
-    failed: Vec<i64>,
     arms: Vec<StoredArm>,
     batches: Vec<BatchRow>,
 }
@@ -73,11 +71,7 @@ impl Store for MemoryStore {
     }
 
     fn next_seq(&self, optimization: &str) -> Result<i64, StateError> {
-        let Some(o) = self.of(optimization) else {
-            return Ok(1);
-        };
-        let last = o.runs.iter().map(|r| r.seq).chain(o.failed.iter().copied());
-        Ok(last.max().unwrap_or(0) + 1)
+        Ok(self.runs(optimization).last().map_or(0, |r| r.seq) + 1)
     }
 
     fn arms(&self, optimization: &str) -> Result<Vec<StoredArm>, StateError> {
@@ -188,15 +182,6 @@ impl Store for MemoryStore {
                 .map(|a| (a.context.clone(), a.arm_id, a.role, a.weight))
                 .collect(),
         });
-        Ok(())
-    }
-
-    fn record_failure(&mut self, f: &FailedRun<'_>) -> Result<(), StateError> {
-        let o = self
-            .optimizations
-            .entry(f.optimization.to_string())
-            .or_default();
-        o.failed.push(f.seq);
         Ok(())
     }
 }

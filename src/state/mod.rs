@@ -19,7 +19,8 @@ pub use store::{
 };
 
 /// What a training run reads from and writes to the state: [`StateStore`] (the DuckDB file) or
-/// [`MemoryStore`] (the simulator's fast path).
+/// [`MemoryStore`] (the simulator's fast path, which records no failed runs: a failure ends the
+/// simulation).
 pub trait Store: Send {
     /// What the previous successful run of `optimization` left behind.
     fn last_run(&self, optimization: &str) -> Result<Option<LastRun>, StateError>;
@@ -43,8 +44,6 @@ pub trait Store: Send {
     fn served(&self, optimization: &str, recent_from: Instant) -> Result<Vec<Served>, StateError>;
     /// Writes a successful run, whole or not at all.
     fn commit(&mut self, w: &RunWrite<'_>) -> Result<(), StateError>;
-    /// Records a failed run.
-    fn record_failure(&mut self, f: &FailedRun<'_>) -> Result<(), StateError>;
 }
 
 impl Store for StateStore {
@@ -81,9 +80,5 @@ impl Store for StateStore {
 
     fn commit(&mut self, w: &RunWrite<'_>) -> Result<(), StateError> {
         StateStore::commit(self, w)
-    }
-
-    fn record_failure(&mut self, f: &FailedRun<'_>) -> Result<(), StateError> {
-        StateStore::record_failure(self, f)
     }
 }

@@ -153,11 +153,7 @@ pub fn train_in(
         options,
         printer,
     };
-    let seed = options
-        .seed
-        .or(optimization.model.seed)
-        .unwrap_or_else(rand::random::<u64>);
-    train_one(job, engine, store, seed, Files::None)
+    train_one(job, engine, store, job.seed(), Files::None)
 }
 
 /// Whether a run writes its report files.
@@ -176,6 +172,16 @@ pub(super) struct Job<'a> {
     pub(super) printer: &'a Printer,
 }
 
+impl Job<'_> {
+    /// The run's seed: `--seed`, else `model.seed`, else a random one (recorded with the run).
+    fn seed(&self) -> u64 {
+        self.options
+            .seed
+            .or(self.optimization.model.seed)
+            .unwrap_or_else(rand::random::<u64>)
+    }
+}
+
 /// Trains one optimization on `engine`; a failure is recorded in the store (unless a dry run or a
 /// signal stopped it, which write nothing).
 fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome {
@@ -184,10 +190,7 @@ fn trained(job: Job<'_>, engine: &dyn Engine, store: &mut StateStore) -> Outcome
         options,
         ..
     } = job;
-    let seed = options
-        .seed
-        .or(optimization.model.seed)
-        .unwrap_or_else(rand::random::<u64>);
+    let seed = job.seed();
     let error = match train_one(job, engine, store, seed, Files::Write) {
         Ok(report) => return Outcome::Trained(Box::new(report)),
         Err(error) => error,
@@ -348,7 +351,7 @@ pub(super) fn report_of(
 /// Records a failed run in the store, so that the history shows it; a store that cannot take the
 /// record is left as it is (the error is reported either way).
 fn record_failure(
-    store: &mut dyn Store,
+    store: &mut StateStore,
     optimization: &str,
     options: &TrainOptions,
     seed: u64,
