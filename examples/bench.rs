@@ -5,11 +5,14 @@
 //!   P  an independent plain-DuckDB formulation of the same aggregation (joins, no levered code);
 //!   C  an hourly incremental run once the state holds everything but the last hour;
 //!   Q  the bare aggregation of that hourly run (C without levered's fixed costs);
-//! the peak resident memory of each, the model step alone (P(best) and intervals for 1,000 contexts
-//! × 20 arms, one core), and how A grows with the warehouse.
+//! the peak resident memory of each, the parts A's scan ran in (docs/design.md §2.14), the model
+//! step alone (P(best) and intervals for 1,000 contexts × 20 arms, one core), and how A grows with
+//! the warehouse. P holds all the units in memory (~3 GiB at 10M exposures),
+//! so it runs only up to `--plain-up-to` exposures (30M by default).
 //!
 //! cargo run --release --locked --example bench -- [--sizes 1000000,3000000,10000000] [--rounds 5]
 //!                                                  [--dir /tmp/levered-bench] [--memory-limit 1GB]
+//!                                                  [--plain-up-to 30000000]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +29,7 @@ struct Args {
     rounds: usize,
     dir: PathBuf,
     memory_limit: Option<String>,
+    plain_up_to: u64,
 }
 
 fn parse_args() -> Args {
@@ -34,6 +38,7 @@ fn parse_args() -> Args {
         rounds: 5,
         dir: std::env::temp_dir().join("levered-bench"),
         memory_limit: None,
+        plain_up_to: 30_000_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +54,7 @@ fn parse_args() -> Args {
             "--rounds" => args.rounds = value.parse().expect("a number of rounds"),
             "--dir" => args.dir = PathBuf::from(value),
             "--memory-limit" => args.memory_limit = Some(value),
+            "--plain-up-to" => args.plain_up_to = value.parse().expect("a number of exposures"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -212,6 +218,21 @@ struct Figures {
     p: (f64, f64),
     c: (f64, f64),
     q: (f64, f64),
+    /// The parts of A's scan.
+    parts: u64,
+}
+
+/// The parts the scan of the newest run in `dir` ran in, from its run.json.
+fn scan_parts(dir: &Path) -> u64 {
+    let runs = dir.join("out/bench/runs");
+    let newest = std::fs::read_dir(&runs)
+        .expect("the runs folder")
+        .map(|entry| entry.unwrap().path())
+        .max()
+        .expect("a run");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(newest.join("run.json")).unwrap()).unwrap();
+    run["scan"]["parts"].as_u64().expect("the scan's parts")
 }
 
 fn run_size(args: &Args, size: u64) -> Figures {
@@ -239,15 +260,21 @@ fn run_size(args: &Args, size: u64) -> Figures {
     let (mut a, mut b, mut p, mut c, mut q) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut a_rss, mut b_rss, mut p_rss, mut c_rss, mut q_rss) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut parts = 0;
     for _ in 0..args.rounds {
         fresh();
         let (t, rss) = measure(&mut train(&dir, END, true));
         a.push(t);
         a_rss.push(rss as f64);
+        parts = scan_parts(&dir);
         let (t, rss) = measure(me(&dir).env("LEVERED_BENCH_PHASE", "bare"));
         b.push(t);
         b_rss.push(rss as f64);
-        let (t, rss) = measure(me(&dir).env("LEVERED_BENCH_PHASE", "plain"));
+        let (t, rss) = if size <= args.plain_up_to {
+            measure(me(&dir).env("LEVERED_BENCH_PHASE", "plain"))
+        } else {
+            (f64::NAN, 0)
+        };
         p.push(t);
         p_rss.push(rss as f64);
         fresh();
@@ -267,6 +294,7 @@ fn run_size(args: &Args, size: u64) -> Figures {
         p: (median(p), mib(p_rss)),
         c: (median(c), mib(c_rss)),
         q: (median(q), mib(q_rss)),
+        parts,
     }
 }
 
@@ -339,18 +367,18 @@ fn main() {
         args.memory_limit.as_deref().unwrap_or("default")
     );
     println!(
-        "{:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "{:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7} {:>5}",
         "exposures", "A s", "B s", "P s", "C s", "Q s", "A/B", "A/P", "C/A", "C/B", "Q/B",
-        "A MiB", "B MiB", "P MiB", "C MiB"
+        "A MiB", "B MiB", "P MiB", "C MiB", "parts"
     );
     let mut all = Vec::new();
     for &size in &args.sizes {
         let f = run_size(&args, size);
         println!(
-            "{:>11} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>7.0} {:>7.0} {:>7.0} {:>7.0}",
+            "{:>11} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>5}",
             f.size, f.a.0, f.b.0, f.p.0, f.c.0, f.q.0,
             f.a.0 / f.b.0, f.a.0 / f.p.0, f.c.0 / f.a.0, f.c.0 / f.b.0, f.q.0 / f.b.0,
-            f.a.1, f.b.1, f.p.1, f.c.1
+            f.a.1, f.b.1, f.p.1, f.c.1, f.parts
         );
         all.push(f);
     }

@@ -17,14 +17,24 @@
 -- small integer the heavy steps carry per exposure. A reward goes to the latest (last touch) or
 -- earliest (first touch) unit of the same visitor with `t <= reward <= t + window`; a late row that
 -- wins carries the arm key -1 and credits no unit. Values are summed exactly, as whole micro-units in
--- a wide integer, so that the sums do not depend on the order the engine adds them in. `valued` lists
--- the credited units before the units, which keeps DuckDB to one copy of the units more often
--- (docs/performance.md).
+-- a wide integer, so that the sums do not depend on the order the engine adds them in, and returned
+-- as the text of that integer. `valued` lists the credited units before the units, which keeps
+-- DuckDB to one copy of the units more often (docs/performance.md).
 --
--- Rows: reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
--- first_us, last_us, context. `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows
--- without it are units that are immature or lie before $from_batch_us, and the late rows (only their
--- time range is used); other reasons count unmatched rows (src/warehouse/sql.rs, `Unmatched`).
+-- Split scans (docs/design.md §2.14): every step is per visitor, so the aggregates of parts sum to
+-- those of the whole scan, exactly. A hash part keeps the visitors whose hash of `anonymous_id`
+-- modulo $parts is $part ({{exposure_part}}, {{metric_part}}). A time part is an incremental scan
+-- from its first batch whose late rows end at $rivals_until_us ({{rivals_until}}) and count
+-- nowhere ({{late_rows}} is empty: they are read once, as rivals, and never held in memory); only
+-- the first part reads rows without a timestamp
+-- ({{null_timestamps}}), and a part counts the unmatched rows from $owned_from on
+-- ({{lookback_unmatched}}). On a whole scan these placeholders keep the rows as described above.
+--
+-- Rows: reason, counted, batch, arm_key, exposures, units, conversions, value_sum (micro-units),
+-- value_sq_sum (squared micro-units), first_us, last_us, context. `reason = 0` rows with `counted`
+-- are the aggregates; `reason = 0` rows without it are units that are immature or lie before
+-- $from_batch_us, and the late rows (only their time range is used); other reasons count unmatched
+-- rows (src/warehouse/sql.rs, `Unmatched`).
 WITH
 arms AS (
     {{arms}}
@@ -37,8 +47,8 @@ source AS (
         {{holdout}} AS holdout{{context_column}}
     FROM {{exposure_relation}} AS e
     WHERE CAST(e.{{optimization_id}} AS {{text}}) = CAST($optimization AS {{text}})
-      AND (e.{{timestamp}} >= {{timestamp_of_us}}(CAST($exposures_from_us AS BIGINT)) OR e.{{timestamp}} IS NULL)
-      AND (e.{{timestamp}} < {{timestamp_of_us}}(CAST($late_from_us AS BIGINT)) OR e.{{timestamp}} IS NULL)
+      AND (e.{{timestamp}} >= {{timestamp_of_us}}(CAST($exposures_from_us AS BIGINT)){{null_timestamps}})
+      AND (e.{{timestamp}} < {{timestamp_of_us}}(CAST($late_from_us AS BIGINT)){{null_timestamps}}){{exposure_part}}
 ),
 late_source AS (
     SELECT
@@ -49,13 +59,13 @@ late_source AS (
     FROM {{exposure_relation}} AS e
     WHERE CAST(e.{{optimization_id}} AS {{text}}) = CAST($optimization AS {{text}})
       AND (e.{{timestamp}} >= {{timestamp_of_us}}(CAST($exposures_from_us AS BIGINT)) OR e.{{timestamp}} IS NULL)
-      AND e.{{timestamp}} >= {{timestamp_of_us}}(CAST($late_from_us AS BIGINT))
+      AND e.{{timestamp}} >= {{timestamp_of_us}}(CAST($late_from_us AS BIGINT)){{rivals_until}}{{exposure_part}}
 ),
 shown AS (
     SELECT DISTINCT CAST(e.{{variant}} AS {{text}}) AS variant{{context_column}}
     FROM {{exposure_relation}} AS e
     WHERE CAST(e.{{optimization_id}} AS {{text}}) = CAST($optimization AS {{text}})
-      AND (e.{{timestamp}} >= {{timestamp_of_us}}(CAST($exposures_from_us AS BIGINT)) OR e.{{timestamp}} IS NULL)
+      AND (e.{{timestamp}} >= {{timestamp_of_us}}(CAST($exposures_from_us AS BIGINT)) OR e.{{timestamp}} IS NULL){{rivals_until}}{{exposure_part}}
 ),
 variant_keys AS (
     {{variant_keys}}
@@ -84,7 +94,7 @@ late_tagged AS (
     FROM late_source AS s LEFT JOIN variants AS v ON s.variant = v.variant{{context_join}}
 ),
 exposed AS (
-    SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged
+    SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged{{lookback_unmatched}}
     QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {{unit_partition}} ORDER BY ts, arm_key) = 1
 ),
 {{rewards}}
@@ -123,18 +133,12 @@ aggregated AS (
            CAST(sum(units) AS BIGINT) AS exposures,
            CAST(sum(units) AS BIGINT) AS units,
            CAST(sum(conversions) AS BIGINT) AS conversions,
-           CAST(sum(unit_value) AS DOUBLE) / 1e6 AS value_sum,
-           CAST(coalesce(sum(CASE WHEN abs(unit_value) <= CAST({{bound_micro}} AS {{wide}}) THEN unit_value * unit_value END), 0) AS DOUBLE) / 1e12 AS value_sq_sum,
+           CAST(sum(unit_value) AS {{text}}) AS value_sum,
+           CAST(coalesce(sum(CASE WHEN abs(unit_value) <= CAST({{bound_micro}} AS {{wide}}) THEN unit_value * unit_value END), 0) AS {{text}}) AS value_sq_sum,
            min(unit_ts) AS first_us,
            max(unit_ts) AS last_us
     FROM valued
-    GROUP BY ALL
-    UNION ALL
-    SELECT reason, false, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
-           CAST(count(*) AS BIGINT), CAST(count(*) AS BIGINT), CAST(0 AS BIGINT),
-           CAST(0 AS DOUBLE), CAST(0 AS DOUBLE), min(ts), max(ts)
-    FROM late_tagged
-    GROUP BY reason{{value_check_rows}}
+    GROUP BY ALL{{late_rows}}{{value_check_rows}}
 )
 SELECT *, CASE WHEN reason = 0 AND counted THEN {{context_out}} END AS context
 FROM aggregated

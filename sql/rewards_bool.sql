@@ -7,6 +7,6 @@ rewards AS (
 {{metric_sql}}
     ) AS m
     WHERE m.anonymous_id IS NOT NULL
-      AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP)
+      AND m.timestamp >= CAST($start AS TIMESTAMP) AND m.timestamp < CAST($end AS TIMESTAMP){{metric_part}}
     GROUP BY 1, 2
 ),

@@ -4,6 +4,8 @@ value_checks AS (
     SELECT CAST(coalesce(sum(null_values), 0) AS BIGINT) AS null_values,
            CAST(coalesce(sum(non_finite), 0) AS BIGINT) AS non_finite,
            CAST(coalesce(sum(out_of_range), 0)
-                + (SELECT count(*) FROM credited WHERE abs(unit_value) > CAST({{bound_micro}} AS {{wide}})) AS BIGINT) AS out_of_range
+                + (SELECT count(*) FROM credited
+                   WHERE abs(unit_value) > CAST({{bound_micro}} AS {{wide}})
+                     AND unit_ts >= {{epoch_us}}(CAST($owned_from AS TIMESTAMP))) AS BIGINT) AS out_of_range
     FROM reward_rows
 ),

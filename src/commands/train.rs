@@ -136,8 +136,12 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
     } else {
         format!("wrote {}", output_dir.join(&report.optimization).display())
     };
+    let parts = match report.scan.parts {
+        0 | 1 => String::new(),
+        parts => format!(" in {parts} parts"),
+    };
     format!(
-        "{}: run {} as of {}: {} arms{contexts}, {} mature units, {} scan; {phase}{lift}; {written}",
+        "{}: run {} as of {}: {} arms{contexts}, {} mature units, {} scan{parts}; {phase}{lift}; {written}",
         report.optimization,
         report.run_id,
         report.as_of,

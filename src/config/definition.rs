@@ -69,6 +69,9 @@ pub struct Warehouse {
     pub tables: BTreeMap<String, String>,
     pub memory_limit: Option<String>,
     pub threads: Option<u32>,
+    /// `warehouse.scan_parts`: the number of hash parts of every aggregation; `None` lets the
+    /// engine choose (docs/design.md §2.14).
+    pub scan_parts: Option<u32>,
     pub stale_after: Span,
 }
 

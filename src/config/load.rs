@@ -137,6 +137,8 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 const MAX_NAME: usize = 100;
+/// The most parts `warehouse.scan_parts` may split a scan into (each part reads the exposures once).
+pub const MAX_SCAN_PARTS: u32 = 1024;
 const NAME_HINT: &str =
     "use letters, digits, `_` and `-` (at most 100 characters, not starting with `-`): the name becomes a folder name";
 
@@ -345,6 +347,16 @@ impl Checker {
                 None,
             );
         }
+        if w.scan_parts
+            .is_some_and(|n| !(1..=MAX_SCAN_PARTS).contains(&n))
+        {
+            self.report(
+                "warehouse.scan_parts",
+                Some(at),
+                format!("must be between 1 and {MAX_SCAN_PARTS}"),
+                Some("leave it out to let levered choose the parts from the data and warehouse.memory_limit"),
+            );
+        }
         if spark {
             return self.spark_warehouse(w, at, stale_after);
         }
@@ -371,6 +383,7 @@ impl Checker {
             tables: w.tables.clone(),
             memory_limit: w.memory_limit.clone(),
             threads: w.threads,
+            scan_parts: w.scan_parts,
             stale_after,
         })
     }
@@ -424,6 +437,7 @@ impl Checker {
             tables: w.tables.clone(),
             memory_limit: None,
             threads: None,
+            scan_parts: w.scan_parts,
             stale_after,
         })
     }

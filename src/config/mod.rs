@@ -5,4 +5,4 @@ mod load;
 mod raw;
 
 pub use definition::*;
-pub use load::{load, name_problem, parse, ConfigError, Problem};
+pub use load::{load, name_problem, parse, ConfigError, Problem, MAX_SCAN_PARTS};

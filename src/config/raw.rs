@@ -29,6 +29,7 @@ pub struct RawWarehouse {
     pub tables: BTreeMap<String, String>,
     pub memory_limit: Option<String>,
     pub threads: Option<u32>,
+    pub scan_parts: Option<u32>,
     pub stale_after: Option<String>,
 }
 

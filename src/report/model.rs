@@ -102,6 +102,8 @@ pub struct ScanSummary {
     pub mature_units: i64,
     pub unmatched: BTreeMap<String, i64>,
     pub newest_exposure: Option<String>,
+    /// The parts the engine scanned in (docs/design.md §2.14).
+    pub parts: u32,
 }
 
 /// What the run measured about itself.

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::domain::ContextKey;
 use crate::time::Instant;
-use crate::warehouse::{BatchRow, Engine, ScanPlan, ScanResult, WarehouseError};
+use crate::warehouse::{
+    batch_rows, CellKey, CellSums, Engine, ScanPlan, ScanResult, WarehouseError,
+};
 
 /// One simulated visitor's exposure and its conversion, if any.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,15 +31,6 @@ pub struct Memory {
     pub units: Vec<Unit>,
 }
 
-/// Sums of one cell in whole micro-units, as the SQL sums them.
-#[derive(Default)]
-struct Cell {
-    units: i64,
-    conversions: i64,
-    sum: i128,
-    squares: i128,
-}
-
 impl Engine for Memory {
     fn aggregate(&self, plan: &ScanPlan<'_>) -> Result<ScanResult, WarehouseError> {
         let (batch, window, as_of) = (plan.batch(), plan.window(), plan.as_of);
@@ -45,8 +38,11 @@ impl Engine for Memory {
         let arm_of: BTreeMap<&Vec<String>, u32> =
             plan.arms.iter().map(|(id, levels)| (levels, *id)).collect();
         let bool_reward = plan.optimization.reward.kind == crate::config::MetricKind::Bool;
-        let mut cells: BTreeMap<(Instant, ContextKey, u32, bool), Cell> = BTreeMap::new();
-        let mut result = ScanResult::default();
+        let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
+        let mut result = ScanResult {
+            parts: 1,
+            ..ScanResult::default()
+        };
         let exposures_from = plan.exposures_from();
         for unit in self
             .units
@@ -83,22 +79,10 @@ impl Engine for Memory {
                 .or_default();
             cell.units += 1;
             cell.conversions += i64::from(value.is_some());
-            cell.sum += micros;
-            cell.squares += micros * micros;
+            cell.value_micros += micros;
+            cell.value_sq_micros += micros * micros;
         }
-        result.rows = cells
-            .into_iter()
-            .map(|((batch_start, context, arm_id, holdout), c)| BatchRow {
-                batch_start,
-                context,
-                arm_id,
-                holdout,
-                units: c.units,
-                conversions: c.conversions,
-                value_sum: c.sum as f64 / 1e6,
-                value_sq_sum: c.squares as f64 / 1e12,
-            })
-            .collect();
+        result.rows = batch_rows(cells);
         Ok(result)
     }
 

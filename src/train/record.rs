@@ -79,6 +79,7 @@ pub(super) fn record(
                 .map(|(reason, count)| (reason.label().to_string(), *count))
                 .collect(),
             newest_exposure: evidence.newest_exposure.map(Instant::rfc3339),
+            parts: evidence.scan.parts,
         },
         diagnostics,
         winner,

@@ -9,7 +9,8 @@ use duckdb::Connection;
 use crate::config::{Warehouse, WarehouseSource};
 
 use super::parquet::ParquetFolder;
-use super::query::{AggregateRow, Backend, Param, Params};
+use super::query::{micros, AggregateRow, Backend, Param, Params};
+use super::split::Split;
 use super::sql::Dialect;
 use super::statement::Database;
 use super::{ColumnKind, EngineError, WarehouseError};
@@ -25,6 +26,36 @@ pub struct DuckDb {
     tables: BTreeMap<String, String>,
     /// Cancels `connection`'s running query from another thread.
     interrupt: std::sync::Arc<duckdb::InterruptHandle>,
+    /// How scans are split: `warehouse.scan_parts`, else by the memory of a part.
+    split: Split,
+}
+
+/// The memory a part of a split scan may take when `warehouse.memory_limit` is not set.
+const DEFAULT_SCAN_MEMORY: u64 = 1 << 30;
+
+/// The bytes of an engine memory setting such as `1500MB`, `2GiB` or `1 GB` (as DuckDB reads
+/// them: KB, MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of 1024); `None` for any
+/// other text, such as a percentage.
+fn memory_bytes(setting: &str) -> Option<u64> {
+    let setting = setting.trim();
+    let digits = setting
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(setting.len());
+    let number: f64 = setting[..digits].parse().ok()?;
+    let unit = setting[digits..].trim().to_ascii_lowercase();
+    let scale: f64 = match unit.as_str() {
+        "" | "b" | "byte" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((number * scale) as u64)
 }
 
 impl DuckDb {
@@ -119,6 +150,16 @@ impl DuckDb {
             database,
             folder,
             tables: warehouse.tables.clone(),
+            split: Split {
+                parts: warehouse.scan_parts,
+                memory: Some(
+                    warehouse
+                        .memory_limit
+                        .as_deref()
+                        .and_then(memory_bytes)
+                        .unwrap_or(DEFAULT_SCAN_MEMORY),
+                ),
+            },
         })
     }
 }
@@ -147,6 +188,17 @@ impl Backend for DuckDb {
 
     fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
         self.rows_of(text, params).map_err(|e| self.explain(e))
+    }
+
+    /// `warehouse.scan_parts`, else as many parts as keep each within `warehouse.memory_limit`
+    /// (1 GiB when not set): the embedded engine's memory is levered's own.
+    fn split(&self) -> Split {
+        self.split
+    }
+
+    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+        self.batch_counts_of(text, params)
+            .map_err(|e| self.explain(e))
     }
 
     /// DuckDB's version, for the run record.
@@ -185,14 +237,32 @@ impl DuckDb {
             .collect())
     }
 
+    fn batch_counts_of(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+        let mut statement = self.prepare(text, params)?;
+        statement.raw_execute().map_err(|e| failed(&e))?;
+        let mut rows = statement.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| failed(&e))? {
+            let counts: (Option<i64>, i64) = (
+                row.get(0).map_err(|e| failed(&e))?,
+                row.get(1).map_err(|e| failed(&e))?,
+            );
+            if let (Some(batch), rows) = counts {
+                out.push((batch, rows));
+            }
+        }
+        Ok(out)
+    }
+
     fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
         let mut statement = self.prepare(text, params)?;
         statement.raw_execute().map_err(|e| failed(&e))?;
         let mut rows = statement.raw_query();
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| failed(&e))? {
-            let read = || -> duckdb::Result<AggregateRow> {
-                Ok(AggregateRow {
+            let read = || -> duckdb::Result<(AggregateRow, [Option<String>; 2])> {
+                let sums = [row.get(7)?, row.get(8)?];
+                let row = AggregateRow {
                     reason: row.get(0)?,
                     counted: row.get(1)?,
                     batch: row.get(2)?,
@@ -200,14 +270,20 @@ impl DuckDb {
                     exposures: row.get(4)?,
                     units: row.get(5)?,
                     conversions: row.get(6)?,
-                    value_sum: row.get(7)?,
-                    value_sq_sum: row.get(8)?,
+                    value_micros: 0,
+                    value_sq_micros: 0,
                     first_us: row.get(9)?,
                     last_us: row.get(10)?,
                     context: row.get(11)?,
-                })
+                };
+                Ok((row, sums))
             };
-            out.push(read().map_err(|e| failed(&e))?);
+            let (row, [value, value_sq]) = read().map_err(|e| failed(&e))?;
+            out.push(AggregateRow {
+                value_micros: micros(value.as_deref())?,
+                value_sq_micros: micros(value_sq.as_deref())?,
+                ..row
+            });
         }
         Ok(out)
     }
@@ -278,4 +354,20 @@ pub(super) fn clean_text(text: &str) -> String {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_bytes;
+
+    #[test]
+    fn memory_settings_are_read_as_duckdb_reads_them() {
+        assert_eq!(memory_bytes("1500MB"), Some(1_500_000_000));
+        assert_eq!(memory_bytes("1 GB"), Some(1_000_000_000));
+        assert_eq!(memory_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(memory_bytes("0.5gb"), Some(500_000_000));
+        assert_eq!(memory_bytes("80%"), None);
+        assert_eq!(memory_bytes("lots"), None);
+        assert_eq!(memory_bytes(""), None);
+    }
 }

@@ -10,6 +10,7 @@ mod query;
 mod scan;
 #[cfg(feature = "spark")]
 mod spark;
+mod split;
 mod sql;
 mod statement;
 mod template;
@@ -19,9 +20,10 @@ use crate::time::Instant;
 
 pub use self::duckdb::DuckDb;
 pub use query::{hint_for, AggregateRow, Backend, Param, Params};
-pub use scan::{final_until, BatchRow, ScanPlan, ScanResult};
+pub use scan::{batch_rows, final_until, BatchRow, CellKey, CellSums, ScanPlan, ScanResult};
 #[cfg(feature = "spark")]
 pub use spark::Spark;
+pub use split::Split;
 pub use sql::{aggregation, canonical_variant, Dialect, Unmatched};
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +137,7 @@ pub fn open(warehouse: &Warehouse) -> Result<Box<dyn SqlEngine>, WarehouseError>
             Ok(Box::new(DuckDb::open(warehouse)?))
         }
         #[cfg(feature = "spark")]
-        WarehouseSource::Spark { remote } => Ok(Box::new(Spark::open(remote, &warehouse.tables)?)),
+        WarehouseSource::Spark { remote } => Ok(Box::new(Spark::open(remote, warehouse)?)),
         #[cfg(not(feature = "spark"))]
         WarehouseSource::Spark { remote } => Err(WarehouseError::Open {
             location: remote.clone(),

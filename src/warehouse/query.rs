@@ -9,7 +9,8 @@ use crate::domain::ContextKey;
 use crate::time::{Instant, Span};
 
 use super::contract;
-use super::scan::{BatchRow, ScanPlan, ScanResult};
+use super::scan::{batch_rows, CellKey, CellSums, ScanPlan, ScanResult};
+use super::split::{self, Part, Split};
 use super::sql::{self, BadValue, Dialect, Unmatched, VALUE_BOUND};
 use super::{ColumnKind, EngineError, WarehouseError};
 
@@ -35,8 +36,9 @@ impl Params {
         ])
     }
 
-    /// Everything the aggregation binds (see [`sql::aggregation_in`]).
-    fn of_scan(plan: &ScanPlan<'_>, arm_span: i64) -> Params {
+    /// Everything the aggregation of `part` binds (see [`sql::aggregation_in`]).
+    fn of_scan(plan: &ScanPlan<'_>, arm_span: i64, part: &Part) -> Params {
+        let bounds = part.bounds(plan);
         let optimization = plan.optimization;
         let factor_names: Vec<String> = optimization
             .factors
@@ -50,7 +52,7 @@ impl Params {
                 serde_json::json!({"arm_id": id, "canonical": sql::canonical_variant(&factor_names, levels)})
             })
             .collect();
-        let mut params = Params::reward_range(plan.rewards_from(), plan.as_of);
+        let mut params = Params::reward_range(bounds.start, bounds.end);
         params.0.extend([
             ("optimization", Param::Text(optimization.name.clone())),
             (
@@ -60,13 +62,19 @@ impl Params {
             ("as_of_us", Param::BigInt(plan.as_of.micros())),
             (
                 "exposures_from_us",
-                Param::BigInt(plan.exposures_from().micros()),
+                Param::BigInt(bounds.exposures_from.micros()),
             ),
-            ("late_from_us", Param::BigInt(plan.late_from().micros())),
+            ("late_from_us", Param::BigInt(bounds.late_from.micros())),
+            (
+                "rivals_until_us",
+                Param::BigInt(bounds.rivals_until.micros()),
+            ),
             (
                 "from_batch_us",
-                Param::BigInt(plan.from_batch.unwrap_or(Instant::BEGINNING).micros()),
+                Param::BigInt(bounds.from_batch.unwrap_or(Instant::BEGINNING).micros()),
             ),
+            ("owned_from", Param::Timestamp(bounds.owned_from)),
+            ("owned_until", Param::Timestamp(bounds.owned_until)),
             ("window_us", Param::BigInt(plan.window().micros())),
             ("batch_us", Param::BigInt(plan.batch().micros())),
             (
@@ -76,6 +84,8 @@ impl Params {
                 ),
             ),
             ("arm_span", Param::BigInt(arm_span)),
+            ("part", Param::BigInt(i64::from(part.index))),
+            ("parts", Param::BigInt(i64::from(part.of))),
         ]);
         params
     }
@@ -100,8 +110,10 @@ pub struct AggregateRow {
     pub exposures: i64,
     pub units: i64,
     pub conversions: i64,
-    pub value_sum: f64,
-    pub value_sq_sum: f64,
+    /// The sum of the units' values in whole micro-units, exactly.
+    pub value_micros: i128,
+    /// The sum of their squares in squared micro-units, exactly.
+    pub value_sq_micros: i128,
     pub first_us: Option<i64>,
     pub last_us: Option<i64>,
     pub context: Option<String>,
@@ -118,6 +130,10 @@ pub trait Backend {
         -> Result<Vec<(String, ColumnKind)>, EngineError>;
     /// Runs the aggregation and returns its rows.
     fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError>;
+    /// How the engine's scans are split ([`split`](super::split)).
+    fn split(&self) -> Split;
+    /// Runs `sql/batch_counts.sql`: the exposure rows per batch, as `(batch index, rows)`.
+    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError>;
     fn version(&self) -> String;
     /// See `Engine::canceller`.
     fn canceller(&self) -> Option<super::Cancel> {
@@ -150,27 +166,92 @@ pub fn columns(
     )
 }
 
-/// Runs the aggregation of one optimization (docs/design.md §2) on any engine.
+/// Runs the aggregation of one optimization (docs/design.md §2) on any engine, in the parts the
+/// engine's [`Split`] asks for, and sums the parts' aggregates.
 pub fn aggregate(
     backend: &impl Backend,
     plan: &ScanPlan<'_>,
 ) -> Result<ScanResult, WarehouseError> {
     let optimization = plan.optimization;
-    let query_error = |error: EngineError| {
-        let message = error.to_string();
-        WarehouseError::Query {
-            optimization: optimization.name.clone(),
-            metric: optimization.reward.name.clone(),
-            hint: hint_for(&message),
-            message,
-        }
-    };
-    let source_error = |source: String, error: EngineError| {
-        query_error(EngineError::Failed(format!("{source}: {error}")))
-    };
     let relation = exposure_relation(backend, optimization);
+    let holdout_column = check_sources(backend, plan, &relation)?;
+    let arm_span = 2 * (i64::from(plan.arms.iter().map(|(id, _)| *id).max().unwrap_or(0)) + 1);
+    let parts =
+        scan_parts(backend, plan, &relation, arm_span).map_err(|e| query_error(optimization, e))?;
+    let mut rows = Vec::new();
+    for part in &parts {
+        let text = sql::aggregation_in(
+            backend.dialect(),
+            optimization,
+            &relation,
+            part.shape(holdout_column),
+        );
+        rows.extend(
+            backend
+                .rows(&text, &Params::of_scan(plan, arm_span, part))
+                .map_err(|e| query_error(optimization, e))?,
+        );
+    }
+    for bad in [BadValue::NonFinite, BadValue::OutOfRange] {
+        let count: i64 = rows
+            .iter()
+            .filter(|r| BadValue::from_code(r.reason) == Some(bad))
+            .map(|r| r.exposures)
+            .sum();
+        if count > 0 {
+            return Err(bad_value_error(optimization, bad, count));
+        }
+    }
+    Ok(ScanResult {
+        parts: parts.len() as u32,
+        ..scan_result(rows, plan.batch(), arm_span)
+    })
+}
+
+/// The parts of a scan: one, unless the engine's [`Split`] asks for more, which are then cut from
+/// the exposure rows per batch.
+fn scan_parts(
+    backend: &impl Backend,
+    plan: &ScanPlan<'_>,
+    relation: &str,
+    arm_span: i64,
+) -> Result<Vec<Part>, EngineError> {
+    let split = backend.split();
+    if !split.counts_rows() {
+        return Ok(vec![Part::WHOLE]);
+    }
+    let text = sql::batch_counts(backend.dialect(), plan.optimization, relation);
+    let counts = backend.batch_counts(&text, &Params::of_scan(plan, arm_span, &Part::WHOLE))?;
+    Ok(split::parts(plan, split, &counts))
+}
+
+/// A failed query of the aggregation, with a hint for the commonest causes.
+fn query_error(optimization: &Optimization, error: EngineError) -> WarehouseError {
+    let message = error.to_string();
+    WarehouseError::Query {
+        optimization: optimization.name.clone(),
+        metric: optimization.reward.name.clone(),
+        hint: hint_for(&message),
+        message,
+    }
+}
+
+/// Checks the columns of the exposure source and of the metric SQL against the warehouse contract
+/// before anything is aggregated; returns whether the exposures have a holdout column.
+fn check_sources(
+    backend: &impl Backend,
+    plan: &ScanPlan<'_>,
+    relation: &str,
+) -> Result<bool, WarehouseError> {
+    let optimization = plan.optimization;
+    let source_error = |source: String, error: EngineError| {
+        query_error(
+            optimization,
+            EngineError::Failed(format!("{source}: {error}")),
+        )
+    };
     let (from, as_of) = (plan.rewards_from(), plan.as_of);
-    let exposure_columns = columns(backend, &relation, from, as_of)
+    let exposure_columns = columns(backend, relation, from, as_of)
         .map_err(|e| source_error("the exposure source".into(), e))?;
     let metric = &optimization.reward;
     let metric_columns = columns(backend, &format!("(\n{}\n)", metric.sql), from, as_of)
@@ -203,18 +284,7 @@ pub fn aggregate(
             hint: breach.hint(),
         });
     }
-    let text = sql::aggregation_in(backend.dialect(), optimization, &relation, holdout_column);
-    let arm_span = 2 * (i64::from(plan.arms.iter().map(|(id, _)| *id).max().unwrap_or(0)) + 1);
-    let rows = backend
-        .rows(&text, &Params::of_scan(plan, arm_span))
-        .map_err(query_error)?;
-    if let Some((bad, count)) = rows
-        .iter()
-        .find_map(|r| BadValue::from_code(r.reason).map(|bad| (bad, r.exposures)))
-    {
-        return Err(bad_value_error(optimization, bad, count));
-    }
-    Ok(scan_result(rows, plan.batch(), arm_span))
+    Ok(holdout_column)
 }
 
 fn plural(count: i64) -> &'static str {
@@ -245,9 +315,12 @@ fn bad_value_error(optimization: &Optimization, bad: BadValue, count: i64) -> Wa
     }
 }
 
-/// Folds the aggregation's rows into aggregates, unmatched counts and the exposure time range.
+/// Folds the aggregation's rows (of one part or several) into aggregates, unmatched counts and the
+/// exposure time range. The parts' rows of one (batch, context, arm, holdout) cell are summed as
+/// integers, so a split scan gives the aggregates of an unsplit one exactly.
 fn scan_result(rows: Vec<AggregateRow>, batch_length: Span, arm_span: i64) -> ScanResult {
     let mut result = ScanResult::default();
+    let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
     for row in rows {
         if let Some(reason) = Unmatched::from_code(row.reason) {
             *result.unmatched.entry(reason).or_default() += row.exposures;
@@ -261,19 +334,30 @@ fn scan_result(rows: Vec<AggregateRow>, batch_length: Span, arm_span: i64) -> Sc
         result.newest_exposure = result.newest_exposure.max(last);
         if let (true, Some(batch), Some(arm_key)) = (row.counted, row.batch, row.arm_key) {
             let arm_key = arm_key % arm_span;
-            result.rows.push(BatchRow {
-                batch_start: Instant::from_micros(batch * batch_length.micros()),
-                context: row.context.map_or_else(ContextKey::pooled, ContextKey::new),
-                arm_id: (arm_key / 2) as u32,
-                holdout: arm_key % 2 == 1,
-                units: row.units,
-                conversions: row.conversions,
-                value_sum: row.value_sum,
-                value_sq_sum: row.value_sq_sum,
-            });
+            let key = (
+                Instant::from_micros(batch * batch_length.micros()),
+                row.context.map_or_else(ContextKey::pooled, ContextKey::new),
+                (arm_key / 2) as u32,
+                arm_key % 2 == 1,
+            );
+            let sums = cells.entry(key).or_default();
+            sums.units += row.units;
+            sums.conversions += row.conversions;
+            sums.value_micros += row.value_micros;
+            sums.value_sq_micros += row.value_sq_micros;
         }
     }
+    result.rows = batch_rows(cells);
     result
+}
+
+/// The text of a whole number of micro-units (a sum column of the aggregation) as an integer.
+pub fn micros(text: Option<&str>) -> Result<i128, EngineError> {
+    text.map_or(Ok(0), |text| {
+        text.trim().parse().map_err(|_| {
+            EngineError::Unexpected(format!("the aggregation returned `{text}` for a sum"))
+        })
+    })
 }
 
 fn min_option(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

@@ -90,9 +90,38 @@ pub struct BatchRow {
     pub value_sq_sum: f64,
 }
 
+/// A cell of the aggregates: batch start, context, arm id, holdout.
+pub type CellKey = (Instant, ContextKey, u32, bool);
+
+/// The exact sums of one cell, values in whole micro-units as the SQL sums them.
+#[derive(Debug, Default)]
+pub struct CellSums {
+    pub units: i64,
+    pub conversions: i64,
+    pub value_micros: i128,
+    pub value_sq_micros: i128,
+}
+
+/// The batch rows of summed cells, in the cells' order.
+pub fn batch_rows(cells: BTreeMap<CellKey, CellSums>) -> Vec<BatchRow> {
+    cells
+        .into_iter()
+        .map(|((batch_start, context, arm_id, holdout), sums)| BatchRow {
+            batch_start,
+            context,
+            arm_id,
+            holdout,
+            units: sums.units,
+            conversions: sums.conversions,
+            value_sum: sums.value_micros as f64 / 1e6,
+            value_sq_sum: sums.value_sq_micros as f64 / 1e12,
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ScanResult {
-    /// Mature units of the recomputed batches, by (batch, arm, holdout), in that order.
+    /// Mature units of the recomputed batches, by (batch, context, arm, holdout), in that order.
     pub rows: Vec<BatchRow>,
     /// Exposure rows that could not become units, by reason.
     pub unmatched: BTreeMap<Unmatched, i64>,
@@ -100,4 +129,6 @@ pub struct ScanResult {
     /// [`ScanPlan::late_from`]), or without one, the newest unit (a unit's first exposure).
     pub first_exposure: Option<Instant>,
     pub newest_exposure: Option<Instant>,
+    /// The number of parts the scan ran in (docs/design.md §2.14).
+    pub parts: u32,
 }

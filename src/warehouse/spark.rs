@@ -10,15 +10,20 @@ use spark_connect::row::Value;
 use spark_connect::types::DataType;
 use spark_connect::{DataFrame, Expression, LiteralExpression, SparkSession};
 
-use super::query::{AggregateRow, Backend, Param, Params};
+use super::query::{micros, AggregateRow, Backend, Param, Params};
+use super::split::Split;
 use super::sql::Dialect;
 use super::{ColumnKind, EngineError, WarehouseError};
+use crate::config::Warehouse;
 
 /// A session on a Spark Connect server.
 pub struct Spark {
     session: SparkSession,
     tables: BTreeMap<String, String>,
     version: String,
+    /// `warehouse.scan_parts`; levered does not choose parts on a cluster, whose memory is not
+    /// levered's.
+    split: Split,
 }
 
 impl Spark {
@@ -26,7 +31,8 @@ impl Spark {
     /// time zone is UTC, as on the embedded engine, so timestamps without a zone mean UTC. Each
     /// `warehouse.tables` entry becomes a temporary view of the session under its logical name, so
     /// metric SQL reads `FROM signups` whether `signups` is a catalog table or a Parquet path.
-    pub fn open(remote: &str, tables: &BTreeMap<String, String>) -> Result<Spark, WarehouseError> {
+    pub fn open(remote: &str, warehouse: &Warehouse) -> Result<Spark, WarehouseError> {
+        let tables = &warehouse.tables;
         let open_error = |e: &dyn std::fmt::Display, hint| WarehouseError::Open {
             location: remote.to_string(),
             message: first_line(&e.to_string()),
@@ -48,6 +54,10 @@ impl Spark {
             session,
             tables: tables.clone(),
             version,
+            split: Split {
+                parts: warehouse.scan_parts,
+                memory: None,
+            },
         };
         for (logical, target) in tables {
             let statement = format!(
@@ -150,8 +160,8 @@ impl Backend for Spark {
                     exposures: integer(at(4))?.unwrap_or(0),
                     units: integer(at(5))?.unwrap_or(0),
                     conversions: integer(at(6))?.unwrap_or(0),
-                    value_sum: float(at(7))?,
-                    value_sq_sum: float(at(8))?,
+                    value_micros: sum_micros(at(7))?,
+                    value_sq_micros: sum_micros(at(8))?,
                     first_us: integer(at(9))?,
                     last_us: integer(at(10))?,
                     context: match at(11) {
@@ -161,6 +171,26 @@ impl Backend for Spark {
                 })
             })
             .collect()
+    }
+
+    fn split(&self) -> Split {
+        self.split
+    }
+
+    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+        self.check_query(text, params)?;
+        let rows = self
+            .frame(text, params)?
+            .collect()
+            .map_err(|e| failed(&e))?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let at = |i: usize| row.get(i).unwrap_or(&Value::Null);
+            if let (Some(batch), Some(count)) = (integer(at(0))?, integer(at(1))?) {
+                out.push((batch, count));
+            }
+        }
+        Ok(out)
     }
 
     fn version(&self) -> String {
@@ -232,13 +262,13 @@ fn integer(value: &Value) -> Result<Option<i64>, EngineError> {
     }
 }
 
-fn float(value: &Value) -> Result<f64, EngineError> {
+/// A sum column of the aggregation: the text of whole micro-units ([`micros`]).
+fn sum_micros(value: &Value) -> Result<i128, EngineError> {
     match value {
-        Value::Null => Ok(0.0),
-        Value::Double(v) => Ok(*v),
-        Value::Float(v) => Ok(f64::from(*v)),
+        Value::String(text) => micros(Some(text)),
+        Value::Null => Ok(0),
         other => Err(EngineError::Unexpected(format!(
-            "expected a double, got {other:?}"
+            "expected the text of a sum, got {other:?}"
         ))),
     }
 }

@@ -163,6 +163,20 @@ impl Dialect {
         render(text, &self.names())
     }
 
+    /// Whether the visitor `id` (a text expression) is in part `$part` of `$parts`: its hash modulo
+    /// `$parts`, a NULL hash counting as 0, so that every row (a NULL id too) is in exactly one part.
+    fn in_part(self, id: &str) -> String {
+        let hash = match self {
+            Dialect::DuckDb => format!("hash({id}) % CAST($parts AS UBIGINT)"),
+            Dialect::Spark => format!("pmod(xxhash64({id}), CAST($parts AS BIGINT))"),
+        };
+        let part = match self {
+            Dialect::DuckDb => "CAST($part AS UBIGINT)",
+            Dialect::Spark => "CAST($part AS BIGINT)",
+        };
+        format!("\n      AND coalesce({hash}, 0) = {part}")
+    }
+
     /// Whether a DOUBLE expression is finite (not NaN, not infinite).
     fn is_finite(self, value: &str) -> String {
         match self {
@@ -282,8 +296,56 @@ pub fn aggregation(
         Dialect::DuckDb,
         optimization,
         exposure_relation,
-        holdout_column,
+        Shape::whole(holdout_column),
     )
+}
+
+/// What the text of one aggregation query depends on besides the optimization: whether the
+/// exposures have a holdout column, and which part of a split scan it reads (docs/design.md
+/// §2.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub holdout_column: bool,
+    /// A part of a hash split: the visitors of part `$part` of `$parts`.
+    pub hash_part: bool,
+    /// A time part after the first: rows without a timestamp belong to the first, and under
+    /// `first_touch` the units of the batches before `$owned_from` only compete for rewards.
+    pub later: bool,
+    /// A time part before the last: the rows from `$late_from_us` to `$rivals_until_us` only
+    /// compete for rewards; they are counted by the parts they belong to.
+    pub earlier: bool,
+}
+
+impl Shape {
+    /// The query of a whole scan.
+    pub fn whole(holdout_column: bool) -> Shape {
+        Shape {
+            holdout_column,
+            hash_part: false,
+            later: false,
+            earlier: false,
+        }
+    }
+}
+
+/// The exposure rows a scan deduplicates into units, per batch (`sql/batch_counts.sql`; parameters
+/// `$optimization`, `$exposures_from_us`, `$late_from_us` and `$batch_us` as in
+/// [`aggregation_in`]). Rows: `batch, exposures`.
+pub fn batch_counts(
+    dialect: Dialect,
+    optimization: &Optimization,
+    exposure_relation: &str,
+) -> String {
+    let c = &optimization.exposures.columns;
+    let quote = |name: &str| dialect.quote_identifier(name);
+    let (optimization_id, timestamp) = (quote(&c.optimization_id), quote(&c.timestamp));
+    let mut values = dialect.names().to_vec();
+    values.extend([
+        ("exposure_relation", exposure_relation),
+        ("optimization_id", &optimization_id),
+        ("timestamp", &timestamp),
+    ]);
+    render(include_str!("../../sql/batch_counts.sql"), &values) + "\n"
 }
 
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
@@ -298,8 +360,15 @@ pub fn aggregation(
 ///
 /// Numeric values are counted at a resolution of 1e-6 (summed exactly as integers of micro-units).
 ///
+/// `$owned_from`/`$owned_until` (TIMESTAMP) bound the rows whose problems the query counts (the
+/// unmatched rows before `$owned_from` under `first_touch`, and the bad values of a numeric
+/// metric), so that a time part counts only its own. A part of a split scan ([`Shape`]) also binds
+/// `$part`/`$parts` (a hash part) or `$rivals_until_us` (a time part before the last); the parts'
+/// aggregates sum to the unsplit ones.
+///
 /// Rows: `reason, counted, batch, arm_key, exposures, units, conversions, value_sum, value_sq_sum,
-/// first_us, last_us, context` (the context key of counted rows; `*` without context factors).
+/// first_us, last_us, context`: the sums as the text of whole micro-units (and their squares), the
+/// context key of counted rows (`*` without context factors).
 /// `reason = 0` rows with `counted` are the aggregates; `reason = 0` rows without it are units that
 /// are immature or lie before `$from_batch_us`, and the late rows (only their time range is used);
 /// other reasons count unmatched exposure rows.
@@ -307,11 +376,11 @@ pub fn aggregation_in(
     dialect: Dialect,
     optimization: &Optimization,
     exposure_relation: &str,
-    holdout_column: bool,
+    shape: Shape,
 ) -> String {
     let c = &optimization.exposures.columns;
     let quote = |name: &str| dialect.quote_identifier(name);
-    let holdout = if holdout_column {
+    let holdout = if shape.holdout_column {
         format!("coalesce(CAST(e.{} AS BOOLEAN), false)", quote(&c.holdout))
     } else {
         "false".to_string()
@@ -331,11 +400,21 @@ pub fn aggregation_in(
         quote(&c.optimization_id),
         quote(&c.variant),
     ];
+    let in_part = |id: &str| {
+        if shape.hash_part {
+            dialect.in_part(&format!("CAST({id} AS {})", dialect.text()))
+        } else {
+            String::new()
+        }
+    };
+    let exposure_part = in_part(&format!("e.{}", columns[0]));
+    let metric_part = in_part("m.anonymous_id");
+    let time_parts = time_part_texts(dialect, optimization, shape);
     let context = contextual_parts(dialect, optimization);
     // The value bound in whole micro-units, as the sums count them.
     let bound_micro = format!("{}", VALUE_BOUND * 1e6);
     let (rewards, value_checks, value_check_rows) =
-        reward_parts(dialect, optimization, &bound_micro);
+        reward_parts(dialect, optimization, &bound_micro, &metric_part);
     let arms = dialect.fragment(Fragment::Arms);
     let variant_keys = dialect.fragment(Fragment::VariantKeys);
     let mut values = dialect.names().to_vec();
@@ -367,9 +446,62 @@ pub fn aggregation_in(
         ("rewards", &rewards),
         ("value_checks", &value_checks),
         ("value_check_rows", &value_check_rows),
+        ("exposure_part", &exposure_part),
     ]);
+    values.extend(
+        time_parts
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
     values.extend(context.iter().map(|(name, value)| (*name, value.as_str())));
     render(include_str!("../../sql/aggregation.sql"), &values) + "\n"
+}
+
+/// The parts of the aggregation that differ between the time parts of a split scan ([`Shape`]).
+fn time_part_texts(
+    dialect: Dialect,
+    optimization: &Optimization,
+    shape: Shape,
+) -> [(&'static str, String); 4] {
+    let timestamp = dialect.quote_identifier(&optimization.exposures.columns.timestamp);
+    let mut names = dialect.names().to_vec();
+    names.push(("timestamp", &timestamp));
+    let first_touch = optimization.attribution.touch == Touch::FirstTouch;
+    let text = |on: bool, text: &str| {
+        if on {
+            render(text, &names)
+        } else {
+            String::new()
+        }
+    };
+    [
+        (
+            "null_timestamps",
+            text(!shape.later, " OR e.{{timestamp}} IS NULL"),
+        ),
+        (
+            "rivals_until",
+            text(
+                shape.earlier,
+                "\n      AND e.{{timestamp}} < {{timestamp_of_us}}(CAST($rivals_until_us AS BIGINT))",
+            ),
+        ),
+        (
+            "lookback_unmatched",
+            text(
+                shape.later && first_touch,
+                "\n    WHERE reason = 0 OR ts >= {{epoch_us}}(CAST($owned_from AS TIMESTAMP))",
+            ),
+        ),
+        (
+            "late_rows",
+            if shape.earlier {
+                String::new()
+            } else {
+                format!("\n{}", render(include_str!("../../sql/late_rows.sql"), &names))
+            },
+        ),
+    ]
 }
 
 /// The parts of the aggregation that contextual models add (`sql/contexts.sql`, the context column,
@@ -424,6 +556,7 @@ fn reward_parts(
     dialect: Dialect,
     optimization: &Optimization,
     bound_micro: &str,
+    metric_part: &str,
 ) -> (String, String, String) {
     let is_finite = dialect.is_finite("CAST(m.value AS DOUBLE)");
     let value_bound = format!("{VALUE_BOUND:e}");
@@ -433,6 +566,7 @@ fn reward_parts(
         ("is_finite", &is_finite),
         ("value_bound", &value_bound),
         ("bound_micro", bound_micro),
+        ("metric_part", metric_part),
     ]);
     if optimization.reward.kind == MetricKind::Bool {
         let rewards = render(include_str!("../../sql/rewards_bool.sql"), &values);
@@ -453,7 +587,10 @@ fn reward_parts(
 
 #[cfg(test)]
 mod tests {
-    use super::{aggregation_in, canonical_variant, exposure_relation, spark_parameters, Dialect};
+    use super::{
+        aggregation_in, batch_counts, canonical_variant, exposure_relation, spark_parameters,
+        Dialect, Shape,
+    };
 
     fn optimization(kind: &str, model: &str) -> crate::config::Optimization {
         let value = if kind == "numeric" { ", value" } else { "" };
@@ -487,9 +624,29 @@ optimizations:
                 for model in models {
                     let o = optimization(kind, model);
                     let relation = exposure_relation(&o, |t| dialect.relation(t));
-                    let sql = aggregation_in(dialect, &o, &relation, true);
-                    let left = sql.replace("-- {{arms}}", "");
-                    assert!(!left.contains("{{"), "{dialect:?} {kind} {model}: {sql}");
+                    for (hash_part, later, earlier) in [
+                        (false, false, false),
+                        (true, false, false),
+                        (false, true, true),
+                    ] {
+                        let shape = Shape {
+                            holdout_column: true,
+                            hash_part,
+                            later,
+                            earlier,
+                        };
+                        let sql = aggregation_in(dialect, &o, &relation, shape);
+                        let left = sql.replace("-- {{arms}}", "");
+                        assert!(!left.contains("{{"), "{dialect:?} {kind} {model}: {sql}");
+                        assert_eq!(sql.contains("$part"), hash_part);
+                        assert_eq!(sql.contains("$rivals_until_us"), earlier);
+                    }
+                    let counts = batch_counts(dialect, &o, &relation);
+                    assert!(
+                        !counts.replace("-- {{arms}}", "").contains("{{"),
+                        "{counts}"
+                    );
+                    let sql = aggregation_in(dialect, &o, &relation, Shape::whole(true));
                     assert!(
                         sql.contains("-- {{arms}}"),
                         "the user's SQL is kept as written"

@@ -16,6 +16,7 @@ mod serving;
 mod simulate;
 #[cfg(feature = "spark")]
 mod spark;
+mod split;
 mod sql_semantics;
 mod support;
 mod validate;

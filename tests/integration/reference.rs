@@ -140,6 +140,8 @@ fn sql_literal(at: i64) -> String {
 fn generated_sql_matches_a_literal_reading_of_the_semantics() {
     let mut rng = ChaCha8Rng::seed_from_u64(2026);
     let as_of = DAY_START + 28 * 60 * MINUTE;
+    let mut split_scans = 0;
+    let mut unsplit_unmatched = BTreeMap::new();
     for round in 0..24 {
         let (exposures, rewards) = random_warehouse(&mut rng);
         let project = Project::new();
@@ -173,7 +175,14 @@ fn generated_sql_matches_a_literal_reading_of_the_semantics() {
             (360 * MINUTE, None),
             (360 * MINUTE, Some(DAY_START + 20 * 60 * MINUTE)),
         ];
-        for ((touch, unit), (window, from_batch)) in [
+        // Every other round, each scan also runs split: in time parts under visitor_batch, in
+        // hash parts under visitor (docs/design.md §2.14).
+        let splits: &[u32] = if round % 2 == 0 {
+            &[1, 2 + round % 8 / 2]
+        } else {
+            &[1]
+        };
+        for (((touch, unit), (window, from_batch)), parts) in [
             (Touch::LastTouch, Unit::VisitorBatch),
             (Touch::FirstTouch, Unit::VisitorBatch),
             (Touch::LastTouch, Unit::Visitor),
@@ -181,6 +190,7 @@ fn generated_sql_matches_a_literal_reading_of_the_semantics() {
         ]
         .into_iter()
         .flat_map(|pair| scans.map(|scan| (pair, scan)))
+        .flat_map(|case| splits.iter().map(move |&parts| (case, parts)))
         {
             let touch_name = if touch == Touch::LastTouch {
                 "last_touch"
@@ -196,7 +206,7 @@ fn generated_sql_matches_a_literal_reading_of_the_semantics() {
             let file = project.write(
                 "levered.yaml",
                 &format!(
-                    "warehouse: {{path: warehouse.duckdb}}
+                    "warehouse: {{path: warehouse.duckdb, scan_parts: {parts}}}
 metrics:
   spend: {{type: numeric, sql: 'SELECT anonymous_id, ordered_at AS timestamp, value FROM orders'}}
 optimizations:
@@ -211,6 +221,7 @@ optimizations:
                 ),
             );
             let result = aggregate(&file, "opt", as_of, from_batch).unwrap();
+            split_scans += usize::from(result.parts > 1);
             let actual: Cells = result
                 .rows
                 .iter()
@@ -235,7 +246,14 @@ optimizations:
                 touch,
                 unit,
             );
-            let case = format!("round {round}, {touch_name}, {unit_name}, {window_minutes}m");
+            let case = format!(
+                "round {round}, {touch_name}, {unit_name}, {window_minutes}m, {parts} parts"
+            );
+            if parts == 1 {
+                unsplit_unmatched = result.unmatched.clone();
+            } else {
+                assert_eq!(result.unmatched, unsplit_unmatched, "{case}");
+            }
             if let Some(from) = from_batch {
                 // An incremental scan returns the batches it recomputes; its unmatched counts cover
                 // only the rows it reads.
@@ -246,4 +264,5 @@ optimizations:
             assert_eq!(actual, expected, "{case}, from {from_batch:?}");
         }
     }
+    assert!(split_scans > 120, "{split_scans} scans ran in parts");
 }

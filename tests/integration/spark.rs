@@ -93,6 +93,8 @@ fn project(visits: u64, days: u32) -> Project {
     );
     project.write("duckdb.yaml", &definitions("{path: warehouse}", "duckdb"));
     project.write("spark.yaml", &definitions(&spark, "spark"));
+    let split = spark.replacen("{engine: spark", "{engine: spark, scan_parts: 3", 1);
+    project.write("spark-split.yaml", &definitions(&split, "spark-split"));
     project
 }
 
@@ -114,6 +116,8 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-300)
 }
 
+/// Also in parts (docs/design.md §2.14): a scan in three time or hash parts gives
+/// the aggregates of one scan.
 #[test]
 fn spark_gives_the_aggregates_of_duckdb() {
     let project = project(8_000, 3);
@@ -126,6 +130,13 @@ fn spark_gives_the_aggregates_of_duckdb() {
     ] {
         let duck = aggregates(&project.path("duckdb.yaml"), name, as_of_us);
         let spark = aggregates(&project.path("spark.yaml"), name, as_of_us);
+        let split = aggregates(&project.path("spark-split.yaml"), name, as_of_us);
+        assert_eq!(split.parts, 3, "{name}");
+        assert_eq!(
+            ScanResult { parts: 1, ..split },
+            spark,
+            "{name}: three parts on Spark"
+        );
         assert!(duck.rows.len() > 20, "{name}: {} rows", duck.rows.len());
         assert_eq!(duck.unmatched, spark.unmatched, "{name}");
         if name.starts_with("hero") {

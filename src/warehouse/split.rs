@@ -1,0 +1,203 @@
+//! Split scans (docs/design.md §2.14; figures in docs/performance.md). The aggregation is per
+//! visitor, so a scan can run in parts whose aggregates sum to those of the whole scan, each part
+//! holding only its own units in memory:
+//! - under `unit: visitor_batch`, by time: each part counts the units of a range of batches, with
+//!   the rows of one window after it as rivals for rewards (and, under `first_touch`, the units of
+//!   one window before it), so each exposure row is read about once;
+//! - under `unit: visitor` (a visitor's unit is their first exposure ever), by a hash of
+//!   `anonymous_id`: each part reads every row and keeps the visitors of its hash.
+//!
+//! The number of parts is `warehouse.scan_parts`, or what the engine's memory for a part allows.
+
+use crate::config::Unit;
+use crate::time::{Instant, Span};
+
+use super::scan::ScanPlan;
+use super::sql::Shape;
+
+/// How an engine splits its scans.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    /// `warehouse.scan_parts`.
+    pub parts: Option<u32>,
+    /// The memory a part may take, when levered chooses the parts; `None` runs one part unless
+    /// `parts` is set.
+    pub memory: Option<u64>,
+}
+
+impl Split {
+    /// Whether the parts depend on the data, which then has to be counted first.
+    pub fn counts_rows(&self) -> bool {
+        match self.parts {
+            Some(parts) => parts > 1,
+            None => self.memory.is_some(),
+        }
+    }
+}
+
+/// The peak memory of a part per exposure row it deduplicates, the engine's own memory included:
+/// 130–145 bytes were measured at 100M rows in 10 and 16 parts (docs/performance.md).
+pub const BYTES_PER_ROW: u64 = 150;
+
+/// One part of a scan: a hash part (`index` of `of`), or a time part (the batches from `from` to
+/// `until`, each open-ended when `None`). The whole scan is `Part::WHOLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
+    pub from: Option<Instant>,
+    pub until: Option<Instant>,
+}
+
+/// The time bounds one part binds (see `sql::aggregation_in`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub exposures_from: Instant,
+    pub late_from: Instant,
+    pub rivals_until: Instant,
+    pub from_batch: Option<Instant>,
+    /// The reward range, `$start`/`$end`.
+    pub start: Instant,
+    pub end: Instant,
+    /// The rows whose problems the part counts.
+    pub owned_from: Instant,
+    pub owned_until: Instant,
+}
+
+impl Part {
+    pub const WHOLE: Part = Part {
+        index: 0,
+        of: 1,
+        from: None,
+        until: None,
+    };
+
+    pub fn shape(&self, holdout_column: bool) -> Shape {
+        Shape {
+            holdout_column,
+            hash_part: self.of > 1,
+            later: self.from.is_some(),
+            earlier: self.until.is_some(),
+        }
+    }
+
+    /// The bounds of this part of `plan`. A time part reads its units' rows and, before its last
+    /// batch, the rows of one window after it as rivals, and the rewards its units can take.
+    pub fn bounds(&self, plan: &ScanPlan<'_>) -> Bounds {
+        let sub = ScanPlan {
+            from_batch: self.from.or(plan.from_batch),
+            ..plan.clone()
+        };
+        let window = plan.window();
+        Bounds {
+            exposures_from: sub.exposures_from(),
+            late_from: self.until.unwrap_or_else(|| sub.late_from()),
+            rivals_until: self.until.map_or(plan.as_of, |until| until + window),
+            from_batch: sub.from_batch,
+            start: sub.rewards_from(),
+            end: self
+                .until
+                .map_or(plan.as_of, |until| (until + window).min(plan.as_of)),
+            owned_from: self.from.unwrap_or(Instant::BEGINNING),
+            owned_until: self.until.unwrap_or(plan.as_of),
+        }
+    }
+}
+
+/// The parts of `plan`'s scan, from the exposure rows per batch (`(batch index, rows)`, in order).
+pub fn parts(plan: &ScanPlan<'_>, split: Split, counts: &[(i64, i64)]) -> Vec<Part> {
+    let total: i64 = counts.iter().map(|(_, rows)| rows).sum();
+    let wanted = match (split.parts, split.memory) {
+        (Some(parts), _) => parts,
+        (None, Some(memory)) => parts_for(total, memory),
+        (None, None) => 1,
+    };
+    if wanted <= 1 {
+        return vec![Part::WHOLE];
+    }
+    match plan.optimization.attribution.unit {
+        Unit::Visitor => (0..wanted)
+            .map(|index| Part {
+                index,
+                of: wanted,
+                ..Part::WHOLE
+            })
+            .collect(),
+        Unit::VisitorBatch => {
+            let first = plan
+                .from_batch
+                .map_or(i64::MIN, |from| from.micros() / plan.batch().micros());
+            let cuts = time_cuts(counts, wanted, first, plan.batch());
+            let mut bounds = vec![None];
+            bounds.extend(cuts.into_iter().map(Some));
+            bounds.push(None);
+            bounds
+                .windows(2)
+                .map(|pair| Part {
+                    from: pair[0],
+                    until: pair[1],
+                    ..Part::WHOLE
+                })
+                .collect()
+        }
+    }
+}
+
+/// The number of parts for a scan that deduplicates `rows` exposure rows, so that each part takes
+/// at most `memory` bytes.
+fn parts_for(rows: i64, memory: u64) -> u32 {
+    let rows = u64::try_from(rows).unwrap_or(0);
+    let parts = rows.saturating_mul(BYTES_PER_ROW).div_ceil(memory.max(1));
+    parts.clamp(1, u64::from(crate::config::MAX_SCAN_PARTS)) as u32
+}
+
+/// The batch starts that cut the batches into `parts` ranges of about equal rows: the first batch
+/// at which the rows before it reach each `k / parts` of the total. Only batches after `first` (the
+/// first batch the scan counts) can start a part.
+fn time_cuts(counts: &[(i64, i64)], parts: u32, first: i64, batch: Span) -> Vec<Instant> {
+    let total: i64 = counts.iter().map(|(_, rows)| rows).sum();
+    let mut cuts = Vec::new();
+    let mut before = 0i64;
+    let mut next = 1i64;
+    for &(index, rows) in counts {
+        let due = i128::from(before) * i128::from(parts) >= i128::from(next) * i128::from(total);
+        if due && index > first && before > 0 {
+            cuts.push(Instant::from_micros(index * batch.micros()));
+            while i128::from(before) * i128::from(parts) >= i128::from(next) * i128::from(total) {
+                next += 1;
+            }
+        }
+        before += rows;
+    }
+    cuts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parts_for, time_cuts};
+    use crate::time::{Instant, Span};
+
+    #[test]
+    fn parts_follow_the_rows_and_the_memory() {
+        assert_eq!(parts_for(0, 1 << 30), 1);
+        assert_eq!(parts_for(7_000_000, 1 << 30), 1);
+        assert_eq!(parts_for(10_000_000, 1 << 30), 2);
+        assert_eq!(parts_for(100_000_000, 1 << 30), 14);
+        assert_eq!(parts_for(100_000_000, 1_500_000_000), 10);
+        assert_eq!(parts_for(i64::MAX, 1), 1024);
+    }
+
+    #[test]
+    fn time_cuts_balance_the_rows_at_batch_starts() {
+        let hour = Span::from_seconds(3_600);
+        let at = |index: i64| Instant::from_micros(index * hour.micros());
+        let even: Vec<(i64, i64)> = (0..8).map(|i| (i, 10)).collect();
+        assert_eq!(time_cuts(&even, 4, i64::MIN, hour), [at(2), at(4), at(6)]);
+        // A heavy batch stays whole, and a gap in the batches is no cut of its own.
+        let uneven = [(0, 5), (1, 100), (5, 5), (6, 5)];
+        assert_eq!(time_cuts(&uneven, 2, i64::MIN, hour), [at(5)]);
+        // Batches before the first counted one start no part.
+        assert_eq!(time_cuts(&even, 4, 5, hour), [at(6)]);
+        assert!(time_cuts(&[(0, 10)], 4, i64::MIN, hour).is_empty());
+    }
+}
