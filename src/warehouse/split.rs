@@ -2,14 +2,14 @@
 //! visitor, so a scan can run in parts whose aggregates sum to those of the whole scan, each part
 //! holding only its own units in memory:
 //! - under `unit: visitor_batch`, by time: each part counts the units of a range of batches, with
-//!   the rows of one window after it as rivals for rewards (and, under `first_touch`, the units of
-//!   one window before it), so each exposure row is read about once;
+//!   (under `last_touch`) the rows of one window after it as rivals for rewards, or (under
+//!   `first_touch`) the units of one window before it, so each exposure row is read about once;
 //! - under `unit: visitor` (a visitor's unit is their first exposure ever), by a hash of
 //!   `anonymous_id`: each part reads every row and keeps the visitors of its hash.
 //!
 //! The number of parts is `warehouse.scan_parts`, or what the engine's memory for a part allows.
 
-use crate::config::Unit;
+use crate::config::{Touch, Unit};
 use crate::time::{Instant, Span};
 
 use super::scan::ScanPlan;
@@ -81,18 +81,25 @@ impl Part {
         }
     }
 
-    /// The bounds of this part of `plan`. A time part reads its units' rows and, before its last
-    /// batch, the rows of one window after it as rivals, and the rewards its units can take.
+    /// The bounds of this part of `plan`. A time part reads its units' rows and, before the last
+    /// part, under `last_touch` the rows of one window after it as rivals, and the rewards its
+    /// units can take.
     pub fn bounds(&self, plan: &ScanPlan<'_>) -> Bounds {
         let sub = ScanPlan {
             from_batch: self.from.or(plan.from_batch),
             ..plan.clone()
         };
         let window = plan.window();
+        // Under first_touch a later row never takes a reward from an earlier unit (the earliest
+        // eligible unit wins), so the parts before the last need no rivals at all.
+        let rival_window = match plan.optimization.attribution.touch {
+            Touch::LastTouch => window,
+            Touch::FirstTouch => Span::ZERO,
+        };
         Bounds {
             exposures_from: sub.exposures_from(),
             late_from: self.until.unwrap_or_else(|| sub.late_from()),
-            rivals_until: self.until.map_or(plan.as_of, |until| until + window),
+            rivals_until: self.until.map_or(plan.as_of, |until| until + rival_window),
             from_batch: sub.from_batch,
             start: sub.rewards_from(),
             end: self

@@ -8,9 +8,16 @@ use levered::warehouse::ScanResult;
 
 use crate::support::{aggregate, Project};
 
-/// Optimizations over exposures whose ids, timestamps and variants are sometimes broken, and a
-/// numeric metric whose values are sometimes NULL. `{parts}` is `warehouse.scan_parts`.
+/// Exposure columns with a NULL id, a NULL timestamp or a variant no arm has, now and then.
+const BROKEN: &str =
+    "CASE WHEN anonymous_id LIKE '%17' THEN NULL ELSE anonymous_id END AS anonymous_id, \
+    CASE WHEN anonymous_id LIKE '%23' THEN NULL ELSE timestamp END AS timestamp, \
+    CASE WHEN anonymous_id LIKE '%31' THEN '{}' ELSE variant END AS variant";
+
+/// Optimizations over the broken exposures, with a numeric metric whose values are sometimes
+/// NULL; `parts` is `warehouse.scan_parts`.
 fn definitions(parts: u32) -> String {
+    let headlines = "[Ship faster, Built for teams, Save hours, Own your data, Open source]";
     format!(
         r#"
 warehouse: {{path: warehouse, scan_parts: {parts}}}
@@ -26,29 +33,18 @@ metrics:
 optimizations:
   hero:
     status: live
-    design_factors:
-      headline: [Ship faster, Built for teams, Save hours, Own your data, Open source]
-      cta_text: [Start free, Book a demo]
+    design_factors: {{headline: {headlines}, cta_text: [Start free, Book a demo]}}
     reward: signup
-    exposures:
-      sql: >-
-        SELECT CASE WHEN anonymous_id LIKE '%17' THEN NULL ELSE anonymous_id END AS anonymous_id,
-        CASE WHEN anonymous_id LIKE '%23' THEN NULL ELSE timestamp END AS timestamp,
-        optimization_id, CASE WHEN anonymous_id LIKE '%31' THEN '{{}}' ELSE variant END AS variant,
-        context FROM exposures
+    exposures: {{sql: "SELECT {BROKEN}, optimization_id, context FROM exposures"}}
     attribution: {{type: last_touch, conversion_window: 24h}}
     model: {{kind: mab, batch: 1h}}
   hero_first_holdout:
     status: live
-    design_factors:
-      headline: [Ship faster, Built for teams, Save hours, Own your data, Open source]
-      cta_text: [Start free, Book a demo]
+    design_factors: {{headline: {headlines}, cta_text: [Start free, Book a demo]}}
     reward: signup
     exposures:
       sql: >-
-        SELECT CASE WHEN anonymous_id LIKE '%17' THEN NULL ELSE anonymous_id END AS anonymous_id,
-        CASE WHEN anonymous_id LIKE '%23' THEN NULL ELSE timestamp END AS timestamp,
-        'hero_first_holdout' AS optimization_id, variant, context,
+        SELECT {BROKEN}, 'hero_first_holdout' AS optimization_id, context,
         anonymous_id LIKE '%3' AS holdout FROM exposures WHERE optimization_id = 'hero'
     attribution: {{type: first_touch, conversion_window: 12h}}
     model: {{kind: mab, batch: 2h, holdout: {{share: 0.1}}}}
@@ -66,8 +62,7 @@ optimizations:
     reward: revenue
     exposures:
       sql: >-
-        SELECT CASE WHEN anonymous_id LIKE '%17' THEN NULL ELSE anonymous_id END AS anonymous_id,
-        timestamp, 'checkout_visitor' AS optimization_id, variant, context
+        SELECT {BROKEN}, 'checkout_visitor' AS optimization_id, context
         FROM exposures WHERE optimization_id = 'checkout'
     attribution: {{type: last_touch, conversion_window: 6h, unit: visitor}}
     model: {{kind: mab, batch: 1h}}
