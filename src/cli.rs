@@ -48,6 +48,13 @@ pub enum Command {
     /// Write a deterministic synthetic warehouse (Parquet) from known true rates.
     #[command(after_help = GENERATE_EXIT)]
     Generate(GenerateArgs),
+    /// Print the shell completion script of levered, e.g. `levered completions bash >
+    /// ~/.local/share/bash-completion/completions/levered`.
+    #[command(after_help = PRINT_EXIT)]
+    Completions(CompletionsArgs),
+    /// Print levered's man page (roff), e.g. `levered man > ~/.local/share/man/man1/levered.1`.
+    #[command(after_help = PRINT_EXIT)]
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +131,11 @@ Exit codes:
   0  success
   2  usage error
   4  the warehouse could not be written";
+
+pub const PRINT_EXIT: &str = "\
+Exit codes:
+  0  success
+  2  usage error";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ValidateFormat {
@@ -252,4 +264,11 @@ pub struct GenerateArgs {
     /// The seed of the generated data: the same seed and sizes give the same rows.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

@@ -4,6 +4,7 @@
 mod assign;
 mod generate;
 mod history;
+mod reference;
 mod report;
 mod run;
 mod settings;

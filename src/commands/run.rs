@@ -9,7 +9,7 @@ use crate::cli::{AssignFormat, Cli, Command, ReportFormat, ValidateFormat};
 use crate::exit::ExitStatus;
 use crate::output::{Format, Printer};
 
-use super::{assign, generate, history, report, simulate, train, validate};
+use super::{assign, generate, history, reference, report, simulate, train, validate};
 
 /// Runs levered with these arguments (the first is the program name).
 pub fn run<I, T>(args: I) -> ExitStatus
@@ -40,7 +40,9 @@ where
         | Command::History(_)
         | Command::Assign(_)
         | Command::Simulate(_)
-        | Command::Generate(_) => Format::Text,
+        | Command::Generate(_)
+        | Command::Completions(_)
+        | Command::Man => Format::Text,
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
     let result = match cli.command {
@@ -51,6 +53,8 @@ where
         Command::Assign(args) => assign::assign_command(args, &printer),
         Command::Simulate(args) => simulate::simulate_command(args, &printer),
         Command::Generate(args) => generate::generate_command(args, &printer),
+        Command::Completions(args) => reference::completions_command(args, &printer),
+        Command::Man => reference::man_command(&printer),
     };
     match result {
         Ok(status) => status,

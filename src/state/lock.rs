@@ -1,9 +1,9 @@
-//! One levered process at a time writes a state store: an advisory lock (flock) on a file beside it.
-//! The kernel releases it when the process dies, so a killed run never blocks the next one.
+//! One levered process at a time writes a state store: an advisory lock on a file beside it
+//! (`File::try_lock`, an flock on Unix). The kernel releases it when the process dies, so a killed
+//! run never blocks the next one.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,8 +55,11 @@ pub fn acquire(state: &Path, timeout: Duration) -> Result<StateLock, LockError> 
         .map_err(io)?;
     let started = Instant::now();
     loop {
-        // SAFETY: flock on a file descriptor this function owns; no memory is shared.
-        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        let taken = match file.try_lock() {
+            Ok(()) => true,
+            Err(TryLockError::WouldBlock) => false,
+            Err(TryLockError::Error(error)) => return Err(io(error)),
+        };
         if taken {
             file.set_len(0).map_err(io)?;
             file.rewind().map_err(io)?;

@@ -338,3 +338,47 @@ fn help_and_quiet_say_what_each_command_does() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.starts_with("hero (run "), "{}", out.stdout);
 }
+
+#[test]
+fn completions_load_in_bash_and_the_man_page_lists_every_command() {
+    let project = Project::new();
+    let out = project.levered(&["completions", "bash"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let script = project.write("levered.bash", &out.stdout);
+    let bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p levered",
+            script.display()
+        ))
+        .output()
+        .expect("bash runs");
+    let registered = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        registered.contains("_levered") && registered.ends_with("levered\n"),
+        "{registered}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = project.levered(&["completions", shell]);
+        assert!(
+            out.code == 0 && out.stdout.contains("levered"),
+            "{shell}: {out:?}"
+        );
+    }
+    assert_eq!(project.levered(&["completions", "tcsh"]).code, 2);
+    let page = project.levered(&["man"]);
+    assert_eq!(page.code, 0, "{page:?}");
+    assert!(page.stdout.contains(".TH levered 1"), "{}", page.stdout);
+    for command in [
+        "train",
+        "validate",
+        "report",
+        "history",
+        "assign",
+        "simulate",
+        "generate",
+        "completions",
+    ] {
+        assert!(page.stdout.contains(command), "{command} in the man page");
+    }
+}
