@@ -101,7 +101,12 @@ impl Part {
             late_from: self.until.unwrap_or_else(|| sub.late_from()),
             rivals_until: self.until.map_or(plan.as_of, |until| until + rival_window),
             from_batch: sub.from_batch,
-            start: sub.rewards_from(),
+            // A later part's rewards start no later than its first exposure, so that exposure
+            // SQL that filters on `$start` keeps the whole batches the part deduplicates.
+            start: match self.from {
+                Some(_) => sub.rewards_from().min(sub.exposures_from()),
+                None => sub.rewards_from(),
+            },
             end: self
                 .until
                 .map_or(plan.as_of, |until| (until + window).min(plan.as_of)),

@@ -56,6 +56,17 @@ optimizations:
     exposures: {{table: exposures}}
     attribution: {{type: first_touch, conversion_window: 24h}}
     model: {{kind: cmab, batch: 1h}}
+  checkout_filtered:
+    status: live
+    design_factors: {{flow: [multi_step, one_page], price_display: [monthly, annual]}}
+    reward: revenue
+    exposures:
+      sql: >-
+        SELECT CASE WHEN anonymous_id LIKE '%17' THEN NULL ELSE anonymous_id END AS anonymous_id,
+        timestamp, variant, 'checkout_filtered' AS optimization_id, context FROM exposures
+        WHERE optimization_id = 'checkout' AND timestamp >= $start AND timestamp < $end
+    attribution: {{type: first_touch, conversion_window: 90m}}
+    model: {{kind: mab, batch: 1h}}
   checkout_visitor:
     status: live
     design_factors: {{flow: [multi_step, one_page], price_display: [monthly, annual]}}
@@ -81,7 +92,13 @@ fn split_scans_give_the_aggregates_of_one_scan() {
         .expect("a warehouse");
     let as_of = Instant::from_utc("2026-01-08T00:00:00Z".parse().unwrap());
     let incremental = as_of - Span::from_seconds(40 * 3_600);
-    for name in ["hero", "hero_first_holdout", "checkout", "checkout_visitor"] {
+    for name in [
+        "hero",
+        "hero_first_holdout",
+        "checkout",
+        "checkout_filtered",
+        "checkout_visitor",
+    ] {
         for from_batch in [None, Some(incremental)] {
             let scan = |parts: u32| {
                 let file = project.write(&format!("split-{parts}.yaml"), &definitions(parts));
