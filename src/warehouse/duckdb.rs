@@ -237,29 +237,34 @@ impl DuckDb {
             .collect())
     }
 
-    fn batch_counts_of(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+    /// Runs `text` and converts each result row with `read`.
+    fn collect<T>(
+        &self,
+        text: &str,
+        params: &Params,
+        mut read: impl FnMut(&duckdb::Row<'_>) -> Result<T, EngineError>,
+    ) -> Result<Vec<T>, EngineError> {
         let mut statement = self.prepare(text, params)?;
         statement.raw_execute().map_err(|e| failed(&e))?;
         let mut rows = statement.raw_query();
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| failed(&e))? {
-            let counts: (Option<i64>, i64) = (
-                row.get(0).map_err(|e| failed(&e))?,
-                row.get(1).map_err(|e| failed(&e))?,
-            );
-            if let (Some(batch), rows) = counts {
-                out.push((batch, rows));
-            }
+            out.push(read(row)?);
         }
         Ok(out)
     }
 
+    fn batch_counts_of(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+        let counts = self.collect(text, params, |row| {
+            let batch: Option<i64> = row.get(0).map_err(|e| failed(&e))?;
+            let rows: i64 = row.get(1).map_err(|e| failed(&e))?;
+            Ok(batch.map(|batch| (batch, rows)))
+        })?;
+        Ok(counts.into_iter().flatten().collect())
+    }
+
     fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
-        let mut statement = self.prepare(text, params)?;
-        statement.raw_execute().map_err(|e| failed(&e))?;
-        let mut rows = statement.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| failed(&e))? {
+        self.collect(text, params, |row| {
             let read = || -> duckdb::Result<(AggregateRow, [Option<String>; 2])> {
                 let sums = [row.get(7)?, row.get(8)?];
                 let row = AggregateRow {
@@ -279,13 +284,12 @@ impl DuckDb {
                 Ok((row, sums))
             };
             let (row, [value, value_sq]) = read().map_err(|e| failed(&e))?;
-            out.push(AggregateRow {
+            Ok(AggregateRow {
                 value_micros: micros(value.as_deref())?,
                 value_sq_micros: micros(value_sq.as_deref())?,
                 ..row
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     /// Prepares `text` and binds each of its `$name` markers from `params`.

@@ -37,7 +37,7 @@ impl Split {
 
 /// The peak memory of a part per exposure row it deduplicates, the engine's own memory included:
 /// 130–145 bytes were measured at 100M rows in 10 and 16 parts (docs/performance.md).
-pub const BYTES_PER_ROW: u64 = 150;
+const BYTES_PER_ROW: u64 = 150;
 
 /// One part of a scan: a hash part (`index` of `of`), or a time part (the batches from `from` to
 /// `until`, each open-ended when `None`). The whole scan is `Part::WHOLE`.
