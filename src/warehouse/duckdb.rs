@@ -10,7 +10,7 @@ use crate::config::{Warehouse, WarehouseSource};
 
 use super::parquet::ParquetFolder;
 use super::query::{micros, AggregateRow, Backend, Param, Params};
-use super::split::Split;
+use super::split::{self, Split};
 use super::sql::Dialect;
 use super::statement::Database;
 use super::{ColumnKind, EngineError, WarehouseError};
@@ -28,34 +28,6 @@ pub struct DuckDb {
     interrupt: std::sync::Arc<duckdb::InterruptHandle>,
     /// How scans are split: `warehouse.scan_parts`, else by the memory of a part.
     split: Split,
-}
-
-/// The memory a part of a split scan may take when `warehouse.memory_limit` is not set.
-const DEFAULT_SCAN_MEMORY: u64 = 1 << 30;
-
-/// The bytes of an engine memory setting such as `1500MB`, `2GiB` or `1 GB` (as DuckDB reads
-/// them: KB, MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of 1024); `None` for any
-/// other text, such as a percentage.
-fn memory_bytes(setting: &str) -> Option<u64> {
-    let setting = setting.trim();
-    let digits = setting
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(setting.len());
-    let number: f64 = setting[..digits].parse().ok()?;
-    let unit = setting[digits..].trim().to_ascii_lowercase();
-    let scale: f64 = match unit.as_str() {
-        "" | "b" | "byte" | "bytes" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024f64.powi(2),
-        "gib" => 1024f64.powi(3),
-        "tib" => 1024f64.powi(4),
-        _ => return None,
-    };
-    Some((number * scale) as u64)
 }
 
 impl DuckDb {
@@ -152,13 +124,7 @@ impl DuckDb {
             tables: warehouse.tables.clone(),
             split: Split {
                 parts: warehouse.scan_parts,
-                memory: Some(
-                    warehouse
-                        .memory_limit
-                        .as_deref()
-                        .and_then(memory_bytes)
-                        .unwrap_or(DEFAULT_SCAN_MEMORY),
-                ),
+                memory: split::duckdb_part_memory(warehouse.memory_limit.as_deref()),
             },
         })
     }
@@ -358,20 +324,4 @@ pub(super) fn clean_text(text: &str) -> String {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::memory_bytes;
-
-    #[test]
-    fn memory_settings_are_read_as_duckdb_reads_them() {
-        assert_eq!(memory_bytes("1500MB"), Some(1_500_000_000));
-        assert_eq!(memory_bytes("1 GB"), Some(1_000_000_000));
-        assert_eq!(memory_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(memory_bytes("0.5gb"), Some(500_000_000));
-        assert_eq!(memory_bytes("80%"), None);
-        assert_eq!(memory_bytes("lots"), None);
-        assert_eq!(memory_bytes(""), None);
-    }
 }

@@ -11,7 +11,7 @@ use spark_connect::types::DataType;
 use spark_connect::{DataFrame, Expression, LiteralExpression, SparkSession};
 
 use super::query::{micros, AggregateRow, Backend, Param, Params};
-use super::split::Split;
+use super::split::{self, Split};
 use super::sql::Dialect;
 use super::{ColumnKind, EngineError, WarehouseError};
 use crate::config::Warehouse;
@@ -21,8 +21,7 @@ pub struct Spark {
     session: SparkSession,
     tables: BTreeMap<String, String>,
     version: String,
-    /// `warehouse.scan_parts`; levered does not choose parts on a cluster, whose memory is not
-    /// levered's.
+    /// `warehouse.scan_parts`, else by the memory of one executor.
     split: Split,
 }
 
@@ -50,13 +49,17 @@ impl Spark {
             .conf()
             .set("spark.sql.session.timeZone", "UTC")
             .map_err(|e| open_error(&e, "the server refused a session setting"))?;
+        let executor_memory = session
+            .conf()
+            .get_with_default("spark.executor.memory", None)
+            .map_err(|e| open_error(&e, unreachable))?;
         let spark = Spark {
             session,
             tables: tables.clone(),
             version,
             split: Split {
                 parts: warehouse.scan_parts,
-                memory: None,
+                memory: split::spark_part_memory(executor_memory.as_deref()),
             },
         };
         for (logical, target) in tables {

@@ -7,7 +7,8 @@
 //! - under `unit: visitor` (a visitor's unit is their first exposure ever), by a hash of
 //!   `anonymous_id`: each part reads every row and keeps the visitors of its hash.
 //!
-//! The number of parts is `warehouse.scan_parts`, or what the engine's memory for a part allows.
+//! The number of parts is `warehouse.scan_parts`, or what the engine's memory for a part allows:
+//! `warehouse.memory_limit` on the embedded engine, one executor's memory on Spark.
 
 use crate::config::{Touch, Unit};
 use crate::time::{Instant, Span};
@@ -20,24 +21,79 @@ use super::sql::Shape;
 pub struct Split {
     /// `warehouse.scan_parts`.
     pub parts: Option<u32>,
-    /// The memory a part may take, when levered chooses the parts; `None` runs one part unless
-    /// `parts` is set.
-    pub memory: Option<u64>,
+    /// The memory a part may take when levered chooses the parts.
+    pub memory: u64,
 }
 
 impl Split {
     /// Whether the parts depend on the data, which then has to be counted first.
     pub fn counts_rows(&self) -> bool {
-        match self.parts {
-            Some(parts) => parts > 1,
-            None => self.memory.is_some(),
-        }
+        self.parts.is_none_or(|parts| parts > 1)
     }
 }
 
 /// The peak memory of a part per exposure row it deduplicates, the engine's own memory included:
 /// 130–145 bytes were measured at 100M rows in 10 and 16 parts (docs/performance.md).
 const BYTES_PER_ROW: u64 = 150;
+
+/// The memory a part may take on the embedded engine: `warehouse.memory_limit`, or 1 GiB when it
+/// is not set or is not a size (such as a percentage).
+pub fn duckdb_part_memory(memory_limit: Option<&str>) -> u64 {
+    memory_limit.and_then(engine_memory).unwrap_or(1 << 30)
+}
+
+/// The memory a part may take on Spark: one executor's, `spark.executor.memory`, or Spark's
+/// default 1g when the server does not state it or states what levered cannot read.
+#[cfg_attr(not(feature = "spark"), allow(dead_code))] // the Spark engine's; tested in every build
+pub fn spark_part_memory(executor_memory: Option<&str>) -> u64 {
+    executor_memory.and_then(jvm_memory).unwrap_or(1 << 30)
+}
+
+/// The bytes of a DuckDB memory setting such as `1500MB`, `2GiB` or `1 GB` (as DuckDB reads them:
+/// KB, MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of 1024); `None` for any other
+/// text, such as a percentage.
+fn engine_memory(setting: &str) -> Option<u64> {
+    let setting = setting.trim();
+    let digits = setting
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(setting.len());
+    let number: f64 = setting[..digits].parse().ok()?;
+    let unit = setting[digits..].trim().to_ascii_lowercase();
+    let scale: f64 = match unit.as_str() {
+        "" | "b" | "byte" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((number * scale) as u64)
+}
+
+/// The bytes of a JVM memory string as Spark reads `spark.executor.memory`: a whole number with a
+/// suffix `k`, `m`, `g`, `t`, `p` (or `kb` … `pb`, `b`), each a power of 1024, and a bare number
+/// in MiB; `None` for any other text.
+fn jvm_memory(setting: &str) -> Option<u64> {
+    let setting = setting.trim().to_ascii_lowercase();
+    let digits = setting
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(setting.len());
+    let number: u64 = setting[..digits].parse().ok()?;
+    let power = match &setting[digits..] {
+        "b" => 0,
+        "k" | "kb" => 1,
+        "" | "m" | "mb" => 2,
+        "g" | "gb" => 3,
+        "t" | "tb" => 4,
+        "p" | "pb" => 5,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << (10 * power))
+}
 
 /// One part of a scan: a hash part (`index` of `of`), or a time part (the batches from `from` to
 /// `until`, each open-ended when `None`). The whole scan is `Part::WHOLE`.
@@ -119,11 +175,9 @@ impl Part {
 /// The parts of `plan`'s scan, from the exposure rows per batch (`(batch index, rows)`, in order).
 pub fn parts(plan: &ScanPlan<'_>, split: Split, counts: &[(i64, i64)]) -> Vec<Part> {
     let total: i64 = counts.iter().map(|(_, rows)| rows).sum();
-    let wanted = match (split.parts, split.memory) {
-        (Some(parts), _) => parts,
-        (None, Some(memory)) => parts_for(total, memory),
-        (None, None) => 1,
-    };
+    let wanted = split
+        .parts
+        .unwrap_or_else(|| parts_for(total, split.memory));
     if wanted <= 1 {
         return vec![Part::WHOLE];
     }
@@ -186,8 +240,36 @@ fn time_cuts(counts: &[(i64, i64)], parts: u32, first: i64, batch: Span) -> Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::{parts_for, time_cuts};
+    use super::{engine_memory, jvm_memory, parts_for, time_cuts};
     use crate::time::{Instant, Span};
+
+    #[test]
+    fn memory_settings_are_read_as_duckdb_reads_them() {
+        assert_eq!(engine_memory("1500MB"), Some(1_500_000_000));
+        assert_eq!(engine_memory("1 GB"), Some(1_000_000_000));
+        assert_eq!(engine_memory("2GiB"), Some(2 << 30));
+        assert_eq!(engine_memory("0.5gb"), Some(500_000_000));
+        assert_eq!(engine_memory("80%"), None);
+        assert_eq!(engine_memory("lots"), None);
+        assert_eq!(engine_memory(""), None);
+        assert_eq!(super::duckdb_part_memory(None), 1 << 30);
+        assert_eq!(super::duckdb_part_memory(Some("80%")), 1 << 30);
+    }
+
+    #[test]
+    fn executor_memory_is_read_as_spark_reads_it() {
+        assert_eq!(jvm_memory("3g"), Some(3 << 30));
+        assert_eq!(jvm_memory("512m"), Some(512 << 20));
+        assert_eq!(jvm_memory("2048"), Some(2048 << 20));
+        assert_eq!(jvm_memory("1536MB"), Some(1536 << 20));
+        assert_eq!(jvm_memory("4096k"), Some(4 << 20));
+        assert_eq!(jvm_memory("1T"), Some(1 << 40));
+        assert_eq!(jvm_memory("1.5g"), None);
+        assert_eq!(jvm_memory("g"), None);
+        assert_eq!(jvm_memory("99999999999p"), None);
+        assert_eq!(super::spark_part_memory(None), 1 << 30);
+        assert_eq!(super::spark_part_memory(Some("1.5g")), 1 << 30);
+    }
 
     #[test]
     fn parts_follow_the_rows_and_the_memory() {

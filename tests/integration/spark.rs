@@ -117,7 +117,8 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Also in parts (docs/design.md §2.14): a scan in three time or hash parts gives
-/// the aggregates of one scan.
+/// the aggregates of one scan, whose single part levered chose from the rows and the executor's
+/// memory.
 #[test]
 fn spark_gives_the_aggregates_of_duckdb() {
     let project = project(8_000, 3);
@@ -132,6 +133,10 @@ fn spark_gives_the_aggregates_of_duckdb() {
         let spark = aggregates(&project.path("spark.yaml"), name, as_of_us);
         let split = aggregates(&project.path("spark-split.yaml"), name, as_of_us);
         assert_eq!(split.parts, 3, "{name}");
+        assert_eq!(
+            spark.parts, 1,
+            "{name}: chosen, and one executor holds 8,000 visits"
+        );
         assert_eq!(
             ScanResult { parts: 1, ..split },
             spark,
