@@ -172,19 +172,124 @@ fn syntax_problem(error: &serde_saphyr::Error, text: &str) -> Problem {
             message = stripped.to_string();
         }
     }
-    let hint = if message.contains("unknown field") {
-        Some("check the spelling; optimizations.example.yaml shows every key".into())
-    } else if message.contains("missing field") {
-        Some("add the required key".into())
+    let path = location.map_or_else(String::new, |l| key_path_at(text, l.line() as usize));
+    let (parent, key) = path.rsplit_once('.').unwrap_or(("", &path));
+    let sections = sections_with(key);
+    let hint = if message.contains("unknown field") && !sections.is_empty() {
+        format!("`{key}` is a key of {sections}: check its indentation")
+    } else if message.contains("unknown field") {
+        "check the spelling; docs/design.md §1.2–§1.5 lists every key".into()
+    } else if let Some(member) = member_of(parent).filter(|m| sections.contains(m)) {
+        message = format!("`{key}` is written where the name of {member} belongs");
+        format!("indent it under the name of {member}, beside its other keys")
     } else {
-        Some("fix the YAML at this position".into())
+        "fix the YAML at this position".into()
     };
     Problem {
-        path: location.map_or_else(String::new, |l| key_path_at(text, l.line() as usize)),
+        path,
         line: location.map(|l| l.line()),
         column: location.map(|l| l.column()),
         message,
-        hint,
+        hint: Some(hint),
+    }
+}
+
+/// The sections of a definitions file and their keys, to tell a mis-indented key from a misspelt
+/// one (docs/design.md §1.2–§1.5).
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "the file's top level",
+        &[
+            "warehouse",
+            "state",
+            "output_dir",
+            "keep_runs",
+            "metrics",
+            "optimizations",
+        ],
+    ),
+    (
+        "warehouse",
+        &[
+            "path",
+            "engine",
+            "remote",
+            "tables",
+            "memory_limit",
+            "threads",
+            "scan_parts",
+            "stale_after",
+        ],
+    ),
+    ("a metric", &["type", "sql"]),
+    (
+        "an optimization",
+        &[
+            "status",
+            "design_factors",
+            "excluded_combinations",
+            "context_factors",
+            "reward",
+            "exposures",
+            "attribution",
+            "model",
+            "generation",
+        ],
+    ),
+    ("exposures", &["table", "sql", "columns"]),
+    (
+        "exposures.columns",
+        &[
+            "anonymous_id",
+            "timestamp",
+            "optimization_id",
+            "variant",
+            "context",
+            "holdout",
+        ],
+    ),
+    (
+        "attribution",
+        &["type", "conversion_window", "unit", "late_grace"],
+    ),
+    (
+        "model",
+        &[
+            "kind",
+            "batch",
+            "prior",
+            "burn_in",
+            "min_units_per_arm",
+            "floor",
+            "max_contexts",
+            "holdout",
+            "drop",
+            "decay_half_life",
+            "seed",
+        ],
+    ),
+    (
+        "generation",
+        &["strategy", "max_active_arms", "command", "timeout"],
+    ),
+];
+
+/// The sections that have a key `key`, e.g. "an optimization" or "a metric or attribution".
+fn sections_with(key: &str) -> String {
+    let names: Vec<&str> = SECTIONS
+        .iter()
+        .filter(|(_, keys)| keys.contains(&key))
+        .map(|(name, _)| *name)
+        .collect();
+    names.join(" or ")
+}
+
+/// The section each entry of the map at `path` is: the names under `metrics` and `optimizations`.
+fn member_of(path: &str) -> Option<&'static str> {
+    match path {
+        "metrics" => Some("a metric"),
+        "optimizations" => Some("an optimization"),
+        _ => None,
     }
 }
 
@@ -219,6 +324,34 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_string()
 }
 
+/// What a required key holds and an example of it: the message and the hint when it is missing.
+fn required_key(key: &str) -> (&'static str, &'static str) {
+    match key {
+        "warehouse" => ("where the data is", "e.g. warehouse: {path: warehouse.duckdb} (a DuckDB file or a folder of Parquet files)"),
+        "optimizations" => ("the optimizations to train", "add `optimizations:` with one optimization per name; optimizations.example.yaml shows two"),
+        "type" => ("the kind of metric", "type: bool (any row is a conversion) or type: numeric (the sum of `value`)"),
+        "sql" => ("the SQL that returns the metric's rows", "e.g. sql: SELECT anonymous_id, created_at AS timestamp FROM signups"),
+        "status" => ("whether the optimization is trained", "status: live (or completed, archived)"),
+        "design_factors" => ("the factors and their levels", "e.g. design_factors: {color: [red, blue]}"),
+        "reward" => ("the metric the optimization maximizes", "reward: the name of a metric under `metrics:`"),
+        "exposures" => ("where the exposures are", "e.g. exposures: {table: exposures}"),
+        "attribution" => ("how rewards are attributed to exposures", "e.g. attribution: {type: last_touch, conversion_window: 24h}"),
+        "model" => ("the model that allocates the traffic", "e.g. model: {kind: mab}"),
+        "kind" => ("the kind of model", "kind: mab, or kind: cmab with context_factors"),
+        _ => ("a required key", "docs/design.md §1.2–§1.5 lists every key"),
+    }
+}
+
+/// A `Spanned` value's text.
+fn text(value: &Option<Spanned<String>>) -> Option<&str> {
+    value.as_ref().map(|v| v.value.as_str())
+}
+
+/// Where a value is written, or else its section `parent`.
+fn place<'a, T>(value: &'a Option<Spanned<T>>, parent: &'a Location) -> &'a Location {
+    value.as_ref().map_or(parent, |v| &v.referenced)
+}
+
 struct Checker {
     base: PathBuf,
     problems: Vec<Problem>,
@@ -234,6 +367,38 @@ impl Checker {
             message,
             hint: hint.map(str::to_string),
         });
+    }
+
+    /// `value`, or a report that the required `key` of the section at `path` (written at `at`) is
+    /// missing.
+    fn required<'a, T>(
+        &mut self,
+        path: &str,
+        at: Option<&Location>,
+        key: &str,
+        value: &'a Option<T>,
+    ) -> Option<&'a T> {
+        if value.is_none() {
+            let (what, hint) = required_key(key);
+            let path = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            self.report(&path, at, format!("missing: {what}"), Some(hint));
+        }
+        value.as_ref()
+    }
+
+    /// `span` of an optional `Spanned` duration, reported at its own key.
+    fn duration(
+        &mut self,
+        path: &str,
+        value: &Option<Spanned<String>>,
+        parent: &Location,
+        default: Span,
+    ) -> Span {
+        self.span(path, place(value, parent), text(value), default)
     }
 
     fn span(&mut self, path: &str, at: &Location, text: Option<&str>, default: Span) -> Span {
@@ -264,7 +429,9 @@ impl Checker {
     }
 
     fn file(&mut self, file: &Path, raw: RawFile) -> Option<Config> {
-        let warehouse = self.warehouse(&raw.warehouse);
+        let warehouse = self
+            .required("", None, "warehouse", &raw.warehouse)
+            .and_then(|w| self.warehouse(w));
         let metrics: BTreeMap<String, Metric> = raw
             .metrics
             .iter()
@@ -275,18 +442,19 @@ impl Checker {
             let at = raw.keep_runs.as_ref().map(|k| &k.referenced);
             self.report("keep_runs", at, "must be at least 1".into(), None);
         }
-        if raw.optimizations.value.is_empty() {
+        let raw_optimizations = self.required("", None, "optimizations", &raw.optimizations);
+        if let Some(o) = raw_optimizations.filter(|o| o.value.is_empty()) {
             self.report(
                 "optimizations",
-                Some(&raw.optimizations.referenced),
+                Some(&o.referenced),
                 "defines no optimization".into(),
                 Some("add at least one optimization"),
             );
         }
-        let optimizations = raw
-            .optimizations
-            .value
-            .iter()
+        let optimizations = raw_optimizations
+            .map(|o| &o.value)
+            .into_iter()
+            .flatten()
             .filter_map(|(name, opt)| {
                 self.optimization(name, opt, &metrics)
                     .map(|o| (name.clone(), o))
@@ -312,13 +480,13 @@ impl Checker {
         let at = &raw.referenced;
         self.locate("warehouse", at);
         let w = &raw.value;
-        let spark = match w.engine.as_deref().unwrap_or("duckdb") {
+        let spark = match text(&w.engine).unwrap_or("duckdb") {
             "duckdb" => false,
             "spark" => true,
             other => {
                 self.report(
                     "warehouse.engine",
-                    Some(at),
+                    Some(place(&w.engine, at)),
                     format!("unknown engine `{other}`"),
                     Some("use engine: duckdb (the default, embedded) or engine: spark (Spark Connect)"),
                 );
@@ -328,31 +496,31 @@ impl Checker {
         if !spark && w.remote.is_some() {
             self.report(
                 "warehouse.remote",
-                Some(at),
+                Some(place(&w.remote, at)),
                 "`remote` needs engine: spark; the duckdb engine reads `path`".into(),
                 Some("remove `remote`, or set engine: spark"),
             );
         }
-        let stale_after = self.span(
+        let stale_after = self.duration(
             "warehouse.stale_after",
+            &w.stale_after,
             at,
-            w.stale_after.as_deref(),
             Span::from_seconds(6 * 3600),
         );
-        if w.threads == Some(0) {
+        let threads = w.threads.as_ref().map(|t| t.value);
+        let scan_parts = w.scan_parts.as_ref().map(|p| p.value);
+        if threads == Some(0) {
             self.report(
                 "warehouse.threads",
-                Some(at),
+                Some(place(&w.threads, at)),
                 "must be at least 1".into(),
                 None,
             );
         }
-        if w.scan_parts
-            .is_some_and(|n| !(1..=MAX_SCAN_PARTS).contains(&n))
-        {
+        if scan_parts.is_some_and(|n| !(1..=MAX_SCAN_PARTS).contains(&n)) {
             self.report(
                 "warehouse.scan_parts",
-                Some(at),
+                Some(place(&w.scan_parts, at)),
                 format!("must be between 1 and {MAX_SCAN_PARTS}"),
                 Some("leave it out to let levered choose the parts from the data and warehouse.memory_limit"),
             );
@@ -360,7 +528,7 @@ impl Checker {
         if spark {
             return self.spark_warehouse(w, at, stale_after);
         }
-        let Some(path) = w.path.as_deref() else {
+        let Some(path) = text(&w.path) else {
             self.report(
                 "warehouse.path",
                 Some(at),
@@ -381,9 +549,9 @@ impl Checker {
                 WarehouseSource::ParquetFolder(resolved)
             },
             tables: w.tables.clone(),
-            memory_limit: w.memory_limit.clone(),
-            threads: w.threads,
-            scan_parts: w.scan_parts,
+            memory_limit: text(&w.memory_limit).map(str::to_string),
+            threads,
+            scan_parts,
             stale_after,
         })
     }
@@ -397,14 +565,17 @@ impl Checker {
         stale_after: Span,
     ) -> Option<Warehouse> {
         for (key, given) in [
-            ("path", w.path.is_some()),
-            ("memory_limit", w.memory_limit.is_some()),
-            ("threads", w.threads.is_some()),
+            ("path", w.path.as_ref().map(|v| &v.referenced)),
+            (
+                "memory_limit",
+                w.memory_limit.as_ref().map(|v| &v.referenced),
+            ),
+            ("threads", w.threads.as_ref().map(|v| &v.referenced)),
         ] {
-            if given {
+            if let Some(given) = given {
                 self.report(
                     &format!("warehouse.{key}"),
-                    Some(at),
+                    Some(given),
                     format!("`{key}` belongs to the embedded duckdb engine, not to engine: spark"),
                     Some("remove it; the Spark cluster's own settings apply"),
                 );
@@ -413,7 +584,7 @@ impl Checker {
         let remote = std::env::var("SPARK_REMOTE")
             .ok()
             .filter(|r| !r.is_empty())
-            .or_else(|| w.remote.clone());
+            .or_else(|| text(&w.remote).map(str::to_string));
         let Some(remote) = remote else {
             self.report(
                 "warehouse.remote",
@@ -426,7 +597,7 @@ impl Checker {
         if !remote.starts_with("sc://") {
             self.report(
                 "warehouse.remote",
-                Some(at),
+                Some(place(&w.remote, at)),
                 format!("`{remote}` is not a Spark Connect address"),
                 Some("write it as sc://host:port, e.g. sc://spark-host:15002"),
             );
@@ -437,7 +608,7 @@ impl Checker {
             tables: w.tables.clone(),
             memory_limit: None,
             threads: None,
-            scan_parts: w.scan_parts,
+            scan_parts: w.scan_parts.as_ref().map(|p| p.value),
             stale_after,
         })
     }
@@ -458,24 +629,28 @@ impl Checker {
     fn metric(&mut self, name: &str, raw: &Spanned<RawMetric>) -> Option<(String, Metric)> {
         self.name("metrics", name, &raw.referenced);
         let path = format!("metrics.{name}");
-        self.locate(&path, &raw.referenced);
-        let kind = match raw.value.kind.as_str() {
+        let at = &raw.referenced;
+        self.locate(&path, at);
+        let kind = self.required(&path, Some(at), "type", &raw.value.kind);
+        let sql = self.required(&path, Some(at), "sql", &raw.value.sql);
+        let (kind, sql) = (kind?, sql?);
+        let kind = match kind.value.as_str() {
             "bool" => MetricKind::Bool,
             "numeric" => MetricKind::Numeric,
             other => {
                 self.report(
                     &format!("{path}.type"),
-                    Some(&raw.referenced),
+                    Some(&kind.referenced),
                     format!("unknown metric type `{other}`"),
                     Some("use `bool` (any row is a conversion) or `numeric` (sum of value)"),
                 );
                 return None;
             }
         };
-        if raw.value.sql.trim().is_empty() {
+        if sql.value.trim().is_empty() {
             self.report(
                 &format!("{path}.sql"),
-                Some(&raw.referenced),
+                Some(&sql.referenced),
                 "is empty".into(),
                 Some("write a SELECT returning anonymous_id, timestamp (and value for numeric)"),
             );
@@ -486,7 +661,7 @@ impl Checker {
             Metric {
                 name: name.to_string(),
                 kind,
-                sql: raw.value.sql.clone(),
+                sql: sql.value.clone(),
             },
         ))
     }
@@ -498,46 +673,32 @@ impl Checker {
         metrics: &BTreeMap<String, Metric>,
     ) -> Option<Optimization> {
         let path = format!("optimizations.{name}");
+        let at = &raw.referenced;
         let o = &raw.value;
         let before = self.problems.len();
-        self.name("optimizations", name, &raw.referenced);
-        let status = match o.status.value.as_str() {
-            "live" => Status::Live,
-            "completed" => Status::Completed,
-            "archived" => Status::Archived,
-            other => {
-                self.report(
-                    &format!("{path}.status"),
-                    Some(&o.status.referenced),
-                    format!("unknown status `{other}`"),
-                    Some("use live, completed or archived"),
-                );
-                Status::Live
-            }
+        self.name("optimizations", name, at);
+        self.locate(&path, at);
+        let status = self
+            .required(&path, Some(at), "status", &o.status)
+            .map(|s| self.status(&path, s));
+        let factors = self
+            .required(&path, Some(at), "design_factors", &o.design_factors)
+            .map(|f| self.factors(&path, f))
+            .unwrap_or_default();
+        let variants = if factors.is_empty() {
+            Vec::new()
+        } else {
+            self.variants(&path, &factors, &o.excluded_combinations)
         };
-        let factors = self.factors(&path, &o.design_factors);
-        let variants = self.variants(&path, &factors, &o.excluded_combinations);
-        let reward = match metrics.get(&o.reward.value) {
-            Some(metric) => Some(metric.clone()),
-            None => {
-                let known: Vec<&str> = metrics.keys().map(String::as_str).collect();
-                self.report(
-                    &format!("{path}.reward"),
-                    Some(&o.reward.referenced),
-                    format!("metric `{}` does not exist", o.reward.value),
-                    Some(&format!(
-                        "define it under `metrics:`; known metrics: {}",
-                        known.join(", ")
-                    )),
-                );
-                None
-            }
-        };
-        self.locate(&path, &raw.referenced);
-        self.locate(&format!("{path}.exposures"), &o.exposures.referenced);
-        self.locate(&format!("{path}.reward"), &o.reward.referenced);
-        let exposures = self.exposures(&path, &o.exposures);
-        let attribution = self.attribution(&path, &o.attribution);
+        let reward = self
+            .required(&path, Some(at), "reward", &o.reward)
+            .and_then(|r| self.reward(&path, r, metrics));
+        let exposures = self
+            .required(&path, Some(at), "exposures", &o.exposures)
+            .and_then(|e| self.exposures(&path, e));
+        let attribution = self
+            .required(&path, Some(at), "attribution", &o.attribution)
+            .and_then(|a| self.attribution(&path, a));
         let generation = o
             .generation
             .as_ref()
@@ -547,14 +708,17 @@ impl Checker {
             Some(g) if g.strategy == Strategy::Factorial => g.max_active_arms.min(variants.len()),
             Some(g) => g.max_active_arms,
         };
-        let model = self.model(&path, &o.model, serving);
-        let context_factors = self.context_factors(&path, o);
+        let raw_model = self.required(&path, Some(at), "model", &o.model);
+        let model = raw_model.and_then(|m| self.model(&path, m, serving));
+        let context_factors = raw_model
+            .map(|m| self.context_factors(&path, o.context_factors.as_ref(), m))
+            .unwrap_or_default();
         if self.problems.len() > before {
             return None;
         }
         Some(Optimization {
             name: name.to_string(),
-            status,
+            status: status?,
             factors,
             variants,
             reward: reward?,
@@ -564,6 +728,46 @@ impl Checker {
             generation,
             context_factors,
         })
+    }
+
+    fn status(&mut self, path: &str, raw: &Spanned<String>) -> Status {
+        match raw.value.as_str() {
+            "live" => Status::Live,
+            "completed" => Status::Completed,
+            "archived" => Status::Archived,
+            other => {
+                self.report(
+                    &format!("{path}.status"),
+                    Some(&raw.referenced),
+                    format!("unknown status `{other}`"),
+                    Some("use live, completed or archived"),
+                );
+                Status::Live
+            }
+        }
+    }
+
+    fn reward(
+        &mut self,
+        path: &str,
+        raw: &Spanned<String>,
+        metrics: &BTreeMap<String, Metric>,
+    ) -> Option<Metric> {
+        self.locate(&format!("{path}.reward"), &raw.referenced);
+        if let Some(metric) = metrics.get(&raw.value) {
+            return Some(metric.clone());
+        }
+        let known: Vec<&str> = metrics.keys().map(String::as_str).collect();
+        self.report(
+            &format!("{path}.reward"),
+            Some(&raw.referenced),
+            format!("metric `{}` does not exist", raw.value),
+            Some(&format!(
+                "define it under `metrics:`; known metrics: {}",
+                known.join(", ")
+            )),
+        );
+        None
     }
 
     fn factors(
@@ -705,6 +909,7 @@ impl Checker {
 
     fn exposures(&mut self, path: &str, raw: &Spanned<RawExposures>) -> Option<Exposures> {
         let path = format!("{path}.exposures");
+        self.locate(&path, &raw.referenced);
         let e = &raw.value;
         let source = match (&e.table, &e.sql) {
             (Some(table), None) if !table.trim().is_empty() => ExposureSource::Table(table.clone()),
@@ -739,33 +944,33 @@ impl Checker {
         let path = format!("{path}.attribution");
         let at = &raw.referenced;
         let a = &raw.value;
-        let touch = match a.kind.as_deref() {
+        let touch = match text(&a.kind) {
             None | Some("last_touch") => Touch::LastTouch,
             Some("first_touch") => Touch::FirstTouch,
             Some(other) => {
                 self.report(
                     &format!("{path}.type"),
-                    Some(at),
+                    Some(place(&a.kind, at)),
                     format!("unknown attribution `{other}`"),
                     Some("use last_touch or first_touch"),
                 );
                 Touch::LastTouch
             }
         };
-        let unit = match a.unit.as_deref() {
+        let unit = match text(&a.unit) {
             None | Some("visitor_batch") => Unit::VisitorBatch,
             Some("visitor") => Unit::Visitor,
             Some(other) => {
                 self.report(
                     &format!("{path}.unit"),
-                    Some(at),
+                    Some(place(&a.unit, at)),
                     format!("unknown unit `{other}`"),
                     Some("use visitor_batch or visitor"),
                 );
                 Unit::VisitorBatch
             }
         };
-        let Some(window) = a.conversion_window.as_deref() else {
+        if a.conversion_window.is_none() {
             self.report(
                 &format!("{path}.conversion_window"),
                 Some(at),
@@ -773,17 +978,17 @@ impl Checker {
                 Some("e.g. conversion_window: 24h"),
             );
             return None;
-        };
-        let window = self.span(
+        }
+        let window = self.duration(
             &format!("{path}.conversion_window"),
+            &a.conversion_window,
             at,
-            Some(window),
             Span::ZERO,
         );
-        let late_grace = self.span(
+        let late_grace = self.duration(
             &format!("{path}.late_grace"),
+            &a.late_grace,
             at,
-            a.late_grace.as_deref(),
             Span::from_seconds(3600),
         );
         Some(Attribution {
@@ -798,34 +1003,34 @@ impl Checker {
         let path = format!("{path}.model");
         let at = &raw.referenced;
         let m = &raw.value;
-        match m.kind.as_str() {
-            "mab" => {}
-            "cmab" => {}
-            other => self.report(
+        match self.required(&path, Some(at), "kind", &m.kind) {
+            Some(kind) if ["mab", "cmab"].contains(&kind.value.as_str()) => {}
+            Some(kind) => self.report(
                 &format!("{path}.kind"),
-                Some(at),
-                format!("unknown model `{other}`"),
+                Some(&kind.referenced),
+                format!("unknown model `{}`", kind.value),
                 Some("use mab, or cmab with context_factors"),
             ),
+            None => {}
         }
-        let batch = self.span(
+        let batch = self.duration(
             &format!("{path}.batch"),
+            &m.batch,
             at,
-            m.batch.as_deref(),
             Span::from_seconds(3600),
         );
         if batch == Span::ZERO {
             self.report(
                 &format!("{path}.batch"),
-                Some(at),
+                Some(place(&m.batch, at)),
                 "must be longer than zero".into(),
                 Some("e.g. batch: 1h"),
             );
         }
-        let burn_in = self.span(
+        let burn_in = self.duration(
             &format!("{path}.burn_in"),
+            &m.burn_in,
             at,
-            m.burn_in.as_deref(),
             Span::from_seconds(24 * 3600),
         );
         let prior = m.prior.as_ref().map_or(
@@ -834,8 +1039,8 @@ impl Checker {
                 beta: 1.0,
             },
             |p| Prior {
-                alpha: p.alpha,
-                beta: p.beta,
+                alpha: p.value.alpha,
+                beta: p.value.beta,
             },
         );
         if !(prior.alpha > 0.0
@@ -845,24 +1050,24 @@ impl Checker {
         {
             self.report(
                 &format!("{path}.prior"),
-                Some(at),
+                Some(place(&m.prior, at)),
                 "alpha and beta must be positive".into(),
                 Some("prior: {alpha: 1, beta: 1} is uniform"),
             );
         }
-        let floor_value = m.floor.unwrap_or(0.01);
+        let floor_value = m.floor.as_ref().map_or(0.01, |f| f.value);
         let floor = Probability::new(floor_value);
         if floor.is_none() {
             self.report(
                 &format!("{path}.floor"),
-                Some(at),
+                Some(place(&m.floor, at)),
                 format!("{floor_value} is not in [0, 1]"),
                 None,
             );
         } else if floor_value * arms as f64 > 1.0 + 1e-12 {
             self.report(
                 &format!("{path}.floor"),
-                Some(at),
+                Some(place(&m.floor, at)),
                 format!("floor {floor_value} × {arms} arms exceeds 1"),
                 Some(&format!(
                     "use a floor of at most {}",
@@ -870,18 +1075,18 @@ impl Checker {
                 )),
             );
         }
-        let decay_half_life = m.decay_half_life.as_deref().map(|text| {
-            self.span(
+        let decay_half_life = m.decay_half_life.as_ref().map(|_| {
+            self.duration(
                 &format!("{path}.decay_half_life"),
+                &m.decay_half_life,
                 at,
-                Some(text),
                 Span::ZERO,
             )
         });
         if decay_half_life == Some(Span::ZERO) {
             self.report(
                 &format!("{path}.decay_half_life"),
-                Some(at),
+                Some(place(&m.decay_half_life, at)),
                 "must be longer than zero".into(),
                 Some("omit it for no decay"),
             );
@@ -911,19 +1116,22 @@ impl Checker {
             seed: m.seed,
             holdout,
             drop,
-            max_contexts: m.max_contexts.map_or(50, |n| n as usize),
+            max_contexts: m.max_contexts.as_ref().map_or(50, |n| n.value as usize),
         })
     }
 
     /// The context factors of a contextual model; empty for `kind: mab`.
-    fn context_factors(&mut self, path: &str, o: &RawOptimization) -> Vec<String> {
-        let at = &o.model.referenced;
-        let factors = o
-            .context_factors
-            .as_ref()
-            .map_or(Vec::new(), |c| c.value.clone());
-        let where_ = o.context_factors.as_ref().map_or(at, |c| &c.referenced);
-        match (o.model.value.kind.as_str(), factors.is_empty()) {
+    fn context_factors(
+        &mut self,
+        path: &str,
+        raw: Option<&Spanned<Vec<String>>>,
+        model: &Spanned<RawModel>,
+    ) -> Vec<String> {
+        let at = &model.referenced;
+        let factors = raw.map_or(Vec::new(), |c| c.value.clone());
+        let where_ = raw.map_or(at, |c| &c.referenced);
+        let kind = text(&model.value.kind).unwrap_or_default();
+        match (kind, factors.is_empty()) {
             ("cmab", true) => self.report(
                 &format!("{path}.context_factors"),
                 Some(at),
@@ -949,15 +1157,15 @@ impl Checker {
                 );
             }
         }
-        if o.model.value.max_contexts == Some(0) {
+        if let Some(max) = model.value.max_contexts.as_ref().filter(|m| m.value == 0) {
             self.report(
                 &format!("{path}.model.max_contexts"),
-                Some(at),
+                Some(&max.referenced),
                 "must be at least 1".into(),
                 Some("the most frequent contexts get their own allocation; the rest use `*`"),
             );
         }
-        if o.model.value.kind == "cmab" {
+        if kind == "cmab" {
             factors
         } else {
             Vec::new()

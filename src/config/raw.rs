@@ -1,5 +1,7 @@
 //! The YAML file exactly as written: serde structs that reject unknown keys.
 //! Nothing past `config::load` sees these; they become the checked types of `definition.rs`.
+//! Required keys are optional here, so that `config::load` reports every missing key at once, and
+//! the values it checks are `Spanned`, so that a problem points at its own key.
 
 use std::collections::BTreeMap;
 
@@ -10,49 +12,49 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
-    pub warehouse: Spanned<RawWarehouse>,
+    pub warehouse: Option<Spanned<RawWarehouse>>,
     pub state: Option<Spanned<String>>,
     pub output_dir: Option<Spanned<String>>,
     pub keep_runs: Option<Spanned<u32>>,
     #[serde(default)]
     pub metrics: BTreeMap<String, Spanned<RawMetric>>,
-    pub optimizations: Spanned<BTreeMap<String, Spanned<RawOptimization>>>,
+    pub optimizations: Option<Spanned<BTreeMap<String, Spanned<RawOptimization>>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWarehouse {
-    pub path: Option<String>,
-    pub engine: Option<String>,
-    pub remote: Option<String>,
+    pub path: Option<Spanned<String>>,
+    pub engine: Option<Spanned<String>>,
+    pub remote: Option<Spanned<String>>,
     #[serde(default)]
     pub tables: BTreeMap<String, String>,
-    pub memory_limit: Option<String>,
-    pub threads: Option<u32>,
-    pub scan_parts: Option<u32>,
-    pub stale_after: Option<String>,
+    pub memory_limit: Option<Spanned<String>>,
+    pub threads: Option<Spanned<u32>>,
+    pub scan_parts: Option<Spanned<u32>>,
+    pub stale_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetric {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub sql: String,
+    pub kind: Option<Spanned<String>>,
+    pub sql: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOptimization {
-    pub status: Spanned<String>,
-    pub design_factors: Spanned<IndexMap<String, Vec<Level>>>,
+    pub status: Option<Spanned<String>>,
+    pub design_factors: Option<Spanned<IndexMap<String, Vec<Level>>>>,
     #[serde(default)]
     pub excluded_combinations: Vec<Spanned<IndexMap<String, Level>>>,
     pub context_factors: Option<Spanned<Vec<String>>>,
-    pub reward: Spanned<String>,
-    pub exposures: Spanned<RawExposures>,
-    pub attribution: Spanned<RawAttribution>,
-    pub model: Spanned<RawModel>,
+    pub reward: Option<Spanned<String>>,
+    pub exposures: Option<Spanned<RawExposures>>,
+    pub attribution: Option<Spanned<RawAttribution>>,
+    pub model: Option<Spanned<RawModel>>,
     pub generation: Option<Spanned<RawGeneration>>,
 }
 
@@ -93,25 +95,25 @@ pub struct RawColumns {
 #[serde(deny_unknown_fields)]
 pub struct RawAttribution {
     #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub conversion_window: Option<String>,
-    pub unit: Option<String>,
-    pub late_grace: Option<String>,
+    pub kind: Option<Spanned<String>>,
+    pub conversion_window: Option<Spanned<String>>,
+    pub unit: Option<Spanned<String>>,
+    pub late_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub kind: String,
-    pub batch: Option<String>,
-    pub prior: Option<RawPrior>,
-    pub burn_in: Option<String>,
+    pub kind: Option<Spanned<String>>,
+    pub batch: Option<Spanned<String>>,
+    pub prior: Option<Spanned<RawPrior>>,
+    pub burn_in: Option<Spanned<String>>,
     pub min_units_per_arm: Option<u64>,
-    pub floor: Option<f64>,
-    pub max_contexts: Option<u32>,
+    pub floor: Option<Spanned<f64>>,
+    pub max_contexts: Option<Spanned<u32>>,
     pub holdout: Option<Spanned<RawHoldout>>,
     pub drop: Option<Spanned<RawDrop>>,
-    pub decay_half_life: Option<String>,
+    pub decay_half_life: Option<Spanned<String>>,
     pub seed: Option<u64>,
 }
 

@@ -13,6 +13,9 @@ pub struct Required {
     pub kinds: &'static [ColumnKind],
     /// What the column is for, e.g. "the exposure time".
     pub role: &'static str,
+    /// The `exposures.columns` key that maps the column of an exposure source; `None` for a
+    /// metric's column, whose name is fixed.
+    pub mapped_by: Option<&'static str>,
 }
 
 /// How a relation's columns breach the contract.
@@ -23,6 +26,7 @@ pub enum Breach {
         column: String,
         role: &'static str,
         found: Vec<String>,
+        mapped_by: Option<&'static str>,
     },
     #[error(
         "column `{column}` is {}, but {role} must be {}",
@@ -41,11 +45,30 @@ impl Breach {
     /// What fixes it.
     pub fn hint(&self) -> String {
         match self {
-            Breach::Missing { .. } => "select it under this name (e.g. `created_at AS timestamp`); exposure columns of other names can be mapped under exposures.columns".into(),
+            Breach::Missing {
+                column,
+                mapped_by: None,
+                ..
+            } => {
+                format!("select it under this name, e.g. `created_at AS {column}`")
+            }
+            Breach::Missing {
+                column,
+                mapped_by: Some(key),
+                ..
+            } => format!(
+                "name the column `{column}`, or give its name under exposures.columns.{key}"
+            ),
             Breach::WrongKind { column, kinds, .. } => match kinds.first() {
-                Some(ColumnKind::Timestamp) => format!("cast it in the SQL, e.g. CAST({column} AS TIMESTAMP)"),
-                Some(ColumnKind::Numeric) => format!("cast it in the SQL, e.g. CAST({column} AS DOUBLE)"),
-                Some(ColumnKind::Boolean) => format!("cast it in the SQL, e.g. CAST({column} AS BOOLEAN)"),
+                Some(ColumnKind::Timestamp) => {
+                    format!("cast it in the SQL, e.g. CAST({column} AS TIMESTAMP)")
+                }
+                Some(ColumnKind::Numeric) => {
+                    format!("cast it in the SQL, e.g. CAST({column} AS DOUBLE)")
+                }
+                Some(ColumnKind::Boolean) => {
+                    format!("cast it in the SQL, e.g. CAST({column} AS BOOLEAN)")
+                }
                 _ => format!("cast it in the SQL, e.g. CAST({column} AS VARCHAR)"),
             },
         }
@@ -62,6 +85,20 @@ fn required(column: &str, kinds: &'static [ColumnKind], role: &'static str) -> R
         column: column.to_string(),
         kinds,
         role,
+        mapped_by: None,
+    }
+}
+
+/// An exposure column, named `column` and mapped by `exposures.columns.{key}`.
+fn exposure(
+    key: &'static str,
+    column: &str,
+    kinds: &'static [ColumnKind],
+    role: &'static str,
+) -> Required {
+    Required {
+        mapped_by: Some(key),
+        ..required(column, kinds, role)
     }
 }
 
@@ -69,20 +106,27 @@ fn required(column: &str, kinds: &'static [ColumnKind], role: &'static str) -> R
 pub fn exposure_columns(optimization: &Optimization) -> Vec<Required> {
     let c = &optimization.exposures.columns;
     let mut columns = vec![
-        required(&c.anonymous_id, TEXT, "the visitor id"),
-        required(&c.timestamp, TIME, "the exposure time"),
-        required(&c.optimization_id, TEXT, "the optimization id"),
-        required(&c.variant, TEXT, "the variant JSON"),
+        exposure("anonymous_id", &c.anonymous_id, TEXT, "the visitor id"),
+        exposure("timestamp", &c.timestamp, TIME, "the exposure time"),
+        exposure(
+            "optimization_id",
+            &c.optimization_id,
+            TEXT,
+            "the optimization id",
+        ),
+        exposure("variant", &c.variant, TEXT, "the variant JSON"),
     ];
     if !optimization.context_factors.is_empty() {
-        columns.push(required(
+        columns.push(exposure(
+            "context",
             &c.context,
             TEXT,
             "the context JSON of a contextual model",
         ));
     }
     if optimization.model.holdout.is_some() {
-        columns.push(required(
+        columns.push(exposure(
+            "holdout",
             &c.holdout,
             BOOLEAN,
             "the holdout flag of a model with a holdout",
@@ -120,6 +164,7 @@ pub fn check(columns: &[(String, ColumnKind)], required: &[Required]) -> Vec<Bre
                     column: r.column.clone(),
                     role: r.role,
                     found: columns.iter().map(|(c, _)| c.clone()).collect(),
+                    mapped_by: r.mapped_by,
                 }),
                 Some((_, kind)) if !r.kinds.contains(kind) => Some(Breach::WrongKind {
                     column: r.column.clone(),
@@ -171,6 +216,20 @@ mod tests {
         assert_eq!(
             breaches[1].to_string(),
             "column `timestamp` (the reward time) is missing; the SQL returns: ANONYMOUS_ID, value"
+        );
+        assert_eq!(
+            breaches[1].hint(),
+            "select it under this name, e.g. `created_at AS timestamp`"
+        );
+    }
+
+    #[test]
+    fn a_missing_exposure_column_is_told_how_to_map_it() {
+        let required = [exposure("timestamp", "ts", TIME, "the exposure time")];
+        let breaches = check(&[("seen_at".to_string(), ColumnKind::Timestamp)], &required);
+        assert_eq!(
+            breaches[0].hint(),
+            "name the column `ts`, or give its name under exposures.columns.timestamp"
         );
     }
 }

@@ -133,3 +133,97 @@ fn spark_remote_overrides_the_address_of_an_engine_spark_warehouse() {
     assert_eq!(out.code, 3, "{all}");
     assert!(all.contains("is not a Spark Connect address"), "{all}");
 }
+
+/// A definition for the tests below: the metric `signup` and the optimization `cta` with `keys`.
+fn definition(keys: &str) -> String {
+    format!(
+        "warehouse: {{path: warehouse.duckdb}}\nmetrics:\n  signup:\n    type: bool\n    sql: SELECT anonymous_id, created_at AS timestamp FROM signups\noptimizations:\n  cta:\n{keys}"
+    )
+}
+
+fn validate_offline(project: &Project, name: &str, text: &str) -> String {
+    project.write(name, text);
+    let out = project.levered(&["validate", "--offline", "--config", name]);
+    assert_eq!(out.code, 3, "{out:?}");
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+#[test]
+fn every_missing_key_is_reported_at_once_under_its_own_path() {
+    let project = Project::new();
+    let all = validate_offline(
+        &project,
+        "missing.yaml",
+        &definition("    design_factors: {color: [red, blue]}\n"),
+    );
+    for key in ["status", "reward", "exposures", "attribution", "model"] {
+        assert!(
+            all.contains(&format!(
+                "missing.yaml:8:5: error: optimizations.cta.{key}: missing: "
+            )),
+            "{key}: {all}"
+        );
+    }
+    assert!(
+        all.contains("hint: status: live (or completed, archived)"),
+        "{all}"
+    );
+    assert!(all.contains("invalid: 5 errors"), "{all}");
+    assert!(!all.contains("missing field"), "{all}");
+
+    let all = validate_offline(&project, "empty.yaml", "metrics: {}\n");
+    assert!(
+        all.contains("error: warehouse: missing: where the data is"),
+        "{all}"
+    );
+    assert!(all.contains("error: optimizations: missing: "), "{all}");
+}
+
+#[test]
+fn a_misindented_key_is_told_apart_from_a_misspelt_one() {
+    let project = Project::new();
+    let body = "    status: live\n    design_factors: {color: [red, blue]}\n    exposures: {table: exposures}\n    attribution: {type: last_touch, conversion_window: 24h}\n    model:\n      kind: mab\n";
+    let deeper = format!("{}      reward: signup\n", definition(body));
+    let all = validate_offline(&project, "deeper.yaml", &deeper);
+    assert!(
+        all.contains(
+            "deeper.yaml:14:7: error: optimizations.cta.model.reward: unknown field `reward`"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("hint: `reward` is a key of an optimization: check its indentation"),
+        "{all}"
+    );
+
+    let shallower = format!("{}  reward: signup\n", definition(body));
+    let all = validate_offline(&project, "shallower.yaml", &shallower);
+    assert!(
+        all.contains(
+            "optimizations.reward: `reward` is written where the name of an optimization belongs"
+        ),
+        "{all}"
+    );
+
+    let typo = format!("{}      flor: 0.1\n", definition(body));
+    let all = validate_offline(&project, "typo.yaml", &typo);
+    assert!(
+        all.contains("hint: check the spelling; docs/design.md §1.2–§1.5 lists every key"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_problem_points_at_its_own_key() {
+    let project = Project::new();
+    let body = "    status: live\n    reward: signup\n    design_factors: {color: [red, blue]}\n    exposures: {table: exposures}\n    attribution: {type: last_touch, conversion_window: 24h}\n    model:\n      kind: mab\n      floor: 2\n      batch: 1x\n";
+    let all = validate_offline(&project, "keys.yaml", &definition(body));
+    assert!(
+        all.contains("keys.yaml:16:14: error: optimizations.cta.model.batch: `1x`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("keys.yaml:15:14: error: optimizations.cta.model.floor: 2 is not in [0, 1]"),
+        "{all}"
+    );
+}
