@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigError, Optimization};
 use crate::time::{Instant, Span};
-use crate::warehouse::{contract, hint_for, ColumnKind, EngineError, ScanPlan, SqlEngine};
+use crate::warehouse::{
+    contract, hint_for, ColumnKind, EngineError, ScanPlan, ScanResult, SqlEngine, Unmatched,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -234,21 +236,52 @@ pub fn engine_checks(
             };
             match engine.aggregate(&plan) {
                 Err(e) => v.add(config, Severity::Error, path, e.to_string(), None),
-                Ok(scan) => v.samples.push(Sample {
-                    optimization: optimization.name.clone(),
-                    from: from.rfc3339(),
-                    mature_units: scan.rows.iter().map(|r| r.units).sum(),
-                    conversions: scan.rows.iter().map(|r| r.conversions).sum(),
-                    unmatched: scan
-                        .unmatched
-                        .iter()
-                        .map(|(r, n)| (r.label().to_string(), *n))
-                        .collect(),
-                }),
+                Ok(scan) => {
+                    sample_warnings(config, &mut v, optimization, &scan, from);
+                    v.samples.push(Sample {
+                        optimization: optimization.name.clone(),
+                        from: from.rfc3339(),
+                        mature_units: scan.rows.iter().map(|r| r.units).sum(),
+                        conversions: scan.rows.iter().map(|r| r.conversions).sum(),
+                        unmatched: scan
+                            .unmatched
+                            .iter()
+                            .map(|(r, n)| (r.label().to_string(), *n))
+                            .collect(),
+                    })
+                }
             }
         }
     }
     v
+}
+
+/// Warns of a sample that matched no exposure row, or rows of variants that no arm has.
+fn sample_warnings(
+    config: &Config,
+    v: &mut Validation,
+    optimization: &Optimization,
+    scan: &ScanResult,
+    from: Instant,
+) {
+    let path = format!("optimizations.{}.exposures", optimization.name);
+    let hint = "exposure rows need optimization_id = the optimization's name and a variant of the design factors (docs/design.md §1.9)";
+    let unknown = scan.unmatched.get(&Unmatched::UnknownVariant).copied();
+    if scan.newest_exposure.is_none() && scan.unmatched.is_empty() {
+        let message = format!(
+            "the sample since {} found no exposure row of this optimization{}",
+            from.rfc3339(),
+            scan.samples.elsewhere(optimization)
+        );
+        v.add(config, Severity::Warning, path, message, Some(hint));
+    } else if let Some(rows) = unknown {
+        let message = format!(
+            "the sample since {} found {rows} exposure rows whose variant no arm has{}",
+            from.rfc3339(),
+            scan.samples.unknown_variants(optimization)
+        );
+        v.add(config, Severity::Warning, path, message, Some(hint));
+    }
 }
 
 /// Renders findings as text lines `file:line:column: severity: path: message`.

@@ -23,7 +23,10 @@ pub(super) fn diagnose(
 ) -> Diagnostics {
     unmatched_rows(optimization, evidence, warnings);
     match evidence.newest_exposure {
-        None => warnings.push("no valid exposure found for this optimization".into()),
+        None => warnings.push(format!(
+            "no valid exposure found for this optimization{}",
+            evidence.scan.samples.elsewhere(optimization)
+        )),
         Some(newest) if newest + config.warehouse.stale_after < as_of => warnings.push(format!(
             "the newest exposure ({}) is older than warehouse.stale_after ({}): is the pipeline still writing?",
             newest.rfc3339(),
@@ -98,9 +101,10 @@ fn unmatched_rows(optimization: &Optimization, evidence: &Evidence, warnings: &m
             .map(|(r, c)| format!("{}: {c}", r.label()))
             .collect();
         warnings.push(format!(
-            "{} exposure rows in the scanned range were not counted ({})",
+            "{} exposure rows in the scanned range were not counted ({}){}",
             exposure_rows.iter().map(|(_, c)| **c).sum::<i64>(),
-            parts.join(", ")
+            parts.join(", "),
+            evidence.scan.samples.unknown_variants(optimization)
         ));
     }
     for (reason, count) in metric_rows {

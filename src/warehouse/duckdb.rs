@@ -9,7 +9,7 @@ use duckdb::Connection;
 use crate::config::{Warehouse, WarehouseSource};
 
 use super::parquet::ParquetFolder;
-use super::query::{micros, AggregateRow, Backend, Param, Params};
+use super::query::{micros, AggregateRow, Backend, Param, Params, TextPair};
 use super::split::{self, Split};
 use super::sql::Dialect;
 use super::statement::Database;
@@ -165,6 +165,14 @@ impl Backend for DuckDb {
     fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
         self.batch_counts_of(text, params)
             .map_err(|e| self.explain(e))
+    }
+
+    fn text_pairs(&self, text: &str, params: &Params) -> Result<Vec<TextPair>, EngineError> {
+        self.collect(text, params, |row| {
+            let pair = || -> duckdb::Result<TextPair> { Ok((row.get(0)?, row.get(1)?)) };
+            pair().map_err(|e| failed(&e))
+        })
+        .map_err(|e| self.explain(e))
     }
 
     /// DuckDB's version, for the run record.

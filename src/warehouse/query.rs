@@ -9,7 +9,7 @@ use crate::domain::ContextKey;
 use crate::time::{Instant, Span};
 
 use super::contract;
-use super::scan::{batch_rows, CellKey, CellSums, ScanPlan, ScanResult};
+use super::scan::{batch_rows, CellKey, CellSums, ScanPlan, ScanResult, UnmatchedSamples};
 use super::split::{self, Part, Split};
 use super::sql::{self, BadValue, Dialect, Unmatched, VALUE_BOUND};
 use super::{ColumnKind, EngineError, WarehouseError};
@@ -119,6 +119,9 @@ pub struct AggregateRow {
     pub context: Option<String>,
 }
 
+/// A row of two text columns; SQL NULL is `None`.
+pub type TextPair = (Option<String>, Option<String>);
+
 /// What an SQL engine provides. Text comes with levered's `$name` markers; the engine binds each
 /// from [`Params::get`] (Spark first spells them `:name`, see [`sql::spark_parameters`]).
 pub trait Backend {
@@ -134,6 +137,8 @@ pub trait Backend {
     fn split(&self) -> Split;
     /// Runs `sql/batch_counts.sql`: the exposure rows per batch, as `(batch index, rows)`.
     fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError>;
+    /// Runs a query of two text columns, such as `sql/unmatched_samples.sql`.
+    fn text_pairs(&self, text: &str, params: &Params) -> Result<Vec<TextPair>, EngineError>;
     fn version(&self) -> String;
     /// See `Engine::canceller`.
     fn canceller(&self) -> Option<super::Cancel> {
@@ -202,10 +207,45 @@ pub fn aggregate(
             return Err(bad_value_error(optimization, bad, count));
         }
     }
-    Ok(ScanResult {
+    let mut result = ScanResult {
         parts: parts.len() as u32,
         ..scan_result(rows, plan.batch(), arm_span)
-    })
+    };
+    result.samples = unmatched_samples(backend, plan, &relation, arm_span, &result)
+        .map_err(|e| query_error(optimization, e))?;
+    Ok(result)
+}
+
+/// A few of the values behind the scan's unmatched rows, when there is something to show: the
+/// variants no arm has, or (for a scan that found no row at all) the optimization ids the source
+/// has instead.
+fn unmatched_samples(
+    backend: &impl Backend,
+    plan: &ScanPlan<'_>,
+    relation: &str,
+    arm_span: i64,
+    result: &ScanResult,
+) -> Result<UnmatchedSamples, EngineError> {
+    let unknown = result.unmatched.contains_key(&Unmatched::UnknownVariant);
+    let nothing = result.unmatched.is_empty() && result.newest_exposure.is_none();
+    let mut samples = UnmatchedSamples::default();
+    if !(unknown || nothing) {
+        return Ok(samples);
+    }
+    let text = sql::unmatched_samples(backend.dialect(), plan.optimization, relation);
+    let params = Params::of_scan(plan, arm_span, &Part::WHOLE);
+    for (kind, value) in backend.text_pairs(&text, &params)? {
+        match kind.as_deref() {
+            Some("variant") => samples.variants.push(value),
+            Some("optimization_id") => samples.optimization_ids.push(value),
+            other => {
+                return Err(EngineError::Unexpected(format!(
+                    "a sample of kind {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(samples)
 }
 
 /// The parts of a scan: one, unless the engine's [`Split`] asks for more, which are then cut from

@@ -131,4 +131,57 @@ pub struct ScanResult {
     pub newest_exposure: Option<Instant>,
     /// The number of parts the scan ran in (docs/design.md §2.14).
     pub parts: u32,
+    /// A few of the values behind the unmatched rows, for the warning that shows them.
+    pub samples: UnmatchedSamples,
+}
+
+/// A few of the values behind a scan's unmatched exposure rows (`sql/unmatched_samples.sql`): the
+/// variants no arm has, and for a source with no row of the optimization, the optimization ids it
+/// has. `None` is SQL NULL. Empty unless a scan has unknown variants or no row at all.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct UnmatchedSamples {
+    pub variants: Vec<Option<String>>,
+    pub optimization_ids: Vec<Option<String>>,
+}
+
+impl UnmatchedSamples {
+    /// The variants no arm has, as a sentence to append to a warning (empty without any).
+    pub fn unknown_variants(&self, optimization: &Optimization) -> String {
+        if self.variants.is_empty() {
+            return String::new();
+        }
+        let factors: Vec<String> = optimization
+            .factors
+            .iter()
+            .map(|f| format!("{}: [{}]", f.name, f.levels.join(", ")))
+            .collect();
+        format!(
+            "; variants of optimization_id '{}' that no arm has: {} (a variant is a JSON object of one level per factor of design_factors: {{{}}})",
+            optimization.name,
+            sample_list(&self.variants),
+            factors.join(", ")
+        )
+    }
+
+    /// The optimization ids the source has instead, as a sentence to append to a warning (empty
+    /// without any).
+    pub fn elsewhere(&self, optimization: &Optimization) -> String {
+        if self.optimization_ids.is_empty() {
+            return String::new();
+        }
+        format!(
+            ": no exposure row has optimization_id '{}'; the source has {} (optimization_id must be the optimization's name in the YAML)",
+            optimization.name,
+            sample_list(&self.optimization_ids)
+        )
+    }
+}
+
+/// A few values as SQL shows them: text in single quotes, NULL bare.
+fn sample_list(values: &[Option<String>]) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .map(|v| v.as_ref().map_or("NULL".into(), |v| format!("'{v}'")))
+        .collect();
+    shown.join(", ")
 }

@@ -10,7 +10,7 @@ use spark_connect::row::Value;
 use spark_connect::types::DataType;
 use spark_connect::{DataFrame, Expression, LiteralExpression, SparkSession};
 
-use super::query::{micros, AggregateRow, Backend, Param, Params};
+use super::query::{micros, AggregateRow, Backend, Param, Params, TextPair};
 use super::split::{self, Split};
 use super::sql::Dialect;
 use super::{ColumnKind, EngineError, WarehouseError};
@@ -194,6 +194,22 @@ impl Backend for Spark {
             }
         }
         Ok(out)
+    }
+
+    fn text_pairs(&self, text: &str, params: &Params) -> Result<Vec<TextPair>, EngineError> {
+        self.check_query(text, params)?;
+        let rows = self
+            .frame(text, params)?
+            .collect()
+            .map_err(|e| failed(&e))?;
+        let text_at = |row: &spark_connect::row::Row, i: usize| match row.get(i) {
+            Some(Value::String(text)) => Some(text.clone()),
+            _ => None,
+        };
+        Ok(rows
+            .iter()
+            .map(|row| (text_at(row, 0), text_at(row, 1)))
+            .collect())
     }
 
     fn version(&self) -> String {

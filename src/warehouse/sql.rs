@@ -348,6 +348,35 @@ pub fn batch_counts(
     render(include_str!("../../sql/batch_counts.sql"), &values) + "\n"
 }
 
+/// A few of the values behind unmatched exposure rows (`sql/unmatched_samples.sql`; parameters
+/// `$optimization`, `$arms`, `$exposures_from_us` and `$as_of_us` as in [`aggregation_in`]).
+/// Rows: `kind, value`.
+pub fn unmatched_samples(
+    dialect: Dialect,
+    optimization: &Optimization,
+    exposure_relation: &str,
+) -> String {
+    let c = &optimization.exposures.columns;
+    let quote = |name: &str| dialect.quote_identifier(name);
+    let (optimization_id, timestamp, variant) = (
+        quote(&c.optimization_id),
+        quote(&c.timestamp),
+        quote(&c.variant),
+    );
+    let arms = dialect.fragment(Fragment::Arms);
+    let variant_keys = dialect.fragment(Fragment::VariantKeys);
+    let mut values = dialect.names().to_vec();
+    values.extend([
+        ("exposure_relation", exposure_relation),
+        ("optimization_id", &optimization_id),
+        ("timestamp", &timestamp),
+        ("variant", &variant),
+        ("arms", &arms),
+        ("variant_keys", &variant_keys),
+    ]);
+    render(include_str!("../../sql/unmatched_samples.sql"), &values) + "\n"
+}
+
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
 /// `{arm_id, canonical}`), `$as_of_us`, `$exposures_from_us`, `$late_from_us`, `$from_batch_us`,
 /// `$window_us`, `$batch_us` (BIGINT microseconds since the epoch, or lengths), and `$start`/`$end`

@@ -227,3 +227,62 @@ fn a_problem_points_at_its_own_key() {
         "{all}"
     );
 }
+
+/// The example with its `hero` optimization renamed, so that no exposure row carries its id.
+fn renamed_example(project: &Project) -> String {
+    let example = std::fs::read_to_string(repo().join("optimizations.example.yaml")).unwrap();
+    let warehouse = repo().join("fixtures/warehouse");
+    let renamed = example.replace("\n  hero:\n", "\n  hero_v2:\n").replace(
+        "path: fixtures/warehouse",
+        &format!("path: {}", warehouse.display()),
+    );
+    project.write("renamed.yaml", &renamed);
+    "renamed.yaml".into()
+}
+
+#[test]
+fn unmatched_rows_are_shown_with_a_few_of_their_values() {
+    let project = Project::new();
+    let config = repo().join("optimizations.example.yaml");
+    let config = config.to_str().unwrap();
+    let as_of = ["--as-of", "2026-01-08T00:00:00Z"];
+    let out =
+        project.levered(&[&["validate", "--sample", "--config", config], &as_of[..]].concat());
+    assert_eq!(out.code, 0, "{out:?}");
+    let retired = r#"'{"headline":"Retired headline","cta_text":"Start free"}'"#;
+    assert!(
+        out.stdout.contains(&format!(
+            "warning: optimizations.hero.exposures: the sample since 2026-01-06T00:00:00Z found 17 exposure rows whose variant no arm has; variants of optimization_id 'hero' that no arm has: {retired} (a variant is a JSON object of one level per factor of design_factors: {{headline: [Ship faster, "
+        )),
+        "{}",
+        out.stdout
+    );
+
+    let renamed = renamed_example(&project);
+    let out =
+        project.levered(&[&["validate", "--sample", "--config", &renamed], &as_of[..]].concat());
+    assert_eq!(out.code, 0, "{out:?}");
+    let elsewhere =
+        "no exposure row has optimization_id 'hero_v2'; the source has 'checkout', 'hero'";
+    assert!(
+        out.stdout.contains(&format!(
+            "warning: optimizations.hero_v2.exposures: the sample since 2026-01-06T00:00:00Z found no exposure row of this optimization: {elsewhere}"
+        )),
+        "{}",
+        out.stdout
+    );
+    let out = project.levered(&[&["train", "--all", "--config", &renamed], &as_of[..]].concat());
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: hero_v2: no valid exposure found for this optimization: {elsewhere}"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("warning: checkout"),
+        "an optimization with rows has no sample: {}",
+        out.stderr
+    );
+}
