@@ -123,3 +123,62 @@ fn training_the_example_ranks_the_truly_best_arms_first() {
         );
     }
 }
+
+/// docs/own-warehouse.md's example: `create.sql` (with `edit` applied) builds the warehouse beside
+/// the guide's definitions; returns the project.
+fn own_warehouse(edit: impl Fn(String) -> String) -> Project {
+    let project = Project::new();
+    let folder = repo().join("examples/own-warehouse");
+    std::fs::copy(
+        folder.join("optimizations.yaml"),
+        project.path("optimizations.yaml"),
+    )
+    .unwrap();
+    let sql = edit(std::fs::read_to_string(folder.join("create.sql")).unwrap());
+    let warehouse = duckdb::Connection::open(project.path("warehouse.duckdb")).unwrap();
+    warehouse.execute_batch(&sql).unwrap();
+    project
+}
+
+/// Runs `levered <command> --config optimizations.yaml --as-of <the guide's time>`, checks its exit
+/// code and returns its output.
+fn guide_run(project: &Project, command: &[&str], code: i32) -> String {
+    let mut args = command.to_vec();
+    args.extend([
+        "--config",
+        "optimizations.yaml",
+        "--as-of",
+        "2026-03-04T04:00:00Z",
+    ]);
+    let out = project.levered(&args);
+    assert_eq!(out.code, code, "{out:?}");
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+#[test]
+fn the_own_warehouse_guide_runs_as_written() {
+    let guide = std::fs::read_to_string(repo().join("docs/own-warehouse.md")).unwrap();
+    let shown = |output: &str| {
+        for line in output.lines() {
+            assert!(
+                guide.contains(line),
+                "docs/own-warehouse.md does not show `{line}`"
+            );
+        }
+    };
+    let project = own_warehouse(|sql| sql);
+    shown(&guide_run(&project, &["validate", "--sample"], 0));
+    let trained = guide_run(&project, &["train", "--all"], 0);
+    assert!(trained.contains("2891 mature units"), "{trained}");
+    shown(&trained);
+
+    let renamed = own_warehouse(|sql| sql.replace("'signup_button' AS", "'signup-button' AS"));
+    let out = guide_run(&renamed, &["train", "--all"], 0);
+    assert!(out.contains("no exposure row has optimization_id"), "{out}");
+    shown(out.lines().next().unwrap());
+
+    let misspelt = own_warehouse(|sql| sql.replace("\"color\"", "\"colour\""));
+    let out = guide_run(&misspelt, &["train", "--all"], 0);
+    let warning = out.lines().find(|l| l.contains("unknown_variant")).unwrap();
+    shown(warning);
+}
