@@ -15,7 +15,8 @@ use crate::output::Format;
 )]
 pub struct Cli {
     /// Print no summaries or progress: a successful train prints nothing (the answers of report,
-    /// history and assign still go to stdout; warnings and errors to stderr).
+    /// history and assign still go to stdout; warnings and errors to stderr, except an
+    /// unmatched-rows warning the last run gave too).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Never show progress bars.

@@ -44,8 +44,11 @@ pub(super) fn train_command(args: TrainArgs, printer: &Printer) -> Result<ExitSt
         match outcome {
             Outcome::Trained(report) => {
                 trained += 1;
+                let repeated = &report.diagnostics.repeated_warnings;
                 for warning in &report.warnings {
-                    printer.warn(&format!("{}: {warning}", report.optimization));
+                    if !(printer.quiet && repeated.contains(warning)) {
+                        printer.warn(&format!("{}: {warning}", report.optimization));
+                    }
                 }
                 printer.summary(&summary_line(report, options.dry_run, &config.output_dir));
                 if options.dry_run {

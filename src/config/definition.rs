@@ -73,6 +73,9 @@ pub struct Warehouse {
     /// engine choose (docs/design.md §2.14).
     pub scan_parts: Option<u32>,
     pub stale_after: Span,
+    /// `warehouse.on_stale: fail`: a run whose newest exposure is older than `stale_after` fails
+    /// instead of warning.
+    pub fail_when_stale: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

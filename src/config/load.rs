@@ -507,6 +507,19 @@ impl Checker {
             at,
             Span::from_seconds(6 * 3600),
         );
+        let fail_when_stale = match text(&w.on_stale) {
+            None | Some("warn") => false,
+            Some("fail") => true,
+            Some(other) => {
+                self.report(
+                    "warehouse.on_stale",
+                    Some(place(&w.on_stale, at)),
+                    format!("unknown choice `{other}`"),
+                    Some("use warn (the default) or fail (the run fails, so that cron reports it)"),
+                );
+                false
+            }
+        };
         let threads = w.threads.as_ref().map(|t| t.value);
         let scan_parts = w.scan_parts.as_ref().map(|p| p.value);
         if threads == Some(0) {
@@ -526,7 +539,7 @@ impl Checker {
             );
         }
         if spark {
-            return self.spark_warehouse(w, at, stale_after);
+            return self.spark_warehouse(w, at, (stale_after, fail_when_stale));
         }
         let Some(path) = text(&w.path) else {
             self.report(
@@ -553,6 +566,7 @@ impl Checker {
             threads,
             scan_parts,
             stale_after,
+            fail_when_stale,
         })
     }
 
@@ -562,7 +576,7 @@ impl Checker {
         &mut self,
         w: &RawWarehouse,
         at: &Location,
-        stale_after: Span,
+        (stale_after, fail_when_stale): (Span, bool),
     ) -> Option<Warehouse> {
         for (key, given) in [
             ("path", w.path.as_ref().map(|v| &v.referenced)),
@@ -610,6 +624,7 @@ impl Checker {
             threads: None,
             scan_parts: w.scan_parts.as_ref().map(|p| p.value),
             stale_after,
+            fail_when_stale,
         })
     }
 

@@ -33,6 +33,7 @@ pub struct RawWarehouse {
     pub threads: Option<Spanned<u32>>,
     pub scan_parts: Option<Spanned<u32>>,
     pub stale_after: Option<Spanned<String>>,
+    pub on_stale: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

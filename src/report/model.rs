@@ -124,6 +124,10 @@ pub struct Diagnostics {
     /// How many contexts got their own allocation, when `model.max_contexts` left some to `*`.
     #[serde(default)]
     pub context_note: Option<String>,
+    /// The warnings that only repeat the last run's (unmatched rows of the same reasons), which
+    /// `train -q` does not print; they stay in `warnings`.
+    #[serde(skip)]
+    pub repeated_warnings: Vec<String>,
 }
 
 /// The arm a completed optimization locked in, and the evidence at the time.

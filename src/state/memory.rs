@@ -2,7 +2,7 @@
 //! simulator's fast path (thousands of runs a minute, nothing written). It answers every read of
 //! [`Store`] as [`StateStore`] answers it for the same writes; a test runs the simulator both ways.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{ArmId, ContextKey, Role};
 use crate::report::Winner;
@@ -24,6 +24,7 @@ struct Run {
     newest_exposure: Option<Instant>,
     winner_arm_id: Option<u32>,
     winner: Option<Winner>,
+    unmatched: BTreeSet<String>,
     /// The published weights: (context, arm id, role, weight).
     allocation: Vec<(ContextKey, ArmId, Role, f64)>,
 }
@@ -67,6 +68,7 @@ impl Store for MemoryStore {
             newest_exposure: r.newest_exposure,
             winner_arm_id: r.winner_arm_id,
             winner: r.winner.clone(),
+            unmatched: r.unmatched.clone(),
         }))
     }
 
@@ -176,6 +178,7 @@ impl Store for MemoryStore {
             newest_exposure: w.newest_exposure,
             winner_arm_id: w.winner_arm_id,
             winner: r.winner.clone(),
+            unmatched: r.scan.unmatched.keys().cloned().collect(),
             allocation: r
                 .allocation
                 .iter()

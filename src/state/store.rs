@@ -1,7 +1,7 @@
 //! levered's own DuckDB store: runs, batch aggregates, arms, allocations and arm reports.
 //! Every run's writes are one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use duckdb::types::{TimeUnit, Value};
@@ -55,6 +55,8 @@ pub struct LastRun {
     pub winner_arm_id: Option<u32>,
     /// The winner's evidence, once a completed run locked it in.
     pub winner: Option<Winner>,
+    /// The reasons (docs/design.md §2.2) of the rows the run could not count.
+    pub unmatched: BTreeSet<String>,
 }
 
 /// An arm known to the store, with its lifecycle.
@@ -320,7 +322,8 @@ impl StateStore {
             .connection
             .prepare(
                 "SELECT run_id, epoch_us(as_of), sql_hash, epoch_us(final_until), epoch_us(first_exposure),
-                        epoch_us(newest_exposure), winner_arm_id, CAST(winner AS VARCHAR)
+                        epoch_us(newest_exposure), winner_arm_id, CAST(winner AS VARCHAR),
+                        CAST(unmatched AS VARCHAR)
                  FROM runs WHERE optimization = ? AND outcome = 'ok'
                  ORDER BY seq DESC LIMIT 1",
             )
@@ -346,6 +349,14 @@ impl StateStore {
                 .map_err(get)?
                 .map(|w| self.decode("winner", &run_id, &w))
                 .transpose()?,
+            unmatched: self
+                .decode::<BTreeMap<String, i64>>(
+                    "unmatched",
+                    &run_id,
+                    &row.get::<_, String>(8).map_err(get)?,
+                )?
+                .into_keys()
+                .collect(),
         }))
     }
 

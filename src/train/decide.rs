@@ -275,6 +275,7 @@ mod tests {
             newest_exposure: None,
             winner_arm_id: winner.map(|w| w.arm_id),
             winner: winner.cloned(),
+            unmatched: Default::default(),
         }
     }
 

@@ -6,7 +6,9 @@ use crate::allocation::Roster;
 use crate::config::{Config, MetricKind, Optimization};
 use crate::model;
 use crate::report::{self, Diagnostics};
+use crate::state::LastRun;
 use crate::time::Instant;
+use crate::warehouse::Unmatched;
 
 use super::decide::Decided;
 use super::evidence::Evidence;
@@ -18,21 +20,18 @@ pub(super) fn diagnose(
     optimization: &Optimization,
     (evidence, tally): (&Evidence, &Tally),
     (roster, decided): (&Roster, &Decided<'_>),
-    (as_of, holdout_share): (Instant, Option<f64>),
+    (clock, holdout_share): (Clock, Option<f64>),
+    last: Option<&LastRun>,
     warnings: &mut Vec<String>,
 ) -> Diagnostics {
-    unmatched_rows(optimization, evidence, warnings);
+    let as_of = clock.as_of;
+    let repeated_warnings = unmatched_rows(optimization, evidence, clock, last, warnings);
     match evidence.newest_exposure {
         None => warnings.push(format!(
             "no valid exposure found for this optimization{}",
             evidence.scan.samples.elsewhere(optimization)
         )),
-        Some(newest) if newest + config.warehouse.stale_after < as_of => warnings.push(format!(
-            "the newest exposure ({}) is older than warehouse.stale_after ({}): is the pipeline still writing?",
-            newest.rfc3339(),
-            config.warehouse.stale_after
-        )),
-        Some(_) => {}
+        Some(_) => warnings.extend(stale(config, evidence, as_of)),
     }
     let model_settings = &optimization.model;
     let pooled = &tally.pooled;
@@ -85,16 +84,58 @@ pub(super) fn diagnose(
         srm_note,
         arm_changes: roster.events.clone(),
         context_note: decided.context_note.clone(),
+        repeated_warnings,
     }
 }
 
-/// Warns of the exposure rows and the metric rows the scan could not count.
-fn unmatched_rows(optimization: &Optimization, evidence: &Evidence, warnings: &mut Vec<String>) {
-    let (metric_rows, exposure_rows): (Vec<_>, Vec<_>) = evidence
+/// The problem of exposures older than `warehouse.stale_after` at `as_of`, if they are.
+pub(super) fn stale(config: &Config, evidence: &Evidence, as_of: Instant) -> Option<String> {
+    let newest = evidence.newest_exposure?;
+    (newest + config.warehouse.stale_after < as_of).then(|| {
+        format!(
+            "the newest exposure ({}) is older than warehouse.stale_after ({}): is the pipeline still writing?",
+            newest.rfc3339(),
+            config.warehouse.stale_after
+        )
+    })
+}
+
+/// When a run is: its `as_of`, and the wall-clock time it ran at.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    pub as_of: Instant,
+    pub trained_at: Instant,
+}
+
+impl Clock {
+    /// Whether the run trains as of a time more than a batch in the past (a backfill), when the
+    /// exposures after `as_of` are expected, not a clock problem.
+    fn backfill(&self, batch: crate::time::Span) -> bool {
+        self.as_of + batch < self.trained_at
+    }
+}
+
+/// Warns of the exposure rows and the metric rows the scan could not count, except the `future`
+/// rows of a backfill; returns the warnings whose reasons the last run had too.
+fn unmatched_rows(
+    optimization: &Optimization,
+    evidence: &Evidence,
+    clock: Clock,
+    last: Option<&LastRun>,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    let backfill = clock.backfill(optimization.model.batch);
+    let warned = evidence
         .scan
         .unmatched
         .iter()
-        .partition(|(reason, _)| reason.is_metric_row());
+        .filter(|(reason, _)| !(backfill && **reason == Unmatched::Future));
+    let seen_before = |reasons: &[&Unmatched]| {
+        last.is_some_and(|l| reasons.iter().all(|r| l.unmatched.contains(r.label())))
+    };
+    let (metric_rows, exposure_rows): (Vec<_>, Vec<_>) =
+        warned.partition(|(reason, _)| reason.is_metric_row());
+    let mut repeated = Vec::new();
     if !exposure_rows.is_empty() {
         let parts: Vec<String> = exposure_rows
             .iter()
@@ -106,6 +147,10 @@ fn unmatched_rows(optimization: &Optimization, evidence: &Evidence, warnings: &m
             parts.join(", "),
             evidence.scan.samples.unknown_variants(optimization)
         ));
+        let reasons: Vec<&Unmatched> = exposure_rows.iter().map(|(r, _)| *r).collect();
+        if seen_before(&reasons) {
+            repeated.extend(warnings.last().cloned());
+        }
     }
     for (reason, count) in metric_rows {
         warnings.push(format!(
@@ -113,7 +158,11 @@ fn unmatched_rows(optimization: &Optimization, evidence: &Evidence, warnings: &m
             optimization.reward.name,
             reason.label()
         ));
+        if seen_before(&[reason]) {
+            repeated.extend(warnings.last().cloned());
+        }
     }
+    repeated
 }
 
 #[cfg(test)]

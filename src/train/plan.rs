@@ -199,6 +199,7 @@ optimizations:
             newest_exposure: None,
             winner_arm_id: None,
             winner: None,
+            unmatched: Default::default(),
         }
     }
 

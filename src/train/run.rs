@@ -258,6 +258,11 @@ fn train_one(
     let started = std::time::Instant::now();
     let mut planned = plan::plan(job.config, job.optimization, store, job.options)?;
     let evidence = evidence::read(job.optimization, engine, store, &planned, job.printer)?;
+    if job.config.warehouse.fail_when_stale {
+        if let Some(problem) = diagnose::stale(job.config, &evidence, planned.scan.as_of) {
+            anyhow::bail!("{problem}\n  hint: warehouse.on_stale: fail makes this an error; nothing of this run was written");
+        }
+    }
     let report = report_of(job, &mut planned, &evidence, seed);
     if job.options.dry_run {
         return Ok(report);
@@ -337,7 +342,14 @@ pub(super) fn report_of(
         optimization,
         (evidence, &tally),
         (&planned.roster, &decided),
-        (as_of, standing.holdout_share),
+        (
+            diagnose::Clock {
+                as_of,
+                trained_at: Instant::from_utc(options.trained_at),
+            },
+            standing.holdout_share,
+        ),
+        planned.last.as_ref(),
         &mut warnings,
     );
     record::record(

@@ -182,3 +182,81 @@ fn the_own_warehouse_guide_runs_as_written() {
     let warning = out.lines().find(|l| l.contains("unknown_variant")).unwrap();
     shown(warning);
 }
+
+fn train_example(project: &Project, as_of: &str, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "train",
+        "--all",
+        "--config",
+        "optimizations.example.yaml",
+        "--as-of",
+        as_of,
+    ];
+    args.extend(extra);
+    let out = project.levered(&args);
+    assert_eq!(out.code, 0, "{out:?}");
+    out
+}
+
+/// docs/design.md §3.20 and §3.13: under `-q` an hourly run does not repeat the last run's
+/// unmatched-rows warning, and a backfill does not warn of the rows after its `as_of`.
+#[test]
+fn a_quiet_cron_prints_only_what_needs_action() {
+    let project = example_project();
+    let first = train_example(&project, "2026-01-07T00:00:00Z", &["-q"]);
+    let unmatched = "hero: 112 exposure rows in the scanned range were not counted (null_id: 60, unknown_variant: 52)";
+    assert!(first.stderr.contains(unmatched), "{}", first.stderr);
+    assert!(
+        !first.stderr.contains("future"),
+        "a backfill: {}",
+        first.stderr
+    );
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path("out/hero/runs/20260107T000000Z-0001/run.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        run["scan"]["unmatched"]["future"].as_i64().unwrap() > 0,
+        "{run}"
+    );
+
+    let quiet = train_example(&project, "2026-01-07T01:00:00Z", &["-q"]);
+    assert_eq!(quiet.stderr, "", "the same reasons as the last run");
+    let loud = train_example(&project, "2026-01-07T02:00:00Z", &[]);
+    assert!(
+        loud.stderr
+            .contains("hero: 26 exposure rows in the scanned range were not counted"),
+        "{}",
+        loud.stderr
+    );
+}
+
+#[test]
+fn a_stale_warehouse_fails_the_run_under_on_stale_fail() {
+    let project = example_project();
+    let example = std::fs::read_to_string(project.path("optimizations.example.yaml")).unwrap();
+    let failing = example.replace(
+        "  stale_after: 6h\n",
+        "  stale_after: 6h\n  on_stale: fail\n",
+    );
+    assert_ne!(failing, example);
+    project.write("optimizations.example.yaml", &failing);
+    let out = project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "optimizations.example.yaml",
+        "--as-of",
+        "2026-01-09T00:00:00Z",
+    ]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("error: hero: training failed: the newest exposure (2026-01-07T23:59:59Z) is older than warehouse.stale_after (6h)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!project.path("out").exists(), "nothing is written");
+    let fresh = train_example(&project, "2026-01-08T00:00:00Z", &[]);
+    assert!(fresh.stderr.contains("wrote out/hero"), "{}", fresh.stderr);
+}
