@@ -23,6 +23,9 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub severity: Severity,
+    /// The file the finding is in when it is not the definitions file: a metric's `sql_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub path: String,
     pub line: Option<u64>,
     pub column: Option<u64>,
@@ -81,6 +84,7 @@ impl Validation {
         let at = config.location(&path);
         self.findings.push(Finding {
             severity,
+            file: None,
             path,
             line: at.map(|a| a.0),
             column: at.map(|a| a.1),
@@ -98,6 +102,7 @@ pub fn from_config_error(error: &ConfigError) -> Validation {
             .iter()
             .map(|p| Finding {
                 severity: Severity::Error,
+                file: None,
                 path: p.path.clone(),
                 line: p.line,
                 column: p.column,
@@ -146,6 +151,46 @@ pub fn static_checks(config: &Config) -> Validation {
         }
     }
     v
+}
+
+/// Points a finding about a metric's SQL at its `sql_file`: at the first name the engine's message
+/// quotes that the SQL contains (such as an unknown column or table), else at the file's first line.
+fn in_sql_file(finding: &mut Finding, file: &std::path::Path, sql: &str) {
+    let quoted = finding
+        .message
+        .split(['"', '`', '\''])
+        .skip(1)
+        .step_by(2)
+        .filter(|word| !word.is_empty() && word.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let (line, column) = quoted
+        .filter_map(|word| position_of_name(sql, word))
+        .next()
+        .unwrap_or((1, 1));
+    finding.file = Some(file.display().to_string());
+    finding.line = Some(line);
+    finding.column = Some(column);
+}
+
+/// The 1-based line and column of the first occurrence of `name` in `sql` as a whole word,
+/// compared case-insensitively.
+fn position_of_name(sql: &str, name: &str) -> Option<(u64, u64)> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    for (index, line) in sql.lines().enumerate() {
+        let lower = line.to_lowercase();
+        let wanted = name.to_lowercase();
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(&wanted) {
+            let start = from + found;
+            let end = start + wanted.len();
+            let before = lower[..start].chars().next_back();
+            let after = lower[end..].chars().next();
+            if !before.is_some_and(is_word) && !after.is_some_and(is_word) {
+                return Some((index as u64 + 1, lower[..start].chars().count() as u64 + 1));
+            }
+            from = end;
+        }
+    }
+    None
 }
 
 /// Adds a finding at `path` when the engine rejects a relation (`what`), else one for every breach
@@ -200,7 +245,13 @@ pub fn engine_checks(
         let path = format!("metrics.{name}.sql");
         let columns = engine.columns(&format!("(\n{}\n)", metric.sql), Instant::BEGINNING, end);
         let required = contract::metric_columns(metric.kind);
+        let before = v.findings.len();
         check_relation(&mut v, config, &path, "the SQL", columns, &required);
+        if let Some(file) = &metric.file {
+            for finding in &mut v.findings[before..] {
+                in_sql_file(finding, file, &metric.sql);
+            }
+        }
     }
     for optimization in selected {
         let path = format!("optimizations.{}.exposures", optimization.name);
@@ -288,7 +339,7 @@ fn sample_warnings(
 pub fn render_text(file: &str, v: &Validation) -> String {
     let mut out = String::new();
     for f in &v.findings {
-        let mut at = file.to_string();
+        let mut at = f.file.clone().unwrap_or_else(|| file.to_string());
         if let Some(line) = f.line {
             at.push_str(&format!(":{line}"));
             if let Some(column) = f.column {
@@ -354,7 +405,7 @@ pub fn render_github(file: &str, v: &Validation) -> String {
     let property = |s: &str| escape(s).replace(':', "%3A").replace(',', "%2C");
     let mut out = String::new();
     for f in &v.findings {
-        let mut props = format!("file={}", property(file));
+        let mut props = format!("file={}", property(f.file.as_deref().unwrap_or(file)));
         if let Some(line) = f.line {
             props.push_str(&format!(",line={line}"));
         }

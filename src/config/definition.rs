@@ -101,7 +101,10 @@ pub enum MetricKind {
 pub struct Metric {
     pub name: String,
     pub kind: MetricKind,
+    /// The SQL text, written under `sql` or read from `sql_file`.
     pub sql: String,
+    /// `sql_file`, resolved against the definitions file's folder, when the SQL came from it.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -137,6 +137,8 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 const MAX_NAME: usize = 100;
+/// The largest metric `sql_file` levered reads.
+const MAX_SQL_FILE: u64 = 1 << 20;
 /// The most parts `warehouse.scan_parts` may split a scan into (each part reads the exposures once).
 pub const MAX_SCAN_PARTS: u32 = 1024;
 const NAME_HINT: &str =
@@ -221,7 +223,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "stale_after",
         ],
     ),
-    ("a metric", &["type", "sql"]),
+    ("a metric", &["type", "sql", "sql_file"]),
     (
         "an optimization",
         &[
@@ -330,7 +332,6 @@ fn required_key(key: &str) -> (&'static str, &'static str) {
         "warehouse" => ("where the data is", "e.g. warehouse: {path: warehouse.duckdb} (a DuckDB file or a folder of Parquet files)"),
         "optimizations" => ("the optimizations to train", "add `optimizations:` with one optimization per name; optimizations.example.yaml shows two"),
         "type" => ("the kind of metric", "type: bool (any row is a conversion) or type: numeric (the sum of `value`)"),
-        "sql" => ("the SQL that returns the metric's rows", "e.g. sql: SELECT anonymous_id, created_at AS timestamp FROM signups"),
         "status" => ("whether the optimization is trained", "status: live (or completed, archived)"),
         "design_factors" => ("the factors and their levels", "e.g. design_factors: {color: [red, blue]}"),
         "reward" => ("the metric the optimization maximizes", "reward: the name of a metric under `metrics:`"),
@@ -647,8 +648,8 @@ impl Checker {
         let at = &raw.referenced;
         self.locate(&path, at);
         let kind = self.required(&path, Some(at), "type", &raw.value.kind);
-        let sql = self.required(&path, Some(at), "sql", &raw.value.sql);
-        let (kind, sql) = (kind?, sql?);
+        let sql = self.metric_sql(&path, at, &raw.value);
+        let (kind, (sql, file)) = (kind?, sql?);
         let kind = match kind.value.as_str() {
             "bool" => MetricKind::Bool,
             "numeric" => MetricKind::Numeric,
@@ -663,8 +664,9 @@ impl Checker {
             }
         };
         if sql.value.trim().is_empty() {
+            let key = if file.is_some() { "sql_file" } else { "sql" };
             self.report(
-                &format!("{path}.sql"),
+                &format!("{path}.{key}"),
                 Some(&sql.referenced),
                 "is empty".into(),
                 Some("write a SELECT returning anonymous_id, timestamp (and value for numeric)"),
@@ -676,9 +678,94 @@ impl Checker {
             Metric {
                 name: name.to_string(),
                 kind,
-                sql: sql.value.clone(),
+                sql: sql.value,
+                file,
             },
         ))
+    }
+
+    /// A metric's SQL: `sql`, or the text of `sql_file` (exactly one of them), with the file's path.
+    fn metric_sql(
+        &mut self,
+        path: &str,
+        at: &Location,
+        raw: &RawMetric,
+    ) -> Option<(Spanned<String>, Option<PathBuf>)> {
+        match (&raw.sql, &raw.sql_file) {
+            (Some(sql), None) => Some((sql.clone(), None)),
+            (None, Some(file)) => {
+                let resolved = self.resolve(&file.value);
+                let text = self.sql_file(&format!("{path}.sql_file"), file, &resolved)?;
+                let sql = Spanned {
+                    value: text,
+                    ..file.clone()
+                };
+                Some((sql, Some(resolved)))
+            }
+            (Some(_), Some(file)) => {
+                self.report(
+                    path,
+                    Some(&file.referenced),
+                    "has both `sql` and `sql_file`".into(),
+                    Some("keep one: the SQL inline, or the path of a .sql file"),
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    &format!("{path}.sql"),
+                    Some(at),
+                    "missing: the SQL that returns the metric's rows".into(),
+                    Some("e.g. sql: SELECT anonymous_id, created_at AS timestamp FROM signups, or sql_file: sql/metrics/signup.sql"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The text of a metric's `sql_file` (at `resolved`), which must be a UTF-8 file of at most
+    /// [`MAX_SQL_FILE`] bytes inside the definitions file's folder (symbolic links resolved).
+    fn sql_file(&mut self, path: &str, raw: &Spanned<String>, resolved: &Path) -> Option<String> {
+        let at = Some(&raw.referenced);
+        let hint = "give a .sql file inside the definitions file's folder, relative to it, e.g. sql/metrics/signup.sql";
+        let folder = std::fs::canonicalize(if self.base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &self.base
+        });
+        let file = match (folder, std::fs::canonicalize(resolved)) {
+            (Ok(folder), Ok(file)) if file.starts_with(&folder) && file.is_file() => file,
+            (_, Err(e)) => {
+                let message = format!("cannot read `{}`: {e}", raw.value);
+                self.report(path, at, message, Some(hint));
+                return None;
+            }
+            _ => {
+                let message = format!(
+                    "`{}` is not a file inside the definitions file's folder",
+                    raw.value
+                );
+                self.report(path, at, message, Some(hint));
+                return None;
+            }
+        };
+        let read = std::fs::File::open(file).and_then(|file| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_SQL_FILE + 1), &mut bytes)
+                .map(|_| bytes)
+        });
+        let problem = match read {
+            Err(e) => format!("cannot read `{}`: {e}", raw.value),
+            Ok(bytes) if bytes.len() as u64 > MAX_SQL_FILE => {
+                format!("`{}` is larger than {MAX_SQL_FILE} bytes", raw.value)
+            }
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => return Some(text),
+                Err(_) => format!("`{}` is not UTF-8 text", raw.value),
+            },
+        };
+        self.report(path, at, problem, Some(hint));
+        None
     }
 
     fn optimization(

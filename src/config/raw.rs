@@ -42,6 +42,7 @@ pub struct RawMetric {
     #[serde(rename = "type")]
     pub kind: Option<Spanned<String>>,
     pub sql: Option<Spanned<String>>,
+    pub sql_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

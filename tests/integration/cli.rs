@@ -121,9 +121,9 @@ fn semantic_errors_are_all_reported_with_key_paths() {
 #[test]
 fn a_failing_sql_exits_4_and_names_the_metric() {
     let project = example_project();
-    let text = std::fs::read_to_string(project.path("optimizations.example.yaml")).unwrap();
+    let text = std::fs::read_to_string(project.path("sql/metrics/signup.sql")).unwrap();
     project.write(
-        "optimizations.example.yaml",
+        "sql/metrics/signup.sql",
         &text.replace("FROM signups", "FROM signup_events"),
     );
     let out = train(&project, &["--optimization", "hero"]);

@@ -15,7 +15,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of the example project (definitions + fixture warehouse) in a temporary folder.
+/// A copy of the example project (definitions, metric SQL, fixture warehouse) in a temporary folder.
 pub fn example_project() -> Project {
     let project = Project::new();
     std::fs::copy(
@@ -27,6 +27,7 @@ pub fn example_project() -> Project {
         &repo().join("fixtures/warehouse"),
         &project.path("fixtures/warehouse"),
     );
+    project.copy_example_metrics();
     project
 }
 

@@ -218,6 +218,7 @@ fn a_store_from_an_older_version_is_refused_read_only_with_a_hint() {
             .unwrap()
             .replace("path: fixtures/warehouse", "path: warehouse");
     project.write("levered.yaml", &example);
+    project.copy_example_metrics();
     std::fs::create_dir_all(project.path(".levered")).unwrap();
     let store = duckdb::Connection::open(project.path(".levered/state.duckdb")).unwrap();
     store

@@ -21,6 +21,17 @@ impl Project {
         self.dir.path().join(relative)
     }
 
+    /// Copies the example's metric SQL (`sql/metrics/`), which a copy of optimizations.example.yaml
+    /// in the project's folder reads.
+    pub fn copy_example_metrics(&self) {
+        for entry in std::fs::read_dir(repo().join("sql/metrics")).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            self.write(&format!("sql/metrics/{}", name.to_string_lossy()), &text);
+        }
+    }
+
     /// Creates `warehouse.duckdb` in the project by running `sql`.
     pub fn warehouse(&self, sql: &str) -> PathBuf {
         let path = self.path("warehouse.duckdb");

@@ -237,6 +237,7 @@ fn renamed_example(project: &Project) -> String {
         &format!("path: {}", warehouse.display()),
     );
     project.write("renamed.yaml", &renamed);
+    project.copy_example_metrics();
     "renamed.yaml".into()
 }
 
@@ -284,5 +285,116 @@ fn unmatched_rows_are_shown_with_a_few_of_their_values() {
         !out.stderr.contains("warning: checkout"),
         "an optimization with rows has no sample: {}",
         out.stderr
+    );
+}
+
+/// The example's definitions in `project`, reading the fixture warehouse, with the metric
+/// `signup`'s SQL given as `signup` (YAML text of its keys after `type`).
+fn example_with_signup_sql(project: &Project, signup: &str) -> String {
+    let example = std::fs::read_to_string(repo().join("optimizations.example.yaml")).unwrap();
+    let warehouse = repo().join("fixtures/warehouse");
+    let text = example
+        .replace(
+            "path: fixtures/warehouse",
+            &format!("path: {}", warehouse.display()),
+        )
+        .replace(
+            "    sql_file: sql/metrics/signup.sql  # or the SQL inline, under `sql:`\n",
+            signup,
+        );
+    assert_ne!(text, example);
+    project.write("defs/levered.yaml", &text);
+    project.copy_example_metrics();
+    std::fs::rename(project.path("sql"), project.path("defs/sql")).unwrap();
+    "defs/levered.yaml".into()
+}
+
+#[test]
+fn metric_sql_files_are_read_from_inside_the_definitions_folder_only() {
+    let project = Project::new();
+    project.write("secret.sql", "SELECT 'the secret' AS anonymous_id");
+    std::fs::create_dir_all(project.path("defs")).unwrap();
+    std::os::unix::fs::symlink(project.path("secret.sql"), project.path("defs/link.sql")).unwrap();
+    let secret = project.path("secret.sql");
+    for (key, message) in [
+        (
+            "sql_file: ../secret.sql",
+            "`../secret.sql` is not a file inside the definitions file's folder",
+        ),
+        (
+            &format!("sql_file: {}", secret.display()) as &str,
+            "is not a file inside the definitions file's folder",
+        ),
+        (
+            "sql_file: link.sql",
+            "`link.sql` is not a file inside the definitions file's folder",
+        ),
+        (
+            "sql_file: sql",
+            "`sql` is not a file inside the definitions file's folder",
+        ),
+        (
+            "sql_file: sql/metrics/none.sql",
+            "cannot read `sql/metrics/none.sql`",
+        ),
+        (
+            "sql: SELECT 1\n    sql_file: sql/metrics/signup.sql",
+            "has both `sql` and `sql_file`",
+        ),
+    ] {
+        let config = example_with_signup_sql(&project, &format!("    {key}\n"));
+        let out = project.levered(&["validate", "--offline", "--config", &config]);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code, 3, "{key}: {all}");
+        assert!(all.contains("error: metrics.signup"), "{key}: {all}");
+        assert!(all.contains(message), "{key}: {all}");
+        assert!(!all.contains("the secret"), "{key}: {all}");
+        std::fs::remove_dir_all(project.path("defs/sql")).unwrap();
+    }
+    std::fs::write(
+        project.path("defs/latin1.sql"),
+        b"SELECT '\xe9' AS anonymous_id",
+    )
+    .unwrap();
+    let config = example_with_signup_sql(&project, "    sql_file: latin1.sql\n");
+    let out = project.levered(&["validate", "--offline", "--config", &config]);
+    assert!(
+        out.stdout.contains("`latin1.sql` is not UTF-8 text"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_problem_in_a_metric_sql_file_points_at_the_file_and_line() {
+    let project = Project::new();
+    let config = example_with_signup_sql(&project, "    sql_file: sql/metrics/broken.sql\n");
+    project.write(
+        "defs/sql/metrics/broken.sql",
+        "SELECT anonymous_id, created_at AS timestamp\nFROM signups\nWHERE creatd_at >= $start AND created_at < $end\n",
+    );
+    let out = project.levered(&["validate", "--config", &config]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stdout.contains("defs/sql/metrics/broken.sql:3:7: error: metrics.signup.sql: the engine rejects the SQL: Binder Error: Referenced column \"creatd_at\" not found"),
+        "{}",
+        out.stdout
+    );
+    let out = project.levered(&["validate", "--format", "github", "--config", &config]);
+    assert!(
+        out.stdout
+            .contains("file=defs/sql/metrics/broken.sql,line=3,col=7"),
+        "{}",
+        out.stdout
+    );
+
+    project.write(
+        "defs/sql/metrics/broken.sql",
+        "SELECT anonymous_id\nFROM signups\n",
+    );
+    let out = project.levered(&["validate", "--config", &config]);
+    assert!(
+        out.stdout.contains("defs/sql/metrics/broken.sql:1:1: error: metrics.signup.sql: column `timestamp` (the reward time) is missing"),
+        "{}",
+        out.stdout
     );
 }
