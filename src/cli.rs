@@ -56,6 +56,11 @@ pub enum Command {
     /// Print levered's man page (roff), e.g. `levered man > ~/.local/share/man/man1/levered.1`.
     #[command(after_help = PRINT_EXIT)]
     Man,
+    /// Print the JSON Schema of the definitions file, for editors with yaml-language-server, e.g.
+    /// `levered schema > levered.schema.json` and `# yaml-language-server: $schema=levered.schema.json`
+    /// as the YAML's first line.
+    #[command(after_help = PRINT_EXIT)]
+    Schema,
 }
 
 #[derive(Debug, Args)]

@@ -42,7 +42,8 @@ where
         | Command::Simulate(_)
         | Command::Generate(_)
         | Command::Completions(_)
-        | Command::Man => Format::Text,
+        | Command::Man
+        | Command::Schema => Format::Text,
     };
     let printer = Printer::new(cli.quiet, cli.no_progress, format);
     let result = match cli.command {
@@ -55,6 +56,7 @@ where
         Command::Generate(args) => generate::generate_command(args, &printer),
         Command::Completions(args) => reference::completions_command(args, &printer),
         Command::Man => reference::man_command(&printer),
+        Command::Schema => reference::schema_command(&printer),
     };
     match result {
         Ok(status) => status,

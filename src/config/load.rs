@@ -221,6 +221,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "threads",
             "scan_parts",
             "stale_after",
+            "on_stale",
         ],
     ),
     ("a metric", &["type", "sql", "sql_file"]),
@@ -1440,7 +1441,34 @@ fn names(factors: &[Factor]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::key_path_at;
+    use super::{key_path_at, SECTIONS};
+
+    /// docs/definitions.schema.json, for editors, lists exactly the keys levered checks.
+    #[test]
+    fn the_json_schema_has_the_keys_of_every_section() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/definitions.schema.json")).unwrap();
+        let definitions = &schema["definitions"];
+        for (section, keys) in SECTIONS {
+            let object = match *section {
+                "the file's top level" => &schema,
+                "a metric" => &definitions["metric"],
+                "an optimization" => &definitions["optimization"],
+                "exposures.columns" => &definitions["exposures"]["properties"]["columns"],
+                name => &definitions[name],
+            };
+            let mut listed: Vec<&str> = object["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{section}: no properties"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut checked = keys.to_vec();
+            listed.sort_unstable();
+            checked.sort_unstable();
+            assert_eq!(listed, checked, "{section}");
+        }
+    }
 
     #[test]
     fn key_paths_follow_indentation() {

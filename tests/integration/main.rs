@@ -12,6 +12,7 @@ mod operations;
 mod oracles;
 mod reference;
 mod report;
+mod schema;
 mod serving;
 mod simulate;
 #[cfg(feature = "spark")]
