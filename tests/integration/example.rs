@@ -42,15 +42,7 @@ fn every_example_yaml_in_the_repository_validates() {
 #[test]
 fn training_the_example_ranks_the_truly_best_arms_first() {
     let project = example_project();
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "optimizations.example.yaml",
-        "--as-of",
-        "2026-01-08T00:00:00Z",
-    ]);
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = train_example(&project, "2026-01-08T00:00:00Z", &[]);
     assert!(out.stderr.contains("hero: run "), "{}", out.stderr);
 
     let hero = read_csv(&project.path("out/hero/report.csv"));
@@ -184,7 +176,14 @@ fn the_own_warehouse_guide_runs_as_written() {
     shown(warning);
 }
 
+/// `levered train --all` of the example as of `as_of`, which succeeds.
 fn train_example(project: &Project, as_of: &str, extra: &[&str]) -> crate::support::Output {
+    let out = run_example(project, as_of, extra);
+    assert_eq!(out.code, 0, "{out:?}");
+    out
+}
+
+fn run_example(project: &Project, as_of: &str, extra: &[&str]) -> crate::support::Output {
     let mut args = vec![
         "train",
         "--all",
@@ -194,9 +193,7 @@ fn train_example(project: &Project, as_of: &str, extra: &[&str]) -> crate::suppo
         as_of,
     ];
     args.extend(extra);
-    let out = project.levered(&args);
-    assert_eq!(out.code, 0, "{out:?}");
-    out
+    project.levered(&args)
 }
 
 /// docs/design.md §3.20 and §3.13: under `-q` an hourly run does not repeat the last run's
@@ -243,14 +240,7 @@ fn a_stale_warehouse_fails_the_run_under_on_stale_fail() {
     );
     assert_ne!(failing, example);
     project.write("optimizations.example.yaml", &failing);
-    let out = project.levered(&[
-        "train",
-        "--all",
-        "--config",
-        "optimizations.example.yaml",
-        "--as-of",
-        "2026-01-09T00:00:00Z",
-    ]);
+    let out = run_example(&project, "2026-01-09T00:00:00Z", &[]);
     assert_eq!(out.code, 4, "{out:?}");
     assert!(
         out.stderr.contains("error: hero: training failed: the newest exposure (2026-01-07T23:59:59Z) is older than warehouse.stale_after (6h)"),
