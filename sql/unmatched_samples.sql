@@ -1,7 +1,7 @@
 -- A few of the values behind an optimization's unmatched exposure rows (docs/design.md §2.2), for the
 -- warning that shows them: the distinct variant texts of the rows from $exposures_from_us to $as_of_us
 -- that match no arm (as in sql/aggregation.sql, through the dialect's {{variant_keys}}), and, for a
--- source with no row of the optimization there, the distinct optimization ids it has instead. At most
+-- source with no row of the optimization there, the other distinct optimization ids it has. At most
 -- five of each, in order. Rows: kind ('variant' or 'optimization_id'), value.
 WITH
 arms AS (
@@ -34,6 +34,7 @@ elsewhere AS (
     SELECT DISTINCT CAST(e.{{optimization_id}} AS {{text}}) AS value
     FROM {{exposure_relation}} AS e
     WHERE NOT EXISTS (SELECT 1 FROM scanned)
+      AND CAST(e.{{optimization_id}} AS {{text}}) IS DISTINCT FROM CAST($optimization AS {{text}})
     ORDER BY 1 NULLS FIRST
     LIMIT 5
 )

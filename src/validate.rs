@@ -175,9 +175,9 @@ fn in_sql_file(finding: &mut Finding, file: &std::path::Path, sql: &str) {
 /// compared case-insensitively.
 fn position_of_name(sql: &str, name: &str) -> Option<(u64, u64)> {
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let wanted = name.to_lowercase();
     for (index, line) in sql.lines().enumerate() {
         let lower = line.to_lowercase();
-        let wanted = name.to_lowercase();
         let mut from = 0;
         while let Some(found) = lower[from..].find(&wanted) {
             let start = from + found;

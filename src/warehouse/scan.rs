@@ -170,7 +170,7 @@ impl UnmatchedSamples {
             return String::new();
         }
         format!(
-            ": no exposure row has optimization_id '{}'; the source has {} (optimization_id must be the optimization's name in the YAML)",
+            ": no exposure row in the scanned range has optimization_id '{}'; other optimization ids in the source: {} (optimization_id must be the optimization's name in the YAML)",
             optimization.name,
             sample_list(&self.optimization_ids)
         )

@@ -115,6 +115,18 @@ impl Spark {
     }
 }
 
+impl Spark {
+    /// The rows of a query, once Spark's analyzer has taken `text` as one (see `check_query`).
+    fn collect(
+        &self,
+        text: &str,
+        params: &Params,
+    ) -> Result<Vec<spark_connect::row::Row>, EngineError> {
+        self.check_query(text, params)?;
+        self.frame(text, params)?.collect().map_err(|e| failed(&e))
+    }
+}
+
 impl Backend for Spark {
     fn dialect(&self) -> Dialect {
         Dialect::Spark
@@ -143,11 +155,7 @@ impl Backend for Spark {
     }
 
     fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
-        self.check_query(text, params)?;
-        let rows = self
-            .frame(text, params)?
-            .collect()
-            .map_err(|e| failed(&e))?;
+        let rows = self.collect(text, params)?;
         rows.iter()
             .map(|row| {
                 let at = |i: usize| row.get(i).unwrap_or(&Value::Null);
@@ -181,11 +189,7 @@ impl Backend for Spark {
     }
 
     fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
-        self.check_query(text, params)?;
-        let rows = self
-            .frame(text, params)?
-            .collect()
-            .map_err(|e| failed(&e))?;
+        let rows = self.collect(text, params)?;
         let mut out = Vec::new();
         for row in &rows {
             let at = |i: usize| row.get(i).unwrap_or(&Value::Null);
@@ -197,11 +201,7 @@ impl Backend for Spark {
     }
 
     fn text_pairs(&self, text: &str, params: &Params) -> Result<Vec<TextPair>, EngineError> {
-        self.check_query(text, params)?;
-        let rows = self
-            .frame(text, params)?
-            .collect()
-            .map_err(|e| failed(&e))?;
+        let rows = self.collect(text, params)?;
         let text_at = |row: &spark_connect::row::Row, i: usize| match row.get(i) {
             Some(Value::String(text)) => Some(text.clone()),
             _ => None,

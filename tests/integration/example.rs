@@ -167,7 +167,10 @@ fn the_own_warehouse_guide_runs_as_written() {
 
     let renamed = own_warehouse(|sql| sql.replace("'signup_button' AS", "'signup-button' AS"));
     let out = guide_run(&renamed, &["train", "--all"], 0);
-    assert!(out.contains("no exposure row has optimization_id"), "{out}");
+    assert!(
+        out.contains("other optimization ids in the source"),
+        "{out}"
+    );
     shown(out.lines().next().unwrap());
 
     let misspelt = own_warehouse(|sql| sql.replace("\"color\"", "\"colour\""));

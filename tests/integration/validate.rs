@@ -259,12 +259,21 @@ fn unmatched_rows_are_shown_with_a_few_of_their_values() {
         out.stdout
     );
 
+    // A sample day after the data: the optimization's own older rows are not offered as an id.
+    let late = ["--as-of", "2026-01-20T00:00:00Z"];
+    let out = project.levered(&[&["validate", "--sample", "--config", config], &late[..]].concat());
+    assert!(
+        out.stdout.contains("no exposure row in the scanned range has optimization_id 'hero'; other optimization ids in the source: 'checkout' (optimization_id must"),
+        "{}",
+        out.stdout
+    );
+
     let renamed = renamed_example(&project);
     let out =
         project.levered(&[&["validate", "--sample", "--config", &renamed], &as_of[..]].concat());
     assert_eq!(out.code, 0, "{out:?}");
     let elsewhere =
-        "no exposure row has optimization_id 'hero_v2'; the source has 'checkout', 'hero'";
+        "no exposure row in the scanned range has optimization_id 'hero_v2'; other optimization ids in the source: 'checkout', 'hero'";
     assert!(
         out.stdout.contains(&format!(
             "warning: optimizations.hero_v2.exposures: the sample since 2026-01-06T00:00:00Z found no exposure row of this optimization: {elsewhere}"
