@@ -135,6 +135,9 @@ pub fn static_checks(config: &Config) -> Validation {
                 ),
                 Some("add WHERE <time> >= $start AND <time> < $end"),
             );
+            if let (Some(file), Some(finding)) = (&metric.file, v.findings.last_mut()) {
+                in_sql_file(finding, file, &metric.sql);
+            }
         }
         if !config
             .optimizations

@@ -402,6 +402,11 @@ fn a_problem_in_a_metric_sql_file_points_at_the_file_and_line() {
     );
     let out = project.levered(&["validate", "--config", &config]);
     assert!(
+        out.stdout.contains("defs/sql/metrics/broken.sql:1:1: warning: metrics.signup.sql: the SQL does not filter on $start and $end"),
+        "{}",
+        out.stdout
+    );
+    assert!(
         out.stdout.contains("defs/sql/metrics/broken.sql:1:1: error: metrics.signup.sql: column `timestamp` (the reward time) is missing"),
         "{}",
         out.stdout
