@@ -6,10 +6,10 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::exit::{ExitStatus, Failure};
 use crate::output::Printer;
 
-use super::report::{history_of, latest, no_runs, stored, write_page};
+use super::report::{history_of, latest, no_runs, stored, write_page, Stored};
 
 pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let store = stored(&args)?;
+    let Stored { store, baseline } = stored(&args)?;
     let rows = history_of(&store, &args)?;
     if rows.is_empty() {
         return Err(if args.context.is_empty() {
@@ -25,7 +25,8 @@ pub(super) fn history_command(args: ReportArgs, printer: &Printer) -> Result<Exi
     }
     if let Some(file) = &args.html {
         let (run, arms) = latest(&store, &args)?;
-        return write_page(file, &args.optimization, (&run, &arms, &rows), printer);
+        let names = (args.optimization.as_str(), baseline.as_deref());
+        return write_page(file, names, (&run, &arms, &rows), printer);
     }
     match args.format.unwrap_or(ReportFormat::Csv) {
         ReportFormat::Json => printer.json(&serde_json::to_value(&rows).unwrap_or_default()),

@@ -21,30 +21,47 @@ fn in_context(context: &ContextKey, wanted: &[String]) -> bool {
             .all(|pair| pair == "*" && context.is_pooled() || context.pairs().any(|p| p == pair))
 }
 
+/// The state store opened for reading, and the baseline arm's variant (JSON text) of the
+/// optimization's definition, which the HTML page compares the arms with.
+pub(super) struct Stored {
+    pub(super) store: crate::state::StateStore,
+    pub(super) baseline: Option<String>,
+}
+
 /// Opens the state store of the definitions for reading: its snapshot, without waiting for a
 /// training run and without writing anything (so it works on read-only media too).
-pub(super) fn stored(args: &ReportArgs) -> Result<crate::state::StateStore, Failure> {
+pub(super) fn stored(args: &ReportArgs) -> Result<Stored, Failure> {
     let config = load_config(args.config.clone())?;
     let selected = config
         .select(std::slice::from_ref(&args.optimization))
         .map_err(Failure::usage)?;
-    check_contexts(selected[0], &args.context)?;
+    let optimization = selected[0];
+    check_contexts(optimization, &args.context)?;
     if !config.state.exists() {
         return Err(no_runs(&args.optimization, &config.state));
     }
-    Ok(crate::state::StateStore::open_for_reading(&config.state)?)
+    Ok(Stored {
+        store: crate::state::StateStore::open_for_reading(&config.state)?,
+        baseline: optimization
+            .variants
+            .first()
+            .map(|v| optimization.variant_json(v)),
+    })
 }
 
 /// Writes the HTML page of the latest run and the history (`--html` of report and history).
 pub(super) fn write_page(
     file: &Path,
-    optimization: &str,
+    (optimization, baseline): (&str, Option<&str>),
     (run, arms, history): (&RunInfo, &[ArmReport], &[HistoryRow]),
     printer: &Printer,
 ) -> Result<ExitStatus, Failure> {
     let mut staged = crate::report::Staged::new();
     staged
-        .add(file, &crate::report::html_page(run, arms, history))
+        .add(
+            file,
+            &crate::report::html_page(run, arms, history, baseline),
+        )
         .and_then(|()| staged.publish())
         .map_err(Failure::data)?;
     printer.summary(&format!("{optimization}: wrote {}", file.display()));
@@ -106,11 +123,12 @@ pub(super) fn history_of(
 }
 
 pub(super) fn report_command(args: ReportArgs, printer: &Printer) -> Result<ExitStatus, Failure> {
-    let store = stored(&args)?;
+    let Stored { store, baseline } = stored(&args)?;
     let (run, arms) = latest(&store, &args)?;
     if let Some(file) = &args.html {
         let history = history_of(&store, &args)?;
-        return write_page(file, &args.optimization, (&run, &arms, &history), printer);
+        let names = (args.optimization.as_str(), baseline.as_deref());
+        return write_page(file, names, (&run, &arms, &history), printer);
     }
     match args.format.unwrap_or(ReportFormat::Table) {
         ReportFormat::Table => {

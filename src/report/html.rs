@@ -1,30 +1,15 @@
-//! A self-contained HTML page per optimization (inline SVG and CSS, no script, no network):
-//! posterior means with 95% intervals, allocation over time, P(best) over time, lift vs holdout.
+//! A self-contained HTML page per optimization (inline SVG and CSS, no script, no network): the
+//! conclusion in one paragraph, posterior means with 95% intervals, allocation and P(best) over
+//! time, one small chart per context, lift vs holdout and the report table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::model::ArmReport;
-use super::model::{HistoryRow, RunInfo};
-use crate::domain::{ArmId, Role};
-use crate::time::Instant;
+use super::chart::{self, escape, Interval, IntervalChart, Line, LineChart, XScale, GREY};
+use super::model::{ArmReport, HistoryRow, RunInfo};
+use crate::domain::{ArmId, ArmStatus, ContextKey, Role};
 
-const PALETTE: [&str; 10] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
-];
-const WIDTH: f64 = 760.0;
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn color(index: usize) -> &'static str {
-    PALETTE[index % PALETTE.len()]
-}
+const WIDTH: f64 = 800.0;
 
 /// A readable label for a variant JSON object: `level / level`.
 fn label(variant: &str) -> String {
@@ -38,183 +23,401 @@ fn label(variant: &str) -> String {
     }
 }
 
-/// Posterior means with their 95% intervals, one row per arm.
-fn intervals(arms: &[&ArmReport]) -> String {
-    let row_height = 26.0;
-    let left = 260.0;
-    let height = row_height * arms.len() as f64 + 40.0;
-    let low = arms.iter().map(|a| a.ci_low).fold(f64::INFINITY, f64::min);
-    let high = arms
-        .iter()
-        .map(|a| a.ci_high)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let span = (high - low).max(f64::EPSILON);
-    let x = |v: f64| left + (v - low) / span * (WIDTH - left - 30.0);
-    let mut svg = format!(
-        r#"<svg viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img">"#
-    );
-    for (i, arm) in arms.iter().enumerate() {
-        let y = 20.0 + row_height * i as f64;
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="end" class="label">{} · {}</text><line x1="{:.1}" x2="{:.1}" y1="{y}" y2="{y}" stroke="{}" stroke-width="3"/><circle cx="{:.1}" cy="{y}" r="5" fill="{}"><title>mean {:.5}, 95% [{:.5}, {:.5}]</title></circle>"#,
-            left - 10.0,
-            y + 4.0,
-            arm.arm_id,
-            escape(&label(&arm.variant)),
-            x(arm.ci_low),
-            x(arm.ci_high),
-            color(i),
-            x(arm.mean),
-            color(i),
-            arm.mean,
-            arm.ci_low,
-            arm.ci_high
-        );
+/// `arm 3`, or `holdout`.
+fn arm_text(id: ArmId) -> String {
+    match id {
+        ArmId::Holdout => "holdout".into(),
+        id => format!("arm {id}"),
     }
-    let axis_y = height - 12.0;
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="{axis_y}" class="axis">{low:.4}</text><text x="{}" y="{axis_y}" text-anchor="end" class="axis">{high:.4}</text></svg>"#,
-        WIDTH - 30.0
-    );
-    svg
 }
 
-/// One line per arm of `value(row)` over the runs.
-fn over_time(history: &[&HistoryRow], value: impl Fn(&HistoryRow) -> Option<f64>) -> String {
-    let height = 240.0;
-    let (left, bottom, top) = (50.0, 30.0, 10.0);
-    let times: Vec<Instant> = {
-        let mut t: Vec<Instant> = history.iter().map(|h| h.as_of).collect();
-        t.sort_unstable();
-        t.dedup();
-        t
+fn arm_name(arm: &ArmReport) -> String {
+    format!("{} · {}", arm_text(arm.arm_id), label(&arm.variant))
+}
+
+/// Three significant digits: what a sentence or a tick needs (the table keeps five decimals).
+fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
+fn percent(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+/// One colour per arm of the pooled rows, in arm order; the holdout is grey.
+fn colors(pooled: &[&ArmReport]) -> BTreeMap<ArmId, String> {
+    let mut ids: Vec<ArmId> = pooled.iter().map(|a| a.arm_id).collect();
+    ids.sort_unstable();
+    let mut bandit = 0;
+    ids.into_iter()
+        .map(|id| {
+            let color = if id == ArmId::Holdout {
+                GREY
+            } else {
+                bandit += 1;
+                chart::PALETTE[(bandit - 1) % chart::PALETTE.len()]
+            };
+            (id, color.to_string())
+        })
+        .collect()
+}
+
+/// The bandit arm of the baseline variant (compared as JSON objects: key order does not matter).
+fn baseline_arm<'a>(arms: &[&'a ArmReport], baseline: Option<&str>) -> Option<&'a ArmReport> {
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+    let wanted = parse(baseline?)?;
+    arms.iter()
+        .find(|a| a.role == Role::Bandit && parse(&a.variant).as_ref() == Some(&wanted))
+        .copied()
+}
+
+/// The arm with the highest P(best) (the highest mean when no P(best) was computed).
+fn leader<'a>(arms: &[&'a ArmReport]) -> Option<&'a ArmReport> {
+    arms.iter()
+        .filter(|a| a.role == Role::Bandit)
+        .max_by(|a, b| {
+            let key = |a: &ArmReport| (a.p_best.unwrap_or(-1.0), a.mean);
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .copied()
+}
+
+/// The conclusion of the run in a few sentences: the leading arm, how sure the posterior is, its
+/// lift over the baseline arm and the bandit's lift over the holdout.
+fn headline(run: &RunInfo, pooled: &[&ArmReport], baseline: Option<&str>) -> String {
+    let Some(best) = leader(pooled) else {
+        return "No arm has a posterior yet.".into();
     };
-    let epoch = Instant::from_micros(0);
-    let (first, last) = (
-        times.first().copied().unwrap_or(epoch),
-        times.last().copied().unwrap_or(epoch),
+    let mut text = format!(
+        "<b>{}</b> leads with a mean of {} (95% interval {} to {})",
+        escape(&arm_name(best)),
+        short(best.mean),
+        short(best.ci_low),
+        short(best.ci_high)
     );
-    let span = last.micros_since(first).max(1) as f64;
-    let x = |t: Instant| left + t.micros_since(first) as f64 / span * (WIDTH - left - 20.0);
-    let y = |v: f64| top + (1.0 - v) * (height - top - bottom);
-    let mut arms: BTreeMap<(usize, ArmId), Vec<(Instant, f64)>> = BTreeMap::new();
-    let mut order: Vec<ArmId> = Vec::new();
-    for h in history {
-        if !order.contains(&h.arm_id) {
-            order.push(h.arm_id);
+    match best.p_best {
+        Some(p) if p >= 0.95 => {
+            let _ = write!(text, " and P(best) {p:.3}.");
         }
-        let index = order.iter().position(|a| a == &h.arm_id).unwrap_or(0);
-        if let Some(v) = value(h) {
-            arms.entry((index, h.arm_id))
-                .or_default()
-                .push((h.as_of, v));
-        }
-    }
-    let mut svg = format!(
-        r#"<svg viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img">"#
-    );
-    for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let _ = write!(
-            svg,
-            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end" class="axis">{tick}</text>"##,
-            WIDTH - 20.0,
-            y(tick),
-            y(tick),
-            left - 6.0,
-            y(tick) + 4.0
-        );
-    }
-    for ((index, arm), points) in &arms {
-        let path: Vec<String> = points
-            .iter()
-            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"><title>arm {}</title></polyline>"#,
-            color(*index),
-            path.join(" "),
-            arm
-        );
-        if points.len() == 1 {
-            let (cx, cy) = (x(points[0].0), y(points[0].1));
+        Some(p) => {
             let _ = write!(
-                svg,
-                r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="4" fill="{}"/>"#,
-                color(*index)
+                text,
+                " but P(best) is only {p:.3}: no arm is clearly best yet."
             );
         }
+        None => text.push('.'),
     }
-    let axis_y = height - 8.0;
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="{axis_y}" class="axis">{}</text><text x="{}" y="{axis_y}" text-anchor="end" class="axis">{}</text></svg>"#,
-        first.rfc3339(),
-        WIDTH - 20.0,
-        last.rfc3339()
-    );
-    svg
+    let base = baseline_arm(pooled, baseline);
+    match base {
+        Some(base) if base.arm_id == best.arm_id => text.push_str(" It is the baseline."),
+        Some(base) if base.mean > 0.0 => {
+            let _ = write!(
+                text,
+                " That is {} over the baseline, {} ({}).",
+                percent(best.mean / base.mean - 1.0),
+                escape(&arm_name(base)),
+                short(base.mean)
+            );
+        }
+        _ => {}
+    }
+    if let Some(lift) = run.diagnostics.as_ref().and_then(|d| d.lift.as_ref()) {
+        let _ = match (lift.relative, lift.relative_low, lift.relative_high) {
+            (Some(r), Some(l), Some(h)) => write!(
+                text,
+                " Traffic the bandit allocated did {} vs the holdout (95% interval {} to {}).",
+                percent(r),
+                percent(l),
+                percent(h)
+            ),
+            _ => write!(
+                text,
+                " Traffic the bandit allocated did {} per unit vs the holdout (95% interval {} to {}).",
+                short(lift.difference),
+                short(lift.difference_low),
+                short(lift.difference_high)
+            ),
+        };
+    }
+    text
 }
 
-fn legend(arms: &[&ArmReport]) -> String {
+fn interval_rows(
+    arms: &[&ArmReport],
+    colors: &BTreeMap<ArmId, String>,
+    full: bool,
+) -> Vec<Interval> {
+    let mut arms = arms.to_vec();
+    arms.sort_by_key(|a| a.arm_id);
+    arms.iter()
+        .map(|a| Interval {
+            label: if full {
+                arm_name(a)
+            } else {
+                arm_text(a.arm_id)
+            },
+            mean: a.mean,
+            low: a.ci_low,
+            high: a.ci_high,
+            color: colors
+                .get(&a.arm_id)
+                .cloned()
+                .unwrap_or_else(|| GREY.into()),
+        })
+        .collect()
+}
+
+/// The arms at the lowest weight of the latest run (within 0.1%: the floor, or dropped at 0), when there are
+/// at least two of them and at least one arm above them: drawn as one combined line.
+fn floor_group(pooled: &[&ArmReport]) -> Vec<ArmId> {
+    let weighted: Vec<(ArmId, f64)> = pooled
+        .iter()
+        .filter(|a| a.role == Role::Bandit)
+        .filter_map(|a| a.weight_new.map(|w| (a.arm_id, w)))
+        .collect();
+    let lowest = weighted
+        .iter()
+        .map(|w| w.1)
+        .filter(|w| *w > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let group: Vec<ArmId> = weighted
+        .iter()
+        .filter(|(_, w)| *w <= lowest * (1.0 + 1e-3))
+        .map(|w| w.0)
+        .collect();
+    if group.len() >= 2 && group.len() < weighted.len() {
+        group
+    } else {
+        Vec::new()
+    }
+}
+
+fn ids(arms: &[ArmId]) -> String {
+    arms.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line per arm (and one for the floor group) of `value(row)` over the runs, or a sentence
+/// while there is only one run.
+fn over_time(
+    history: &[&HistoryRow],
+    colors: &BTreeMap<ArmId, String>,
+    group: &[ArmId],
+    (title, value): (&str, fn(&HistoryRow) -> Option<f64>),
+) -> String {
+    let mut runs: Vec<i64> = history.iter().map(|h| h.as_of.micros()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    if runs.len() < 2 {
+        return "<p class=\"note\">One run so far: the lines over time start with the second run.</p>".into();
+    }
+    let mut series: BTreeMap<Option<ArmId>, BTreeMap<i64, f64>> = BTreeMap::new();
+    for h in history {
+        if let Some(v) = value(h) {
+            let key = (!group.contains(&h.arm_id)).then_some(h.arm_id);
+            *series
+                .entry(key)
+                .or_default()
+                .entry(h.as_of.micros())
+                .or_default() += v;
+        }
+    }
+    let lines = series
+        .into_iter()
+        .map(|(arm, points)| Line {
+            name: arm.map_or_else(
+                || format!("arms {} at the floor (combined)", ids(group)),
+                arm_text,
+            ),
+            color: arm
+                .and_then(|a| colors.get(&a).cloned())
+                .unwrap_or_else(|| GREY.into()),
+            points: points.into_iter().map(|(t, v)| (t as f64, v)).collect(),
+            band: Vec::new(),
+            dashed: arm == Some(ArmId::Holdout),
+        })
+        .collect();
+    LineChart {
+        x: XScale::Time,
+        x_title: "as of (UTC)".into(),
+        y_title: title.into(),
+        share: true,
+        lines,
+        markers: removals(history),
+        width: WIDTH,
+        height: 260.0,
+    }
+    .svg()
+}
+
+/// A marker at every run that dropped or retired arms: `arms 3, 4 dropped`.
+fn removals(history: &[&HistoryRow]) -> Vec<(f64, String)> {
+    let mut removed: BTreeMap<(i64, ArmStatus), Vec<ArmId>> = BTreeMap::new();
+    for h in history {
+        if h.change.is_some() && matches!(h.status, ArmStatus::Dropped | ArmStatus::Retired) {
+            removed
+                .entry((h.as_of.micros(), h.status))
+                .or_default()
+                .push(h.arm_id);
+        }
+    }
+    removed
+        .into_iter()
+        .map(|((t, status), arms)| {
+            let noun = if arms.len() == 1 { "arm" } else { "arms" };
+            (t as f64, format!("{noun} {} {status}", ids(&arms)))
+        })
+        .collect()
+}
+
+fn legend(pooled: &[&ArmReport], colors: &BTreeMap<ArmId, String>, group: &[ArmId]) -> String {
+    let mut arms = pooled.to_vec();
+    arms.sort_by_key(|a| a.arm_id);
     let mut out = String::from(r#"<p class="legend">"#);
-    for (i, arm) in arms.iter().enumerate() {
+    for arm in arms.iter().filter(|a| !group.contains(&a.arm_id)) {
+        let swatch = if arm.role == Role::Holdout {
+            r#"<i class="dashed"></i>"#.to_string()
+        } else {
+            format!(
+                r#"<i style="background:{}"></i>"#,
+                colors.get(&arm.arm_id).map_or(GREY, String::as_str)
+            )
+        };
+        let _ = write!(out, "<span>{swatch}{}</span>", escape(&arm_name(arm)));
+    }
+    if !group.is_empty() {
         let _ = write!(
             out,
-            r#"<span><i style="background:{}"></i>{} · {}</span>"#,
-            color(i),
-            arm.arm_id,
-            escape(&label(&arm.variant))
+            r#"<span><i style="background:{GREY}"></i>arms {} at the floor, combined</span>"#,
+            ids(group)
         );
     }
     out.push_str("</p>");
     out
 }
 
-/// The page for one optimization's latest run and its history.
-pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String {
-    let bandit: Vec<&ArmReport> = arms
+/// Which arm leads in how many contexts: `Per context, arm 5 leads in 6 of 8 contexts, arm 2 in 2.`
+fn context_leaders(arms: &[ArmReport]) -> Option<String> {
+    let mut cells: BTreeMap<&ContextKey, Vec<&ArmReport>> = BTreeMap::new();
+    for a in arms.iter().filter(|a| !a.context.is_pooled()) {
+        cells.entry(&a.context).or_default().push(a);
+    }
+    let mut counts: BTreeMap<ArmId, usize> = BTreeMap::new();
+    for cell in cells.values() {
+        if let Some(best) = leader(cell) {
+            *counts.entry(best.arm_id).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<(ArmId, usize)> = counts.into_iter().collect();
+    counts.sort_by_key(|(arm, n)| (std::cmp::Reverse(*n), *arm));
+    let ((first, n), rest) = counts.split_first()?;
+    let mut text = format!(
+        " Per context, {} leads in {n} of {} contexts",
+        arm_text(*first),
+        cells.len()
+    );
+    for (arm, n) in rest {
+        let _ = write!(text, ", {} in {n}", arm_text(*arm));
+    }
+    text.push('.');
+    Some(text)
+}
+
+/// One small interval chart per context on a shared axis, each titled with its leader.
+fn small_multiples(arms: &[ArmReport], colors: &BTreeMap<ArmId, String>, x_title: &str) -> String {
+    let mut cells: BTreeMap<&ContextKey, Vec<&ArmReport>> = BTreeMap::new();
+    for a in arms
         .iter()
-        .filter(|a| a.role == Role::Bandit && a.context.is_pooled())
+        .filter(|a| !a.context.is_pooled() && a.role == Role::Bandit)
+    {
+        cells.entry(&a.context).or_default().push(a);
+    }
+    if cells.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<Interval>> = cells
+        .values()
+        .map(|c| interval_rows(c, colors, false))
         .collect();
-    let pooled: Vec<&HistoryRow> = history
-        .iter()
-        .filter(|h| h.context.is_pooled() && h.role == Role::Bandit)
-        .collect();
+    let all: Vec<Interval> = rows.iter().flatten().cloned().collect();
+    let range = chart::span(&all, None);
+    let mut out = format!(
+        "<h2>Per context ({} contexts)</h2>\n<p class=\"note\">Each context's arms on one shared axis ({}); the title names the context's leader.</p>\n<div class=\"multiples\">",
+        cells.len(),
+        escape(x_title)
+    );
+    for ((context, cell), rows) in cells.iter().zip(&rows) {
+        let units: i64 = cell.iter().map(|a| a.units).sum();
+        let lead = leader(cell).map_or_else(String::new, |a| {
+            format!(
+                "leads: arm {}{}",
+                a.arm_id,
+                a.p_best
+                    .map_or_else(String::new, |p| format!(", P(best) {p:.2}"))
+            )
+        });
+        let _ = write!(
+            out,
+            "<figure><figcaption><b>{}</b> · {units} units · {lead}</figcaption>{}</figure>",
+            escape(&context.as_str().replace('|', " · ")),
+            IntervalChart {
+                rows,
+                x_title: "",
+                reference: None,
+                range: Some(range),
+                width: 390.0,
+                label_width: 60.0,
+            }
+            .svg()
+        );
+    }
+    out.push_str("</div>");
+    out
+}
+
+fn lift_table(arms: &[ArmReport]) -> String {
     let holdout: Vec<&ArmReport> = arms
         .iter()
         .filter(|a| a.lift_vs_holdout.is_some())
         .collect();
-    let mut lift = String::new();
     if holdout.is_empty() {
-        lift.push_str("<p>No lift to show: the optimization has no holdout, or too few holdout units yet.</p>");
-    } else {
-        lift.push_str("<table><tr><th>arm</th><th>relative lift</th><th>95% interval</th></tr>");
-        for a in holdout {
-            let _ = write!(
-                lift,
-                "<tr><td>{}</td><td>{:.5}</td><td>[{:.5}, {:.5}]</td></tr>",
-                a.arm_id,
-                a.lift_vs_holdout.unwrap_or(f64::NAN),
-                a.lift_ci_low.unwrap_or(f64::NAN),
-                a.lift_ci_high.unwrap_or(f64::NAN)
-            );
-        }
-        lift.push_str("</table>");
+        return "<p>No lift to show: the optimization has no holdout, or too few holdout units yet.</p>".into();
     }
-    if let Some(d) = &run.diagnostics {
-        let _ = write!(lift, "<pre>{}</pre>", escape(&super::table::diagnostics(d)));
+    let mut out = String::from(
+        "<table><tr><th>context</th><th>arm</th><th>relative lift</th><th>95% interval</th></tr>",
+    );
+    for a in holdout {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td></tr>",
+            escape(a.context.as_str()),
+            a.arm_id,
+            percent(a.lift_vs_holdout.unwrap_or(f64::NAN)),
+            percent(a.lift_ci_low.unwrap_or(f64::NAN)),
+            percent(a.lift_ci_high.unwrap_or(f64::NAN))
+        );
     }
-    let mut rows = String::new();
+    out.push_str("</table>");
+    out
+}
+
+fn report_rows(arms: &[&ArmReport]) -> String {
+    let mut rows = String::from("<table><tr><th>arm</th><th>variant</th><th>status</th><th>units</th><th>conversions</th><th>mean</th><th>95% interval</th><th>P(best)</th><th>weight</th></tr>");
     for a in arms {
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.5}</td><td>[{:.5}, {:.5}]</td><td>{}</td><td>{}</td></tr>",
-            escape(a.context.as_str()),
             a.arm_id,
             escape(&label(&a.variant)),
+            a.status,
             a.units,
             a.conversions,
             a.mean,
@@ -224,41 +427,242 @@ pub fn page(run: &RunInfo, arms: &[ArmReport], history: &[HistoryRow]) -> String
             a.weight_new.map_or("-".into(), |w| format!("{w:.4}")),
         );
     }
+    rows.push_str("</table>");
+    rows
+}
+
+/// The pooled rows as a table, each context's rows in a folded section of its own.
+fn report_tables(arms: &[ArmReport]) -> String {
+    let mut by_context: BTreeMap<&ContextKey, Vec<&ArmReport>> = BTreeMap::new();
+    for a in arms {
+        by_context.entry(&a.context).or_default().push(a);
+    }
+    let mut out = String::new();
+    for (context, rows) in by_context {
+        if context.is_pooled() {
+            out.insert_str(0, &report_rows(&rows));
+        } else {
+            let units: i64 = rows.iter().map(|a| a.units).sum();
+            let _ = write!(
+                out,
+                "<details><summary>{} · {units} units</summary>{}</details>",
+                escape(context.as_str()),
+                report_rows(&rows)
+            );
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 820px; padding: 0 10px; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.1em; margin-top: 2em; }
+.meta, .note { color: #555; } .headline { font-size: 1.1em; background: #f4f6fa; padding: 0.8em 1em; border-left: 4px solid #4e79a7; }
+svg { max-width: 100%; height: auto; overflow: visible; }
+.label, .tick { font-size: 12px; fill: #444; } .axis-title { font-size: 12px; fill: #222; }
+.marker-label { font-size: 11px; fill: #666; }
+.grid { stroke: #e6e6e6; } .axis { stroke: #888; } .marker { stroke: #666; stroke-dasharray: 4 3; }
+.legend span { margin-right: 1em; white-space: nowrap; display: inline-block; }
+.legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
+.legend i.dashed { background: repeating-linear-gradient(90deg, #8c8c8c 0 4px, transparent 4px 6px); }
+.multiples { display: flex; flex-wrap: wrap; gap: 10px; } figure { margin: 0; width: 395px; }
+figcaption { font-size: 12px; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+td, th { padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }
+td:nth-child(2), th:nth-child(2) { text-align: left; white-space: normal; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #fafafa; padding: 0.6em; }
+details summary { cursor: pointer; margin-top: 0.3em; }
+"#;
+
+/// The page for one optimization's latest run and its history; `baseline` is the variant (JSON
+/// text) of the definition's baseline arm, when the definition still has the optimization.
+pub fn page(
+    run: &RunInfo,
+    arms: &[ArmReport],
+    history: &[HistoryRow],
+    baseline: Option<&str>,
+) -> String {
+    let pooled: Vec<&ArmReport> = arms.iter().filter(|a| a.context.is_pooled()).collect();
+    let colors = colors(&pooled);
+    let bandit: Vec<&ArmReport> = pooled
+        .iter()
+        .copied()
+        .filter(|a| a.role == Role::Bandit)
+        .collect();
+    let group = floor_group(&bandit);
+    let pooled_history: Vec<&HistoryRow> =
+        history.iter().filter(|h| h.context.is_pooled()).collect();
+    let metric = run.metric.as_deref().unwrap_or("reward");
+    let x_title = format!("{metric} per unit: posterior mean and 95% credible interval");
+    let base = baseline_arm(&bandit, baseline);
+    let reference_label = base.map(|b| format!("baseline, arm {}", b.arm_id));
+    let intervals = IntervalChart {
+        rows: &interval_rows(&pooled, &colors, true),
+        x_title: &x_title,
+        reference: base.map(|b| b.mean).zip(reference_label.as_deref()),
+        range: None,
+        width: WIDTH,
+        label_width: 300.0,
+    }
+    .svg();
+    let diagnostics = run.diagnostics.as_ref().map_or_else(String::new, |d| {
+        format!("<pre>{}</pre>", escape(&super::table::diagnostics(d)))
+    });
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>levered · {name}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 800px; color: #222; }}
-h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.1em; margin-top: 2em; }}
-.label, .axis {{ font-size: 12px; fill: #444; }}
-.legend span {{ margin-right: 1em; white-space: nowrap; }} .legend i {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
-td:nth-child(3), th:nth-child(3) {{ text-align: left; white-space: normal; }}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{name}</h1>
-<p>Run {run_id}, as of {as_of}; {units} mature units; seed {seed}.</p>
+<p class="meta">Reward {metric} · run {run_id} · as of {as_of} · {units} mature units · seed {seed}</p>
+<p class="headline">{headline}</p>
 <h2>Posterior mean and 95% credible interval per arm</h2>
 {intervals}
+<p class="note">{reference}</p>
 <h2>Allocation over time (traffic weight per arm)</h2>
 {allocation}
 {legend}
 <h2>P(best) over time</h2>
 {p_best}
+{contexts}
 <h2>Lift vs holdout</h2>
 {lift}
+{diagnostics}
 <h2>Latest report</h2>
-<table><tr><th>context</th><th>arm</th><th>variant</th><th>units</th><th>conversions</th><th>mean</th><th>95% interval</th><th>P(best)</th><th>weight</th></tr>
-{rows}</table>
+{tables}
 </body></html>
 "#,
         name = escape(&run.optimization),
+        metric = escape(metric),
         run_id = escape(&run.run_id),
-        as_of = run.as_of.rfc3339(),
+        as_of = chart::date_time(run.as_of),
         units = run.mature_units,
         seed = run.seed,
-        intervals = intervals(&bandit),
-        allocation = over_time(&pooled, |h| h.weight),
-        legend = legend(&bandit),
-        p_best = over_time(&pooled, |h| h.p_best),
+        headline = headline(run, &pooled, baseline) + &context_leaders(arms).unwrap_or_default(),
+        reference = base.map_or_else(
+            || "Dots are posterior means, lines their 95% credible intervals.".into(),
+            |b| format!("Dots are posterior means, lines their 95% credible intervals; the dashed line is the baseline's mean (arm {}).", b.arm_id)
+        ),
+        allocation = over_time(&pooled_history, &colors, &group, ("traffic weight", |h| h.weight)),
+        legend = legend(&pooled, &colors, &group),
+        p_best = over_time(&pooled_history, &colors, &group, ("P(best)", |h| h.p_best)),
+        contexts = small_multiples(arms, &colors, &x_title),
+        lift = lift_table(arms),
+        tables = report_tables(arms),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arm(context: &str, id: u32, p_best: f64, weight: f64) -> ArmReport {
+        ArmReport {
+            context: ContextKey::new(context),
+            arm_id: ArmId::Arm(id),
+            role: Role::Bandit,
+            variant: format!(r#"{{"color":"c{id}","size":"s"}}"#),
+            status: ArmStatus::Active,
+            units: 100,
+            conversions: 10,
+            rate: Some(0.1),
+            alpha: 11.0,
+            beta: 91.0,
+            mean: 0.1 + f64::from(id) / 100.0,
+            ci_low: 0.05,
+            ci_high: 0.2,
+            p_best: Some(p_best),
+            expected_loss: None,
+            weight_prev: None,
+            weight_new: Some(weight),
+            lift_vs_holdout: None,
+            lift_ci_low: None,
+            lift_ci_high: None,
+        }
+    }
+
+    #[test]
+    fn arms_at_the_lowest_weight_are_one_group_when_another_arm_is_above_them() {
+        let arms = [
+            arm("*", 1, 0.01, 0.02),
+            arm("*", 2, 0.9, 0.94),
+            arm("*", 3, 0.09, 0.020_000_1),
+            arm("*", 4, 0.0, 0.02),
+        ];
+        let refs: Vec<&ArmReport> = arms.iter().collect();
+        assert_eq!(
+            floor_group(&refs),
+            vec![ArmId::Arm(1), ArmId::Arm(3), ArmId::Arm(4)]
+        );
+        // An equal split (burn-in) has no arm above the rest; one arm at the floor is no group.
+        let even: Vec<ArmReport> = (1..=3).map(|id| arm("*", id, 0.3, 1.0 / 3.0)).collect();
+        assert!(floor_group(&even.iter().collect::<Vec<_>>()).is_empty());
+        let single = [arm("*", 1, 0.1, 0.02), arm("*", 2, 0.9, 0.98)];
+        assert!(floor_group(&single.iter().collect::<Vec<_>>()).is_empty());
+    }
+
+    #[test]
+    fn the_baseline_is_found_whatever_the_key_order_of_its_variant() {
+        let arms = [arm("*", 1, 0.1, 0.5), arm("*", 2, 0.9, 0.5)];
+        let refs: Vec<&ArmReport> = arms.iter().collect();
+        let found = baseline_arm(&refs, Some(r#"{"size": "s", "color": "c1"}"#));
+        assert_eq!(found.map(|a| a.arm_id), Some(ArmId::Arm(1)));
+        assert!(baseline_arm(&refs, Some(r#"{"color":"c9","size":"s"}"#)).is_none());
+    }
+
+    #[test]
+    fn the_headline_tells_a_clear_leader_from_an_unclear_one() {
+        let run = RunInfo {
+            optimization: "o".into(),
+            run_id: "r".into(),
+            metric: None,
+            as_of: crate::time::Instant::from_micros(0),
+            trained_at: crate::time::Instant::from_micros(0),
+            seed: 1,
+            scan_mode: "full".into(),
+            mature_units: 200,
+            unmatched: BTreeMap::new(),
+            warnings: Vec::new(),
+            diagnostics: None,
+        };
+        let clear = [arm("*", 1, 0.02, 0.02), arm("*", 2, 0.98, 0.98)];
+        let text = headline(
+            &run,
+            &clear.iter().collect::<Vec<_>>(),
+            Some(r#"{"color":"c1","size":"s"}"#),
+        );
+        // Means 0.11 and 0.12: arm 2 is 9.1% over the baseline.
+        assert!(
+            text.starts_with("<b>arm 2 · c2 / s</b> leads with a mean of 0.120"),
+            "{text}"
+        );
+        assert!(
+            text.contains("P(best) 0.980.") && text.contains("+9.1% over the baseline, arm 1"),
+            "{text}"
+        );
+        let unclear = [arm("*", 1, 0.4, 0.4), arm("*", 2, 0.6, 0.6)];
+        let text = headline(&run, &unclear.iter().collect::<Vec<_>>(), None);
+        assert!(
+            text.contains("P(best) is only 0.600: no arm is clearly best yet."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_leaders_of_the_contexts_are_counted() {
+        let arms = [
+            arm("*", 1, 0.5, 0.5),
+            arm("*", 2, 0.5, 0.5),
+            arm("a=x", 1, 0.2, 0.2),
+            arm("a=x", 2, 0.8, 0.8),
+            arm("a=y", 1, 0.7, 0.7),
+            arm("a=y", 2, 0.3, 0.3),
+            arm("a=z", 1, 0.1, 0.1),
+            arm("a=z", 2, 0.9, 0.9),
+        ];
+        assert_eq!(
+            context_leaders(&arms).as_deref(),
+            Some(" Per context, arm 2 leads in 2 of 3 contexts, arm 1 in 1.")
+        );
+        assert_eq!(context_leaders(&arms[..2]), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! The record of a run (`model`: imports nothing above the domain types), and its renderers, pure
 //! functions of it: CSV files, a terminal table, JSON and an HTML page. `state/` persists it.
 
+pub mod chart;
 mod csv;
 mod files;
 mod html;

@@ -56,7 +56,7 @@ pub fn simulate(
     staged.add(&out.join("hourly.csv"), &summary::hourly_csv(&traces))?;
     staged.add(&out.join("summary.csv"), &summary::summary_csv(&summaries))?;
     if let Some(file) = html {
-        staged.add(file, &summary::html(&scenario.name, &traces, &summaries))?;
+        staged.add(file, &super::page::html(scenario, &traces, &summaries))?;
     }
     staged.publish()?;
     Ok(summaries)

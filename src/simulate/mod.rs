@@ -3,6 +3,7 @@
 
 mod jobs;
 pub(crate) mod memory;
+mod page;
 mod run;
 mod scenario;
 mod summary;
@@ -10,4 +11,4 @@ mod summary;
 pub use jobs::simulate;
 pub use run::{run, Trace};
 pub use scenario::{Policy, Scenario, Truth};
-pub use summary::{hourly_csv, html, summarize, summary_csv, table, PolicySummary};
+pub use summary::{hourly_csv, summarize, summary_csv, table, PolicySummary};

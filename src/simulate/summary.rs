@@ -1,4 +1,4 @@
-//! Traces of every repetition → means and spreads per policy: CSV files, a table and an SVG chart.
+//! Traces of every repetition → means and spreads per policy: CSV files and a table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -54,7 +54,7 @@ fn slope(xs: &[f64], ys: &[f64]) -> f64 {
 }
 
 /// Mean and standard deviation per hour of a per-hour series, over the traces.
-fn per_hour(traces: &[&Trace], series: impl Fn(&Trace) -> &Vec<f64>) -> Vec<(f64, f64)> {
+pub(super) fn per_hour(traces: &[&Trace], series: impl Fn(&Trace) -> &Vec<f64>) -> Vec<(f64, f64)> {
     let hours = traces.first().map_or(0, |t| series(t).len());
     (0..hours)
         .map(|h| mean_sd(&traces.iter().map(|t| series(t)[h]).collect::<Vec<_>>()))
@@ -214,65 +214,4 @@ pub fn table(name: &str, summaries: &[PolicySummary]) -> String {
         }
     }
     out
-}
-
-/// A self-contained HTML page with the mean cumulative regret of each policy over time.
-pub fn html(name: &str, traces: &[Trace], summaries: &[PolicySummary]) -> String {
-    let mut by_policy: BTreeMap<Policy, Vec<&Trace>> = BTreeMap::new();
-    for t in traces {
-        by_policy.entry(t.policy).or_default().push(t);
-    }
-    let curves: Vec<(Policy, Vec<f64>)> = by_policy
-        .into_iter()
-        .map(|(p, t)| (p, per_hour(&t, |t| &t.regret).iter().map(|m| m.0).collect()))
-        .collect();
-    let hours = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(1) as f64;
-    let top = curves
-        .iter()
-        .flat_map(|c| c.1.iter().copied())
-        .fold(0.0f64, f64::max)
-        .max(1e-12);
-    let (w, h, pad) = (720.0, 360.0, 50.0);
-    let colors = ["#1f77b4", "#d62728", "#2ca02c"];
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="cumulative regret">"#
-    );
-    let _ = write!(
-        svg,
-        r##"<line x1="{pad}" y1="{y}" x2="{x}" y2="{y}" stroke="#888"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{y}" stroke="#888"/><text x="{pad}" y="{t}" font-size="12">{top:.1}</text><text x="{x}" y="{b}" font-size="12" text-anchor="end">{hours} h</text>"##,
-        y = h - pad,
-        x = w - pad,
-        t = pad - 6.0,
-        b = h - pad + 16.0
-    );
-    let mut legend = String::new();
-    for (i, (policy, curve)) in curves.iter().enumerate() {
-        let points: Vec<String> = curve
-            .iter()
-            .enumerate()
-            .map(|(k, r)| {
-                format!(
-                    "{:.1},{:.1}",
-                    pad + (k + 1) as f64 / hours * (w - 2.0 * pad),
-                    h - pad - r / top * (h - 2.0 * pad)
-                )
-            })
-            .collect();
-        let color = colors[i % colors.len()];
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            points.join(" ")
-        );
-        let _ = write!(
-            legend,
-            r#"<span style="color:{color}">■ {}</span> "#,
-            policy.name()
-        );
-    }
-    svg.push_str("</svg>");
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>levered simulate · {name}</title></head>\n<body style=\"font: 14px system-ui, sans-serif; max-width: 760px; margin: 2em auto\">\n<h1>{name}</h1>\n<h2>Mean cumulative regret over repetitions</h2>\n{svg}\n<p>{legend}</p>\n<pre>{}</pre>\n</body></html>\n",
-        table(name, summaries)
-    )
 }

@@ -136,6 +136,33 @@ fn a_large_context_with_a_different_best_arm_gets_its_own_best_arm() {
 }
 
 #[test]
+fn the_html_page_has_one_chart_per_context_and_names_each_leader() {
+    let (project, _report) = trained(50);
+    let out = project.levered(&[
+        "report",
+        "--config",
+        "levered.yaml",
+        "-o",
+        "hero",
+        "--html",
+        "hero.html",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let html = std::fs::read_to_string(project.path("hero.html")).unwrap();
+    assert!(html.contains("<h2>Per context (3 contexts)</h2>"), "{html}");
+    assert_eq!(html.matches("<figure>").count(), 3);
+    // B leads in the US, A in DE; FR's 80 visitors are shrunk toward the pooled arms.
+    assert!(html.contains("<b>country=US · device=mobile</b> · 8000 units · leads: arm 2"));
+    assert!(html.contains("<b>country=DE · device=desktop</b> · 8000 units · leads: arm 1"));
+    assert!(html.contains("Per context, arm "), "{html}");
+    // One run: the lines over time wait for a second run instead of drawing lone dots.
+    assert_eq!(html.matches("One run so far").count(), 2);
+    assert_eq!(html.matches("<svg").count(), 1 + 3);
+    // Every context's rows fold away under its own heading.
+    assert_eq!(html.matches("<details>").count(), 3);
+}
+
+#[test]
 fn a_small_context_is_shrunk_toward_the_pooled_arm() {
     let (_project, report) = trained(50);
     let fr = "country=FR|device=mobile";

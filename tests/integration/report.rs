@@ -148,14 +148,33 @@ fn the_html_page_is_self_contained_with_its_charts() {
         "P(best) over time",
         "Lift vs holdout",
         "<polyline",
+        // Axis titles with units, readable dates, and the baseline's mean as a reference line.
+        "signup per unit: posterior mean and 95% credible interval",
+        "as of (UTC)",
+        "Jan 07 22:00",
+        ">100%</text>",
+        "the dashed line is the baseline's mean (arm 1)",
     ] {
         assert!(html.contains(needle), "{needle}");
     }
     assert_eq!(html.matches("<svg").count(), 3);
+    // The conclusion names the arm with the highest P(best) and compares it with the baseline.
+    let reported = read_csv(&project.path("out/hero/report.csv"));
+    let leader = reported
+        .iter()
+        .max_by(|a, b| {
+            let p = |r: &std::collections::BTreeMap<String, String>| -> f64 {
+                r["p_best"].parse().unwrap_or(-1.0)
+            };
+            p(a).total_cmp(&p(b))
+        })
+        .unwrap();
+    let headline = format!(r#"<p class="headline"><b>arm {} · "#, leader["arm_id"]);
+    assert!(html.contains(&headline), "{headline} in {html}");
+    assert!(html.contains("over the baseline, arm 1 · Ship faster / Start free"));
     assert!(
         !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
     );
-    let reported = read_csv(&project.path("out/hero/report.csv"));
     assert!(html.contains(&format!(
         "{:.5}",
         reported[4]["mean"].parse::<f64>().unwrap()

@@ -82,9 +82,46 @@ fn a_simulation_is_deterministic_and_the_bandit_beats_the_split() {
         serde_json::from_str(&bandit["final_weights"]).unwrap();
     let best = weights.iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
     assert_eq!(best.0, r#"{"headline":"B"}"#, "{weights:?}");
-    assert!(std::fs::read_to_string(project.path("chart.html"))
-        .unwrap()
-        .contains("<polyline"));
+    let page = std::fs::read_to_string(project.path("chart.html")).unwrap();
+    for needle in [
+        "Cumulative regret (conversions lost",
+        "best-arm share",
+        "time since the start",
+        // Each policy in its own colour on every page, and the spread as a shaded band.
+        r##"<polyline fill="none" stroke="#4e79a7""##,
+        r##"<polyline fill="none" stroke="#e15759""##,
+        "<polygon",
+        "Over 1 repetition of 36 hours",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+}
+
+#[test]
+fn the_page_marks_the_drifts_of_the_scenario() {
+    let project = Project::new();
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenarios/drift.yaml");
+    let run = project.levered(&[
+        "simulate",
+        scenario.to_str().unwrap(),
+        "--fast",
+        "--repetitions",
+        "1",
+        "--out",
+        "out",
+        "--html",
+        "drift.html",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let page = std::fs::read_to_string(project.path("drift.html")).unwrap();
+    // The drift is at 2d: a dashed vertical line at hour 48 of 120, labelled.
+    assert_eq!(
+        page.matches(r#"class="marker-label">drift 1</text>"#)
+            .count(),
+        2
+    );
+    assert!(page.contains("Dashed lines labelled “drift” mark the changes of the truth."));
 }
 
 #[test]
