@@ -14,7 +14,8 @@ pub const PALETTE: [&str; 10] = [
 /// The colour of grouped or secondary series (arms at the floor, the holdout).
 pub const GREY: &str = "#8c8c8c";
 
-const HOUR_MICROS: f64 = 3_600_000_000.0;
+/// Microseconds in an hour: x values of a `Time` chart are microseconds, ticks are hours.
+pub const HOUR_MICROS: f64 = 3_600_000_000.0;
 
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

@@ -304,12 +304,20 @@ fn legend(pooled: &[&ArmReport], colors: &BTreeMap<ArmId, String>, group: &[ArmI
     out
 }
 
-/// Which arm leads in how many contexts: `Per context, arm 5 leads in 6 of 8 contexts, arm 2 in 2.`
-fn context_leaders(arms: &[ArmReport]) -> Option<String> {
+/// The rows of each context, in context order.
+fn by_context<'a>(
+    arms: impl IntoIterator<Item = &'a ArmReport>,
+) -> BTreeMap<&'a ContextKey, Vec<&'a ArmReport>> {
     let mut cells: BTreeMap<&ContextKey, Vec<&ArmReport>> = BTreeMap::new();
-    for a in arms.iter().filter(|a| !a.context.is_pooled()) {
+    for a in arms {
         cells.entry(&a.context).or_default().push(a);
     }
+    cells
+}
+
+/// Which arm leads in how many contexts: `Per context, arm 5 leads in 6 of 8 contexts, arm 2 in 2.`
+fn context_leaders(arms: &[ArmReport]) -> Option<String> {
+    let cells = by_context(arms.iter().filter(|a| !a.context.is_pooled()));
     let mut counts: BTreeMap<ArmId, usize> = BTreeMap::new();
     for cell in cells.values() {
         if let Some(best) = leader(cell) {
@@ -333,13 +341,10 @@ fn context_leaders(arms: &[ArmReport]) -> Option<String> {
 
 /// One small interval chart per context on a shared axis, each titled with its leader.
 fn small_multiples(arms: &[ArmReport], colors: &BTreeMap<ArmId, String>, x_title: &str) -> String {
-    let mut cells: BTreeMap<&ContextKey, Vec<&ArmReport>> = BTreeMap::new();
-    for a in arms
-        .iter()
-        .filter(|a| !a.context.is_pooled() && a.role == Role::Bandit)
-    {
-        cells.entry(&a.context).or_default().push(a);
-    }
+    let cells = by_context(
+        arms.iter()
+            .filter(|a| !a.context.is_pooled() && a.role == Role::Bandit),
+    );
     if cells.is_empty() {
         return String::new();
     }
@@ -433,12 +438,8 @@ fn report_rows(arms: &[&ArmReport]) -> String {
 
 /// The pooled rows as a table, each context's rows in a folded section of its own.
 fn report_tables(arms: &[ArmReport]) -> String {
-    let mut by_context: BTreeMap<&ContextKey, Vec<&ArmReport>> = BTreeMap::new();
-    for a in arms {
-        by_context.entry(&a.context).or_default().push(a);
-    }
     let mut out = String::new();
-    for (context, rows) in by_context {
+    for (context, rows) in by_context(arms) {
         if context.is_pooled() {
             out.insert_str(0, &report_rows(&rows));
         } else {

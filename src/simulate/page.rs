@@ -5,13 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::report::chart::{escape, Line, LineChart, XScale};
+use crate::report::chart::{escape, Line, LineChart, XScale, HOUR_MICROS};
 
 use super::run::Trace;
 use super::scenario::{Policy, Scenario};
 use super::summary::{per_hour, PolicySummary};
-
-const HOUR_MICROS: f64 = 3_600_000_000.0;
 
 fn color(policy: Policy) -> &'static str {
     match policy {
