@@ -213,7 +213,7 @@ impl quadrature::Integrand for Maximum {
 /// Bounds outside which an arm's CDF is 0 or 1 to within 1e-15, which the integrand then uses
 /// without evaluating the incomplete beta function: mean ∓ k spreads for k = 8, 12, 18, …, each
 /// checked with one CDF evaluation (heavy tails simply take more steps), clamped to the support.
-fn tails(arm: &Posterior) -> (f64, f64) {
+pub(super) fn tails(arm: &Posterior) -> (f64, f64) {
     const TAIL: f64 = 1e-15;
     let (mean, spread) = (arm.mean(), arm.spread());
     let support = match arm {

@@ -1,9 +1,12 @@
-//! Beta intervals, P(best) and expected loss against independent scipy/mpmath values
+//! Beta intervals, P(best), expected loss and P(harm) against independent scipy/mpmath values
 //! (fixtures/oracles, copied from the shared oracles).
 
 use std::collections::BTreeMap;
 
-use levered::model::{by_quadrature, compare, monte_carlo, Method, Posterior};
+use levered::model::{
+    by_quadrature, compare, monte_carlo, p_harm_by_quadrature, Better, Harm, Method, Posterior,
+    Tolerance,
+};
 
 use crate::support::{read_csv, repo};
 
@@ -331,5 +334,42 @@ fn period_standardized_estimates_match_an_independent_fit() {
                 row["expected_loss"]
             );
         }
+    }
+}
+
+/// P(harm) of guardrails (scripts/harm_oracles.py: mpmath at 30 digits, checked with scipy).
+#[test]
+fn p_harm_matches_mpmath() {
+    let cases = cases_in("p_harm.csv", 11);
+    for (case, rows) in cases {
+        let row = &rows[0];
+        let posterior = |side: &str| match row["family"].as_str() {
+            "beta" => Posterior::Beta {
+                alpha: number(row, &format!("{side}_1")),
+                beta: number(row, &format!("{side}_2")),
+            },
+            _ => Posterior::StudentT {
+                df: number(row, &format!("{side}_1")),
+                location: number(row, &format!("{side}_2")),
+                scale: number(row, &format!("{side}_3")),
+            },
+        };
+        let harm = Harm {
+            better: match row["better"].as_str() {
+                "higher" => Better::Higher,
+                _ => Better::Lower,
+            },
+            tolerance: match row["tolerance_kind"].as_str() {
+                "relative" => Tolerance::Relative(number(row, "tolerance")),
+                _ => Tolerance::Absolute(number(row, "tolerance")),
+            },
+        };
+        let p = p_harm_by_quadrature(&posterior("arm"), &posterior("base"), &harm)
+            .unwrap_or_else(|| panic!("{case}: the quadrature did not resolve"));
+        let expected = number(row, "p_harm");
+        assert!(
+            close(p, expected, 1e-10, 1e-11),
+            "{case}: {p} vs {expected}"
+        );
     }
 }
