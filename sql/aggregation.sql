@@ -30,8 +30,15 @@
 -- ({{null_timestamps}}), and a part counts the unmatched rows from $owned_from on
 -- ({{lookback_unmatched}}). On a whole scan these placeholders keep the rows as described above.
 --
+-- Guardrails (docs/design.md §3.21) are attributed in the same pass: the rewards of every metric are
+-- one relation with a `metric` column (0 the reward, i guardrail i; {{all_rewards}}), attributed and
+-- credited per metric, and each guardrail adds its conversions and sums as three columns before
+-- `context` ({{guardrail_values}}, {{guardrail_sums}}). Without guardrails these placeholders are
+-- empty and the query is the reward's alone.
+--
 -- Rows: reason, counted, batch, arm_key, exposures, units, conversions, value_sum (micro-units),
--- value_sq_sum (squared micro-units), first_us, last_us, context. `reason = 0` rows with `counted`
+-- value_sq_sum (squared micro-units), first_us, last_us, then per guardrail its conversions,
+-- value_sum and value_sq_sum, and last context. `reason = 0` rows with `counted`
 -- are the aggregates; `reason = 0` rows without it are units that are immature or lie before
 -- $from_batch_us, and the late rows (only their time range is used); other reasons count unmatched
 -- rows (src/warehouse/sql.rs, `Unmatched`).
@@ -97,30 +104,30 @@ exposed AS (
     SELECT anonymous_id, ts, batch, arm_key, reason FROM tagged{{lookback_unmatched}}
     QUALIFY reason <> 0 OR row_number() OVER (PARTITION BY reason, {{unit_partition}} ORDER BY ts, arm_key) = 1
 ),
-{{rewards}}
+{{rewards}}{{all_rewards}}
 attributed AS (
-    SELECT r.anonymous_id, {{touch}}(u.ts) AS unit_ts, {{touch}}_by(u.arm_key, u.ts) AS arm_key,
+    SELECT r.anonymous_id{{metric_of_r}}, {{touch}}(u.ts) AS unit_ts, {{touch}}_by(u.arm_key, u.ts) AS arm_key,
            any_value(r.value) AS value
-    FROM rewards AS r JOIN (
+    FROM {{reward_relation}} AS r JOIN (
         SELECT anonymous_id, ts, arm_key FROM exposed WHERE reason = 0
         UNION ALL
         SELECT anonymous_id, ts, -1 FROM late_tagged WHERE reason = 0
     ) AS u
       ON u.anonymous_id = r.anonymous_id
      AND u.ts <= r.ts AND r.ts <= u.ts + CAST($window_us AS BIGINT)
-    GROUP BY r.anonymous_id, r.ts
+    GROUP BY r.anonymous_id, r.ts{{metric_of_r}}
 ),
 credited AS (
-    SELECT unit_ts, arm_key, {{unit_value}} AS unit_value
+    SELECT unit_ts, arm_key{{metric}}, {{unit_value}} AS unit_value
     FROM attributed
     WHERE arm_key >= 0
-    GROUP BY anonymous_id, unit_ts, arm_key
+    GROUP BY anonymous_id, unit_ts, arm_key{{metric}}
 ),{{value_checks}}
 valued AS (
-    SELECT 0 AS reason, unit_ts {{div}} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, 1 AS conversions, unit_value
+    SELECT 0 AS reason, unit_ts {{div}} CAST($batch_us AS BIGINT) AS batch, arm_key, unit_ts, 0 AS units, {{reward_conversion}} AS conversions, {{reward_value}} AS unit_value{{guardrail_values}}
     FROM credited
     UNION ALL
-    SELECT reason, batch, arm_key, ts, 1, 0, CAST(0 AS {{wide}})
+    SELECT reason, batch, arm_key, ts, 1, 0, CAST(0 AS {{wide}}){{guardrail_zeros}}
     FROM exposed
 ),
 aggregated AS (
@@ -136,7 +143,7 @@ aggregated AS (
            CAST(sum(unit_value) AS {{text}}) AS value_sum,
            CAST(coalesce(sum(CASE WHEN abs(unit_value) <= CAST({{bound_micro}} AS {{wide}}) THEN unit_value * unit_value END), 0) AS {{text}}) AS value_sq_sum,
            min(unit_ts) AS first_us,
-           max(unit_ts) AS last_us
+           max(unit_ts) AS last_us{{guardrail_sums}}
     FROM valued
     GROUP BY ALL{{late_rows}}{{value_check_rows}}
 )

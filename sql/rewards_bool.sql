@@ -1,5 +1,6 @@
 -- The rewards of a bool metric per (visitor, time): any row of the user's metric SQL in [$start, $end).
-rewards AS (
+-- The CTE is `rewards` for the reward and `guardrail_<i>` for guardrail i ({{rewards_cte}}).
+{{rewards_cte}} AS (
     SELECT CAST(m.anonymous_id AS {{text}}) AS anonymous_id,
            {{epoch_us}}(CAST(m.timestamp AS TIMESTAMP)) AS ts,
            CAST(NULL AS {{wide}}) AS value

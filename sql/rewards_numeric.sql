@@ -2,8 +2,9 @@
 -- [$start, $end) with a finite value within ±{{value_bound}}, summed as whole micro-units; and per
 -- (visitor, time) the counts of rows with a NULL (reason 5), a non-finite (6) or a too large value
 -- (7), which are no rewards (src/warehouse/sql.rs, `Unmatched` and `BadValue`), counted for the
--- rows in [$owned_from, $owned_until) (the part of a split scan that owns them).
-reward_rows AS (
+-- rows in [$owned_from, $owned_until) (the part of a split scan that owns them). The CTEs are
+-- `reward_rows` and `rewards` for the reward, `guardrail_<i>_rows` and `guardrail_<i>` for guardrail i.
+{{rows_cte}} AS (
     SELECT anonymous_id, ts,
            sum(CASE WHEN problem = 0 THEN CAST(round(v * 1000000) AS {{wide}}) END) AS value,
            sum(CASE WHEN problem = 0 THEN 1 ELSE 0 END) AS valid_rows,
@@ -27,6 +28,6 @@ reward_rows AS (
     ) AS m
     GROUP BY 1, 2
 ),
-rewards AS (
-    SELECT anonymous_id, ts, value FROM reward_rows WHERE valid_rows > 0
+{{rewards_cte}} AS (
+    SELECT anonymous_id, ts, value FROM {{rows_cte}} WHERE valid_rows > 0
 ),

@@ -142,13 +142,13 @@ pub fn static_checks(config: &Config) -> Validation {
         if !config
             .optimizations
             .values()
-            .any(|o| &o.reward.name == name)
+            .any(|o| &o.reward.name == name || o.guardrails.iter().any(|g| &g.metric.name == name))
         {
             v.add(
                 config,
                 Severity::Warning,
                 format!("metrics.{name}"),
-                "is not the reward of any optimization".into(),
+                "is neither the reward nor a guardrail of any optimization".into(),
                 None,
             );
         }
@@ -273,11 +273,13 @@ pub fn engine_checks(
             columns,
             &required,
         );
-        let reward_ok = !v.findings.iter().any(|f| {
+        let metrics_ok = !v.findings.iter().any(|f| {
             f.severity == Severity::Error
-                && f.path == format!("metrics.{}.sql", optimization.reward.name)
+                && std::iter::once(&optimization.reward)
+                    .chain(optimization.guardrails.iter().map(|g| &g.metric))
+                    .any(|m| f.path == format!("metrics.{}.sql", m.name))
         });
-        if let (Some(as_of), true, true) = (sample_as_of, v.errors() == before, reward_ok) {
+        if let (Some(as_of), true, true) = (sample_as_of, v.errors() == before, metrics_ok) {
             let day = Span::from_seconds(86_400);
             let from =
                 (as_of - optimization.attribution.window - day).floor_to(optimization.model.batch);

@@ -14,6 +14,8 @@ pub struct ArmState {
     pub initial: bool,
     /// Neither the baseline nor still incubating: the drop rule may remove it.
     pub droppable: bool,
+    /// Harmful on a guardrail (docs/design.md §3.21): held at the floor, never the winner.
+    pub harmful: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,7 +122,8 @@ pub fn drops(arms: &[ArmState], settings: &Settings, below: f64) -> Vec<u32> {
 /// The weights of the serving arms and the holdout.
 ///
 /// In the bandit phase an arm with fewer than `min_units_per_arm` units (one added after the start)
-/// gets `max(floor, 1/n)`; the others share the rest as `floor + free · P(best) / Σ P(best)`.
+/// gets `max(floor, 1/n)`; an arm harmful on a guardrail gets the floor; the others share the rest
+/// as `floor + free · P(best) / Σ P(best)`.
 pub fn decide(arms: &[ArmState], settings: &Settings) -> Decision {
     let n = arms.len();
     let phase = phase(arms, settings);
@@ -138,24 +141,29 @@ pub fn decide(arms: &[ArmState], settings: &Settings) -> Decision {
         Phase::BurnIn { .. } => vec![1.0 / n as f64; n],
         Phase::Bandit => {
             let floor = settings.floor;
-            let young = |a: &ArmState| a.units < settings.min_units_per_arm;
+            // Harmful arms are held at the floor, unless no other arm could take their share.
+            let grown_harmless = arms
+                .iter()
+                .any(|a| !a.harmful && a.units >= settings.min_units_per_arm);
+            let held = |a: &ArmState| a.harmful && grown_harmless;
+            let young = |a: &ArmState| !held(a) && a.units < settings.min_units_per_arm;
             let guaranteed = floor.max(1.0 / n as f64);
             let n_young = arms.iter().filter(|a| young(a)).count();
             let n_grown = n - n_young;
-            let total: f64 = arms
-                .iter()
-                .filter(|a| !young(a))
-                .map(|a| a.p_best.max(0.0))
-                .sum();
+            let sharing = |a: &&ArmState| !young(a) && !held(a);
+            let n_sharing = arms.iter().filter(sharing).count();
+            let total: f64 = arms.iter().filter(sharing).map(|a| a.p_best.max(0.0)).sum();
             let free = (1.0 - n_young as f64 * guaranteed - n_grown as f64 * floor).max(0.0);
             arms.iter()
                 .map(|a| {
                     if young(a) {
                         guaranteed
+                    } else if held(a) {
+                        floor
                     } else if total > 0.0 {
                         floor + free * a.p_best.max(0.0) / total
                     } else {
-                        floor + free / n_grown as f64
+                        floor + free / n_sharing as f64
                     }
                 })
                 .collect()
@@ -169,9 +177,12 @@ pub fn decide(arms: &[ArmState], settings: &Settings) -> Decision {
     }
 }
 
-/// The arm with the highest P(best); ties go to the lowest id, so input order does not matter.
+/// The arm with the highest P(best) among those not harmful on a guardrail (among all, when
+/// every arm is); ties go to the lowest id, so input order does not matter.
 fn best(arms: &[ArmState]) -> u32 {
+    let harmless = arms.iter().any(|a| !a.harmful);
     arms.iter()
+        .filter(|a| !(harmless && a.harmful))
         .max_by(|a, b| a.p_best.total_cmp(&b.p_best).then(b.id.cmp(&a.id)))
         .map_or(0, |a| a.id)
 }

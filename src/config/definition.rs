@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::model::Harm;
 use crate::time::Span;
 
 /// A whole definitions file, validated.
@@ -139,6 +140,18 @@ pub struct Optimization {
     pub generation: Option<Generation>,
     /// Visitor attributes a contextual model (`kind: cmab`) personalizes on; empty for `mab`.
     pub context_factors: Vec<String>,
+    /// Metrics an arm must not harm against the baseline, in the order written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<Guardrail>,
+}
+
+/// A metric an arm must not make worse than the baseline arm by more than a tolerance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Guardrail {
+    pub metric: Metric,
+    pub harm: Harm,
+    /// An arm whose P(harm) is at least this is harmful.
+    pub confidence: Probability,
 }
 
 impl Optimization {

@@ -11,6 +11,8 @@ use super::definition::*;
 use super::raw::*;
 use crate::time::Span;
 
+mod guardrail;
+
 /// One thing wrong with a definitions file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
@@ -237,8 +239,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "attribution",
             "model",
             "generation",
+            "guardrails",
         ],
     ),
+    (
+        "a guardrail",
+        &["metric", "better", "tolerance", "confidence"],
+    ),
+    ("tolerance", &["relative", "absolute"]),
     ("exposures", &["table", "sql", "columns"]),
     (
         "exposures.columns",
@@ -340,6 +348,8 @@ fn required_key(key: &str) -> (&'static str, &'static str) {
         "attribution" => ("how rewards are attributed to exposures", "e.g. attribution: {type: last_touch, conversion_window: 24h}"),
         "model" => ("the model that allocates the traffic", "e.g. model: {kind: mab}"),
         "kind" => ("the kind of model", "kind: mab, or kind: cmab with context_factors"),
+        "metric" => ("the metric the guardrail watches", "metric: the name of a metric under `metrics:`"),
+        "better" => ("which way the guardrail metric is better", "better: higher or better: lower"),
         _ => ("a required key", "docs/design.md §1.2–§1.5 lists every key"),
     }
 }
@@ -816,6 +826,8 @@ impl Checker {
         let context_factors = raw_model
             .map(|m| self.context_factors(&path, o.context_factors.as_ref(), m))
             .unwrap_or_default();
+        let reward_name = reward.as_ref().map(|r| r.name.as_str());
+        let guardrails = self.guardrails(&path, &o.guardrails, metrics, reward_name);
         if self.problems.len() > before {
             return None;
         }
@@ -830,6 +842,7 @@ impl Checker {
             model: model?,
             generation,
             context_factors,
+            guardrails,
         })
     }
 
@@ -856,21 +869,7 @@ impl Checker {
         raw: &Spanned<String>,
         metrics: &BTreeMap<String, Metric>,
     ) -> Option<Metric> {
-        self.locate(&format!("{path}.reward"), &raw.referenced);
-        if let Some(metric) = metrics.get(&raw.value) {
-            return Some(metric.clone());
-        }
-        let known: Vec<&str> = metrics.keys().map(String::as_str).collect();
-        self.report(
-            &format!("{path}.reward"),
-            Some(&raw.referenced),
-            format!("metric `{}` does not exist", raw.value),
-            Some(&format!(
-                "define it under `metrics:`; known metrics: {}",
-                known.join(", ")
-            )),
-        );
-        None
+        self.known_metric(&format!("{path}.reward"), raw, metrics)
     }
 
     fn factors(
@@ -1455,6 +1454,8 @@ mod tests {
                 "a metric" => &definitions["metric"],
                 "an optimization" => &definitions["optimization"],
                 "exposures.columns" => &definitions["exposures"]["properties"]["columns"],
+                "a guardrail" => &definitions["guardrail"],
+                "tolerance" => &definitions["guardrail"]["properties"]["tolerance"],
                 name => &definitions[name],
             };
             let mut listed: Vec<&str> = object["properties"]

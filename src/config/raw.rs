@@ -58,6 +58,26 @@ pub struct RawOptimization {
     pub attribution: Option<Spanned<RawAttribution>>,
     pub model: Option<Spanned<RawModel>>,
     pub generation: Option<Spanned<RawGeneration>>,
+    #[serde(default)]
+    pub guardrails: Vec<Spanned<RawGuardrail>>,
+}
+
+/// A metric an arm must not harm (docs/design.md §3.21).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrail {
+    pub metric: Option<Spanned<String>>,
+    pub better: Option<Spanned<String>>,
+    pub tolerance: Option<Spanned<RawTolerance>>,
+    pub confidence: Option<Spanned<f64>>,
+}
+
+/// `{relative: 0.05}` or `{absolute: 0.002}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTolerance {
+    pub relative: Option<f64>,
+    pub absolute: Option<f64>,
 }
 
 /// A factor level: the scalar's text exactly as written. A plain `9.90`, `no` or `on` stays

@@ -82,11 +82,26 @@ pub struct Origin<'a> {
     pub metric: &'a str,
 }
 
+/// The report rows; with guardrails (docs/design.md §3.21), six columns per guardrail metric `m`
+/// follow: `guardrail_m_conversions`, `_mean`, `_ci_low`, `_ci_high`, `_p_harm`, `_harmful`
+/// (blank for the holdout, and `p_harm` for the baseline).
 pub fn report(origin: &Origin<'_>, rows: &[ArmReport]) -> String {
+    let guardrails: Vec<&str> = rows
+        .iter()
+        .find(|r| !r.guardrails.is_empty())
+        .map_or_else(Vec::new, |r| {
+            r.guardrails.iter().map(|g| g.metric.as_str()).collect()
+        });
+    let mut header = REPORT_HEADER.to_string();
+    for metric in &guardrails {
+        for column in GUARDRAIL_COLUMNS {
+            header.push_str(&format!(",guardrail_{metric}_{column}"));
+        }
+    }
     table(
-        REPORT_HEADER,
+        &header,
         rows.iter().map(|r| {
-            vec![
+            let mut record = vec![
                 origin.optimization.to_string(),
                 origin.run_id.to_string(),
                 origin.as_of.to_string(),
@@ -111,10 +126,34 @@ pub fn report(origin: &Origin<'_>, rows: &[ArmReport]) -> String {
                 optional(r.lift_vs_holdout),
                 optional(r.lift_ci_low),
                 optional(r.lift_ci_high),
-            ]
+            ];
+            for metric in &guardrails {
+                match r.guardrails.iter().find(|g| g.metric == *metric) {
+                    Some(g) => record.extend([
+                        g.conversions.to_string(),
+                        number(g.mean),
+                        number(g.ci_low),
+                        number(g.ci_high),
+                        optional(g.p_harm),
+                        g.harmful.to_string(),
+                    ]),
+                    None => record.extend(GUARDRAIL_COLUMNS.map(|_| String::new())),
+                }
+            }
+            record
         }),
     )
 }
+
+/// The report's columns of each guardrail metric.
+const GUARDRAIL_COLUMNS: [&str; 6] = [
+    "conversions",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "p_harm",
+    "harmful",
+];
 
 /// The allocation history: one row per run and arm, oldest run first.
 pub fn history(rows: &[HistoryRow]) -> String {

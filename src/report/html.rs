@@ -578,6 +578,7 @@ mod tests {
             lift_vs_holdout: None,
             lift_ci_low: None,
             lift_ci_high: None,
+            guardrails: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ pub use csv::{
 pub use files::{inside, prune_runs, remove_leftovers, run_id, Staged};
 pub use html::page as html_page;
 pub use model::{
-    AllocationRow, ArmReport, Diagnostics, HistoryRow, RunInfo, RunReport, ScanSummary, Winner,
+    AllocationRow, ArmReport, Diagnostics, GuardrailEstimate, HistoryRow, RunInfo, RunReport,
+    ScanSummary, Winner,
 };
 pub use table::{diagnostics as diagnostics_text, history_table, srm_text, table};

@@ -64,6 +64,25 @@ pub struct ArmReport {
     pub lift_vs_holdout: Option<f64>,
     pub lift_ci_low: Option<f64>,
     pub lift_ci_high: Option<f64>,
+    /// The arm's estimate on each guardrail, in the definition's order (none for the holdout).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardrailEstimate>,
+}
+
+/// An arm's estimate on one guardrail metric (docs/design.md §3.21), from the pooled traffic of
+/// every context, which is also what the decision reads.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct GuardrailEstimate {
+    pub metric: String,
+    pub conversions: i64,
+    /// The posterior mean: the conversion rate (bool) or the mean value per unit (numeric).
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// P(worse than the baseline by more than the tolerance); `None` for the baseline.
+    pub p_harm: Option<f64>,
+    /// `p_harm` is at least the guardrail's confidence.
+    pub harmful: bool,
 }
 
 /// Everything one training run of one optimization produced.

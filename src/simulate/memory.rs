@@ -82,7 +82,7 @@ impl Engine for Memory {
             cell.value_micros += micros;
             cell.value_sq_micros += micros * micros;
         }
-        result.rows = batch_rows(cells);
+        result.rows = batch_rows(cells, &[]);
         Ok(result)
     }
 

@@ -72,3 +72,29 @@ impl FromSql for Origin {
         Origin::parse(value.as_str()?).map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }
+
+/// A JSON array column whose empty list is NULL (such as `batch_stats.guardrails`, read as
+/// `CAST(guardrails AS VARCHAR)`); text that is not such an array is a conversion error.
+pub(super) struct JsonList<T>(pub Vec<T>);
+
+impl<T: serde::Serialize> ToSql for JsonList<T> {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        if self.0.is_empty() {
+            return Ok(ToSqlOutput::Owned(Value::Null));
+        }
+        let text = serde_json::to_string(&self.0)
+            .map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(ToSqlOutput::Owned(Value::Text(text)))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> FromSql for JsonList<T> {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<JsonList<T>> {
+        if let ValueRef::Null = value {
+            return Ok(JsonList(Vec::new()));
+        }
+        serde_json::from_str(value.as_str()?)
+            .map(JsonList)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}

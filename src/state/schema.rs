@@ -20,6 +20,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../../sql/state/002_run_metric.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../sql/state/003_guardrails.sql"),
+    },
 ];
 
 /// The schema version this levered writes and reads.

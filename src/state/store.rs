@@ -8,10 +8,11 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, AccessMode, Config, Connection, Statement, Transaction};
 
 use crate::domain::{ArmId, ArmStatus, ContextKey, Origin};
-use crate::report::{ArmReport, HistoryRow, RunInfo, RunReport, Winner};
+use crate::report::{ArmReport, GuardrailEstimate, HistoryRow, RunInfo, RunReport, Winner};
 use crate::time::Instant;
-use crate::warehouse::BatchRow;
+use crate::warehouse::{BatchRow, GuardrailSums};
 
+use super::columns::JsonList;
 use super::schema::{self, SchemaError};
 
 #[derive(Debug, thiserror::Error)]
@@ -413,7 +414,7 @@ impl StateStore {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT epoch_us(batch_start), arm_id, holdout, units, conversions, value_sum, value_sq_sum, context
+                "SELECT epoch_us(batch_start), arm_id, holdout, units, conversions, value_sum, value_sq_sum, context, CAST(guardrails AS VARCHAR)
                  FROM batch_stats
                  WHERE optimization = ? AND (? IS NULL OR batch_start < make_timestamp(?))
                  ORDER BY batch_start, context, arm_id, holdout",
@@ -436,6 +437,7 @@ impl StateStore {
                         conversions: row.get(4)?,
                         value_sum: row.get(5)?,
                         value_sq_sum: row.get(6)?,
+                        guardrails: row.get::<_, JsonList<GuardrailSums>>(8)?.0,
                     })
                 },
             )
@@ -600,7 +602,7 @@ impl StateStore {
             .prepare(
                 "SELECT context, arm_id, role, CAST(variant AS VARCHAR), status, units, conversions, rate, alpha, beta,
                         mean, ci_low, ci_high, p_best, expected_loss, weight_prev, weight_new,
-                        lift_vs_holdout, lift_ci_low, lift_ci_high
+                        lift_vs_holdout, lift_ci_low, lift_ci_high, CAST(guardrails AS VARCHAR)
                  FROM arm_reports WHERE optimization = ? AND run_id = ?
                  ORDER BY context, role, TRY_CAST(arm_id AS INTEGER), arm_id",
             )
@@ -628,6 +630,7 @@ impl StateStore {
                     lift_vs_holdout: row.get(17)?,
                     lift_ci_low: row.get(18)?,
                     lift_ci_high: row.get(19)?,
+                    guardrails: row.get::<_, JsonList<GuardrailEstimate>>(20)?.0,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -753,7 +756,8 @@ fn replace_batches(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<()>
                 b.value_sum,
                 b.value_sq_sum,
                 b.batch_start < w.final_until,
-                r.run_id
+                r.run_id,
+                JsonList(b.guardrails.clone())
             ])?;
         }
         appender.flush()?;
@@ -897,7 +901,8 @@ fn append_arm_reports(tx: &Transaction<'_>, w: &RunWrite<'_>) -> duckdb::Result<
             a.weight_new,
             a.lift_vs_holdout,
             a.lift_ci_low,
-            a.lift_ci_high
+            a.lift_ci_high,
+            JsonList(a.guardrails.clone())
         ])?;
     }
     appender.flush()?;

@@ -2,7 +2,7 @@
 //! pooled posteriors, the winner a completed optimization serves, and for contextual models the
 //! allocations of the most frequent context cells.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allocation::{self, Phase, Roster, Settings};
 use crate::config::{MetricKind, Optimization, Status};
@@ -13,6 +13,7 @@ use crate::state::LastRun;
 use crate::time::Instant;
 
 use super::fit::{stream_seed, ArmComparison, Fitter};
+use super::guard::Guarded;
 use super::tally::{Cell, Tally};
 
 /// What every context of one run shares.
@@ -22,6 +23,9 @@ pub(super) struct Frame<'a> {
     pub(super) fitter: Fitter<'a>,
     pub(super) baseline: Option<u32>,
     pub(super) seed: u64,
+    pub(super) guarded: Guarded,
+    /// The arms harmful on a guardrail, pooled: held at the floor in every context.
+    pub(super) harmful: BTreeSet<u32>,
 }
 
 /// The id of the baseline arm (the definition's first variant), if it is on the roster.
@@ -105,7 +109,7 @@ pub(super) fn decide<'a>(
     warnings: &mut Vec<String>,
 ) -> Decided<'a> {
     let pooled = &tally.pooled;
-    let states = comparison.states(frame.roster, pooled, frame.baseline);
+    let states = comparison.states(frame.roster, pooled, frame.baseline, &frame.harmful);
     let decision = allocation::decide(&states, &standing.settings);
     let mut views = vec![View {
         context: ContextKey::pooled(),
@@ -241,7 +245,7 @@ fn context_views<'a>(
             ),
         );
         let decision = allocation::decide(
-            &comparison.states(frame.roster, cell, frame.baseline),
+            &comparison.states(frame.roster, cell, frame.baseline, &frame.harmful),
             settings,
         );
         views.push(View {

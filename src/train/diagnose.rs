@@ -153,9 +153,18 @@ fn unmatched_rows(
         }
     }
     for (reason, count) in metric_rows {
+        let metrics = if *reason == Unmatched::GuardrailNullValue {
+            let names: Vec<String> = optimization
+                .guardrails
+                .iter()
+                .map(|g| format!("`{}`", g.metric.name))
+                .collect();
+            format!("guardrail metrics {}", names.join(", "))
+        } else {
+            format!("metric `{}`", optimization.reward.name)
+        };
         warnings.push(format!(
-            "{count} rows of metric `{}` in the scanned range were not counted as rewards ({}: column `value` is NULL)",
-            optimization.reward.name,
+            "{count} rows of {metrics} in the scanned range were not counted as rewards ({}: column `value` is NULL)",
             reason.label()
         ));
         if seen_before(&[reason]) {

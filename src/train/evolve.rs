@@ -1,10 +1,10 @@
 //! Stage 4 of a training run: the roster evolves. Waiting arms start, incubating arms mature, arms
-//! under `drop.below` after incubation are dropped and generation fills the freed places (live
-//! optimizations only); the arms that changed are compared again.
+//! harmful on a guardrail or under `drop.below` after incubation are dropped and generation fills
+//! the freed places (live optimizations only); the arms that changed are compared again.
 
 use std::collections::BTreeMap;
 
-use crate::allocation::{self, Roster, Settings};
+use crate::allocation::{self, Phase, Roster, Settings};
 use crate::config::{Optimization, Status};
 use crate::domain::ArmStatus;
 use crate::model::{self, Sums};
@@ -12,6 +12,7 @@ use crate::time::{Instant, Span};
 
 use super::fit::{ArmComparison, Fitter};
 use super::generation::{propose_arms, Evidence};
+use super::guard::Guarded;
 use super::tally::Cell;
 
 /// What the roster evolves from: the fitted posteriors (completed with the prior of every new arm)
@@ -21,6 +22,7 @@ pub(super) struct Fitted<'a> {
     pub(super) arms: &'a mut BTreeMap<u32, model::Fitted>,
     pub(super) pooled: &'a Cell,
     pub(super) baseline: Option<u32>,
+    pub(super) guarded: &'a Guarded,
 }
 
 /// Evolves `roster` as of `as_of` and returns the comparison of the arms that serve now;
@@ -55,9 +57,25 @@ pub(super) fn evolve(
     if optimization.status != Status::Live {
         return comparison;
     }
-    let mut changed = false;
+    let harmful = fitted.guarded.harmful();
+    let states = comparison.states(roster, fitted.pooled, fitted.baseline, &harmful);
+    // In the bandit phase, like the drop rule: an arm past incubation that harms a guardrail.
+    let harmed: Vec<(u32, String)> = if allocation::phase(&states, settings) == Phase::Bandit {
+        states
+            .iter()
+            .filter(|s| s.droppable && s.harmful)
+            .filter_map(|s| {
+                let reason = fitted.guarded.reason(optimization, s.id)?;
+                Some((s.id, reason))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut changed = !harmed.is_empty();
+    roster.drop_arms(&harmed, as_of);
     if let Some(rule) = model_settings.drop {
-        let states = comparison.states(roster, fitted.pooled, fitted.baseline);
+        let states = comparison.states(roster, fitted.pooled, fitted.baseline, &harmful);
         let below = rule.below.get();
         let dropped: Vec<(u32, String)> = allocation::drops(&states, settings, below)
             .into_iter()
@@ -139,6 +157,7 @@ mod tests {
                 arms: &mut arms,
                 pooled: &tally.pooled,
                 baseline,
+                guarded: &Default::default(),
             },
             &settings,
             (7, Instant::from_micros(0) + HOUR * 5),

@@ -2,7 +2,7 @@
 //! (pooled, or a context cell's shrunk toward the pooled one), and P(best) with expected loss among
 //! the serving arms.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
@@ -93,12 +93,14 @@ impl ArmComparison {
         self.index(id).map(|i| self.comparison.p_best[i])
     }
 
-    /// What the allocation rule knows about each serving arm.
+    /// What the allocation rule knows about each serving arm; `harmful` are the arms harmful on
+    /// a guardrail.
     pub(super) fn states(
         &self,
         roster: &Roster,
         cell: &Cell,
         baseline: Option<u32>,
+        harmful: &BTreeSet<u32>,
     ) -> Vec<ArmState> {
         roster
             .serving()
@@ -108,6 +110,7 @@ impl ArmComparison {
                 p_best: self.p_best(arm.id).unwrap_or(0.0),
                 initial: arm.initial,
                 droppable: arm.status == ArmStatus::Active && Some(arm.id) != baseline,
+                harmful: harmful.contains(&arm.id),
             })
             .collect()
     }

@@ -9,6 +9,7 @@ mod fit;
 #[cfg(test)]
 mod fixture;
 mod generation;
+mod guard;
 mod persist;
 mod plan;
 mod record;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use crate::config::MetricKind;
 use crate::domain::{ArmId, ArmStatus, ContextKey};
 use crate::model::{self, Sums};
-use crate::report::{self, AllocationRow, ArmReport, Diagnostics, RunReport, ScanSummary, Winner};
+use crate::report::{
+    self, AllocationRow, ArmReport, Diagnostics, GuardrailEstimate, RunReport, ScanSummary, Winner,
+};
 use crate::time::Instant;
 
 use super::decide::{Decided, Frame, View};
@@ -106,9 +108,9 @@ fn rows(
         .map(|v| frame.optimization.variant_json(v))
         .unwrap_or_default();
     for view in views {
-        let states = view
-            .comparison
-            .states(frame.roster, view.cell, frame.baseline);
+        let states =
+            view.comparison
+                .states(frame.roster, view.cell, frame.baseline, &frame.harmful);
         let weight_of: BTreeMap<u32, f64> = states
             .iter()
             .zip(&view.decision.weights)
@@ -193,10 +195,33 @@ fn rows(
                 lift_vs_holdout: arm_lift.and_then(|l| l.relative),
                 lift_ci_low: arm_lift.and_then(|l| l.relative_low),
                 lift_ci_high: arm_lift.and_then(|l| l.relative_high),
+                guardrails: bandit_id.map_or_else(Vec::new, |id| guardrail_estimates(frame, id)),
             });
         }
     }
     (allocation_rows, arm_reports)
+}
+
+/// Arm `id`'s estimates on the guardrails, as the report shows them.
+fn guardrail_estimates(frame: &Frame<'_>, id: u32) -> Vec<GuardrailEstimate> {
+    frame
+        .optimization
+        .guardrails
+        .iter()
+        .zip(frame.guarded.of(id))
+        .map(|(guardrail, estimate)| {
+            let interval = estimate.posterior.interval(0.95);
+            GuardrailEstimate {
+                metric: guardrail.metric.name.clone(),
+                conversions: estimate.conversions as i64,
+                mean: estimate.posterior.mean(),
+                ci_low: interval.low,
+                ci_high: interval.high,
+                p_harm: estimate.p_harm,
+                harmful: estimate.harmful,
+            }
+        })
+        .collect()
 }
 
 /// One row of the allocation and the report, before rendering.

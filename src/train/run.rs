@@ -20,6 +20,7 @@ use crate::warehouse::{self, Engine, SqlEngine, WarehouseError};
 use super::decide::{self, Frame};
 use super::evidence::Evidence;
 use super::fit::{stream_seed, Fitter};
+use super::guard::Guarded;
 use super::plan::Planned;
 use super::tally::Tally;
 use super::{diagnose, evidence, evolve, persist, plan, record};
@@ -301,6 +302,13 @@ pub(super) fn report_of(
     let fitter = Fitter::new(optimization, &planned.roster, pooled);
     let mut fitted = fitter.fit_arms(&planned.roster, pooled);
     let baseline = decide::baseline(optimization, &planned.roster);
+    let guarded = Guarded::assess(
+        optimization,
+        &planned.roster,
+        pooled,
+        baseline,
+        stream_seed(seed, &optimization.name),
+    );
     let standing = decide::standing(
         optimization,
         pooled,
@@ -317,6 +325,7 @@ pub(super) fn report_of(
             arms: &mut fitted,
             pooled,
             baseline,
+            guarded: &guarded,
         },
         &standing.settings,
         (stream_seed(seed, &optimization.name), as_of),
@@ -328,6 +337,8 @@ pub(super) fn report_of(
         fitter,
         baseline,
         seed,
+        harmful: guarded.harmful(),
+        guarded,
     };
     let decided = decide::decide(
         &frame,

@@ -28,6 +28,9 @@ pub(super) struct Cell {
     pub(super) holdout_strata: BTreeMap<Option<i64>, Sums>,
     /// Arm sums per (arm, stratum).
     pub(super) arm_strata: BTreeMap<(u32, Option<i64>), Sums>,
+    /// Arm sums per (arm, guardrail index): raw, and decay-weighted for the posterior.
+    guardrail_raw: BTreeMap<(u32, usize), Sums>,
+    guardrail_evidence: BTreeMap<(u32, usize), Sums>,
 }
 
 /// The stored and scanned batches, pooled and per context cell (cells only for contextual models).
@@ -71,12 +74,11 @@ impl Tally {
                 (share * 1e6).round() as i64
             });
             tally.pooled.add(b, &sums, weight, stratum);
+            tally.pooled.add_guardrails(b, optimization, weight);
             if !b.context.is_pooled() {
-                tally
-                    .cells
-                    .entry(b.context.clone())
-                    .or_default()
-                    .add(b, &sums, weight, stratum);
+                let cell = tally.cells.entry(b.context.clone()).or_default();
+                cell.add(b, &sums, weight, stratum);
+                cell.add_guardrails(b, optimization, weight);
             }
         }
         let outcome = match optimization.reward.kind {
@@ -125,6 +127,49 @@ impl Cell {
                 .or_default()
                 .add(sums, 1.0);
         }
+    }
+
+    /// Adds the guardrail sums of an arm's batch row (the holdout's are not estimated).
+    fn add_guardrails(&mut self, b: &BatchRow, optimization: &Optimization, weight: f64) {
+        if b.holdout {
+            return;
+        }
+        for sums in &b.guardrails {
+            let Some(index) = optimization
+                .guardrails
+                .iter()
+                .position(|g| g.metric.name == sums.metric)
+            else {
+                continue;
+            };
+            let sums_of = Sums {
+                units: b.units as f64,
+                conversions: sums.conversions as f64,
+                value_sum: sums.value_sum,
+                value_sq_sum: sums.value_sq_sum,
+            };
+            let key = (b.arm_id, index);
+            self.guardrail_raw
+                .entry(key)
+                .or_default()
+                .add(&sums_of, 1.0);
+            self.guardrail_evidence
+                .entry(key)
+                .or_default()
+                .add(&sums_of, weight);
+        }
+    }
+
+    /// An arm's sums on guardrail `index`: raw (for the report) and decay-weighted.
+    pub(super) fn guardrail(&self, id: u32, index: usize) -> (Sums, Sums) {
+        let key = (id, index);
+        (
+            self.guardrail_raw.get(&key).copied().unwrap_or_default(),
+            self.guardrail_evidence
+                .get(&key)
+                .copied()
+                .unwrap_or_default(),
+        )
     }
 
     pub(super) fn bandit_units(&self) -> f64 {
@@ -291,6 +336,7 @@ mod tests {
             conversions,
             value_sum: conversions as f64,
             value_sq_sum: conversions as f64,
+            guardrails: Vec::new(),
         };
         let batches = [
             row(0, 1, 900, 18),

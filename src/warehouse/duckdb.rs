@@ -10,6 +10,7 @@ use crate::config::{Warehouse, WarehouseSource};
 
 use super::parquet::ParquetFolder;
 use super::query::{micros, AggregateRow, Backend, Param, Params, TextPair};
+use super::scan::MetricMicros;
 use super::split::{self, Split};
 use super::sql::Dialect;
 use super::statement::Database;
@@ -239,6 +240,8 @@ impl DuckDb {
 
     fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {
         self.collect(text, params, |row| {
+            // Per guardrail three columns between `last_us` (10) and `context` (the last).
+            let last = row.as_ref().column_count() - 1;
             let read = || -> duckdb::Result<(AggregateRow, [Option<String>; 2])> {
                 let sums = [row.get(7)?, row.get(8)?];
                 let row = AggregateRow {
@@ -253,15 +256,30 @@ impl DuckDb {
                     value_sq_micros: 0,
                     first_us: row.get(9)?,
                     last_us: row.get(10)?,
-                    context: row.get(11)?,
+                    context: row.get(last)?,
+                    guardrails: Vec::new(),
                 };
                 Ok((row, sums))
             };
-            let (row, [value, value_sq]) = read().map_err(|e| failed(&e))?;
+            let (aggregate, [value, value_sq]) = read().map_err(|e| failed(&e))?;
+            let guardrails = (11..last)
+                .step_by(3)
+                .map(|i| {
+                    let conversions: Option<i64> = row.get(i).map_err(|e| failed(&e))?;
+                    let value: Option<String> = row.get(i + 1).map_err(|e| failed(&e))?;
+                    let value_sq: Option<String> = row.get(i + 2).map_err(|e| failed(&e))?;
+                    Ok(MetricMicros {
+                        conversions: conversions.unwrap_or(0),
+                        value_micros: micros(value.as_deref())?,
+                        value_sq_micros: micros(value_sq.as_deref())?,
+                    })
+                })
+                .collect::<Result<_, EngineError>>()?;
             Ok(AggregateRow {
                 value_micros: micros(value.as_deref())?,
                 value_sq_micros: micros(value_sq.as_deref())?,
-                ..row
+                guardrails,
+                ..aggregate
             })
         })
     }

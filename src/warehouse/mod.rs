@@ -19,8 +19,11 @@ use crate::config::{Optimization, Warehouse, WarehouseSource};
 use crate::time::Instant;
 
 pub use self::duckdb::DuckDb;
-pub use query::{hint_for, AggregateRow, Backend, Param, Params};
-pub use scan::{batch_rows, final_until, BatchRow, CellKey, CellSums, ScanPlan, ScanResult};
+pub use query::{hint_for, AggregateRow, Backend, Param, Params, TextPair};
+pub use scan::{
+    batch_rows, final_until, BatchRow, CellKey, CellSums, GuardrailSums, MetricMicros, ScanPlan,
+    ScanResult,
+};
 #[cfg(feature = "spark")]
 pub use spark::Spark;
 pub use split::Split;

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Optimization;
+use crate::config::{Metric, Optimization};
 use crate::domain::ContextKey;
 use crate::time::{Instant, Span};
 
 use super::contract;
-use super::scan::{batch_rows, CellKey, CellSums, ScanPlan, ScanResult, UnmatchedSamples};
+use super::scan::{
+    batch_rows, CellKey, CellSums, MetricMicros, ScanPlan, ScanResult, UnmatchedSamples,
+};
 use super::split::{self, Part, Split};
 use super::sql::{self, BadValue, Dialect, Unmatched, VALUE_BOUND};
 use super::{ColumnKind, EngineError, WarehouseError};
@@ -117,6 +119,8 @@ pub struct AggregateRow {
     pub first_us: Option<i64>,
     pub last_us: Option<i64>,
     pub context: Option<String>,
+    /// Per guardrail, in the definition's order: the columns between `last_us` and `context`.
+    pub guardrails: Vec<MetricMicros>,
 }
 
 /// A row of two text columns; SQL NULL is `None`.
@@ -197,19 +201,26 @@ pub fn aggregate(
                 .map_err(|e| query_error(optimization, e))?,
         );
     }
-    for bad in [BadValue::NonFinite, BadValue::OutOfRange] {
-        let count: i64 = rows
-            .iter()
-            .filter(|r| BadValue::from_code(r.reason) == Some(bad))
-            .map(|r| r.exposures)
-            .sum();
-        if count > 0 {
-            return Err(bad_value_error(optimization, bad, count));
+    for (index, metric) in sql::metrics(optimization).enumerate() {
+        for bad in [BadValue::NonFinite, BadValue::OutOfRange] {
+            let count: i64 = rows
+                .iter()
+                .filter(|r| BadValue::from_code(r.reason) == Some((index, bad)))
+                .map(|r| r.exposures)
+                .sum();
+            if count > 0 {
+                return Err(bad_value_error(optimization, metric, bad, count));
+            }
         }
     }
+    let guardrails: Vec<&str> = optimization
+        .guardrails
+        .iter()
+        .map(|g| g.metric.name.as_str())
+        .collect();
     let mut result = ScanResult {
         parts: parts.len() as u32,
-        ..scan_result(rows, plan.batch(), arm_span)
+        ..scan_result(rows, plan.batch(), arm_span, &guardrails)
     };
     result.samples = unmatched_samples(backend, plan, &relation, arm_span, &result)
         .map_err(|e| query_error(optimization, e))?;
@@ -293,9 +304,13 @@ fn check_sources(
     let (from, as_of) = (plan.rewards_from(), plan.as_of);
     let exposure_columns = columns(backend, relation, from, as_of)
         .map_err(|e| source_error("the exposure source".into(), e))?;
-    let metric = &optimization.reward;
-    let metric_columns = columns(backend, &format!("(\n{}\n)", metric.sql), from, as_of)
-        .map_err(|e| source_error(format!("the SQL of metric `{}`", metric.name), e))?;
+    let metric_columns = sql::metrics(optimization)
+        .map(|metric| {
+            columns(backend, &format!("(\n{}\n)", metric.sql), from, as_of)
+                .map(|columns| (metric, columns))
+                .map_err(|e| source_error(format!("the SQL of metric `{}`", metric.name), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let holdout_column = exposure_columns
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case(&optimization.exposures.columns.holdout));
@@ -307,16 +322,20 @@ fn check_sources(
     }
     let exposure_breaches =
         contract::check(&exposure_columns, &contract::exposure_columns(optimization));
-    let metric_breaches = contract::check(&metric_columns, &contract::metric_columns(metric.kind));
-    let first_breach = (exposure_breaches
-        .first()
-        .map(|b| ("the exposure source", b)))
-    .or_else(|| {
-        metric_breaches
-            .first()
-            .map(|b| ("the SQL of the metric", b))
-    });
-    if let Some((source, breach)) = first_breach {
+    let first_breach = exposure_breaches
+        .into_iter()
+        .next()
+        .map(|b| ("the exposure source", &optimization.reward, b))
+        .or_else(|| {
+            metric_columns.iter().find_map(|(metric, columns)| {
+                let breaches = contract::check(columns, &contract::metric_columns(metric.kind));
+                breaches
+                    .into_iter()
+                    .next()
+                    .map(|b| ("the SQL of the metric", *metric, b))
+            })
+        });
+    if let Some((source, metric, breach)) = first_breach {
         return Err(WarehouseError::Query {
             optimization: optimization.name.clone(),
             metric: metric.name.clone(),
@@ -336,7 +355,12 @@ fn plural(count: i64) -> &'static str {
 }
 
 /// The error for values of a numeric metric that levered refuses to sum.
-fn bad_value_error(optimization: &Optimization, bad: BadValue, count: i64) -> WarehouseError {
+fn bad_value_error(
+    optimization: &Optimization,
+    metric: &Metric,
+    bad: BadValue,
+    count: i64,
+) -> WarehouseError {
     let (message, hint) = match bad {
         BadValue::NonFinite => (
             format!("column `value` is NaN or infinite in {count} row{}", plural(count)),
@@ -349,7 +373,7 @@ fn bad_value_error(optimization: &Optimization, bad: BadValue, count: i64) -> Wa
     };
     WarehouseError::Query {
         optimization: optimization.name.clone(),
-        metric: optimization.reward.name.clone(),
+        metric: metric.name.clone(),
         message,
         hint,
     }
@@ -358,7 +382,12 @@ fn bad_value_error(optimization: &Optimization, bad: BadValue, count: i64) -> Wa
 /// Folds the aggregation's rows (of one part or several) into aggregates, unmatched counts and the
 /// exposure time range. The parts' rows of one (batch, context, arm, holdout) cell are summed as
 /// integers, so a split scan gives the aggregates of an unsplit one exactly.
-fn scan_result(rows: Vec<AggregateRow>, batch_length: Span, arm_span: i64) -> ScanResult {
+fn scan_result(
+    rows: Vec<AggregateRow>,
+    batch_length: Span,
+    arm_span: i64,
+    guardrails: &[&str],
+) -> ScanResult {
     let mut result = ScanResult::default();
     let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
     for row in rows {
@@ -385,9 +414,16 @@ fn scan_result(rows: Vec<AggregateRow>, batch_length: Span, arm_span: i64) -> Sc
             sums.conversions += row.conversions;
             sums.value_micros += row.value_micros;
             sums.value_sq_micros += row.value_sq_micros;
+            sums.guardrails.resize(
+                row.guardrails.len().max(sums.guardrails.len()),
+                MetricMicros::default(),
+            );
+            for (sum, row) in sums.guardrails.iter_mut().zip(&row.guardrails) {
+                sum.add(row);
+            }
         }
     }
-    result.rows = batch_rows(cells);
+    result.rows = batch_rows(cells, guardrails);
     result
 }
 

@@ -88,6 +88,33 @@ pub struct BatchRow {
     pub conversions: i64,
     pub value_sum: f64,
     pub value_sq_sum: f64,
+    /// The cell's sums of each guardrail metric, in the definition's order (empty without).
+    pub guardrails: Vec<GuardrailSums>,
+}
+
+/// The sums of one guardrail metric over a cell's units (docs/design.md §3.21).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GuardrailSums {
+    pub metric: String,
+    pub conversions: i64,
+    pub value_sum: f64,
+    pub value_sq_sum: f64,
+}
+
+/// The exact sums of one metric, values in whole micro-units as the SQL sums them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MetricMicros {
+    pub conversions: i64,
+    pub value_micros: i128,
+    pub value_sq_micros: i128,
+}
+
+impl MetricMicros {
+    pub fn add(&mut self, other: &MetricMicros) {
+        self.conversions += other.conversions;
+        self.value_micros += other.value_micros;
+        self.value_sq_micros += other.value_sq_micros;
+    }
 }
 
 /// A cell of the aggregates: batch start, context, arm id, holdout.
@@ -100,13 +127,29 @@ pub struct CellSums {
     pub conversions: i64,
     pub value_micros: i128,
     pub value_sq_micros: i128,
+    /// Per guardrail, in the definition's order.
+    pub guardrails: Vec<MetricMicros>,
 }
 
-/// The batch rows of summed cells, in the cells' order.
-pub fn batch_rows(cells: BTreeMap<CellKey, CellSums>) -> Vec<BatchRow> {
+/// The batch rows of summed cells, in the cells' order; `guardrails` names the guardrail metrics
+/// whose sums the cells hold (a cell without them has none of their rewards).
+pub fn batch_rows(cells: BTreeMap<CellKey, CellSums>, guardrails: &[&str]) -> Vec<BatchRow> {
     cells
         .into_iter()
         .map(|((batch_start, context, arm_id, holdout), sums)| BatchRow {
+            guardrails: guardrails
+                .iter()
+                .enumerate()
+                .map(|(i, metric)| {
+                    let g = sums.guardrails.get(i).copied().unwrap_or_default();
+                    GuardrailSums {
+                        metric: metric.to_string(),
+                        conversions: g.conversions,
+                        value_sum: g.value_micros as f64 / 1e6,
+                        value_sq_sum: g.value_sq_micros as f64 / 1e12,
+                    }
+                })
+                .collect(),
             batch_start,
             context,
             arm_id,

@@ -11,6 +11,7 @@ use spark_connect::types::DataType;
 use spark_connect::{DataFrame, Expression, LiteralExpression, SparkSession};
 
 use super::query::{micros, AggregateRow, Backend, Param, Params, TextPair};
+use super::scan::MetricMicros;
 use super::split::{self, Split};
 use super::sql::Dialect;
 use super::{ColumnKind, EngineError, WarehouseError};
@@ -175,10 +176,21 @@ impl Backend for Spark {
                     value_sq_micros: sum_micros(at(8))?,
                     first_us: integer(at(9))?,
                     last_us: integer(at(10))?,
-                    context: match at(11) {
+                    context: match at(row.len().saturating_sub(1)) {
                         Value::String(key) => Some(key.clone()),
                         _ => None,
                     },
+                    // Per guardrail three columns between `last_us` (10) and `context` (the last).
+                    guardrails: (11..row.len().saturating_sub(1))
+                        .step_by(3)
+                        .map(|i| {
+                            Ok(MetricMicros {
+                                conversions: integer(at(i))?.unwrap_or(0),
+                                value_micros: sum_micros(at(i + 1))?,
+                                value_sq_micros: sum_micros(at(i + 2))?,
+                            })
+                        })
+                        .collect::<Result<_, EngineError>>()?,
                 })
             })
             .collect()

@@ -4,7 +4,7 @@
 //! splices in is the user's own SQL (as a subquery), quoted identifiers and the choice between fixed
 //! expressions. `sql/aggregation.sql` says how the query is shaped and why.
 
-use crate::config::{ExposureSource, MetricKind, Optimization, Touch, Unit};
+use crate::config::{ExposureSource, Metric, MetricKind, Optimization, Touch, Unit};
 
 use super::template::render;
 
@@ -18,6 +18,8 @@ pub enum Unmatched {
     UnknownVariant = 4,
     /// A row of a numeric metric whose value is NULL: not a reward (never a silent 0).
     NullValue = 5,
+    /// The same of a guardrail metric (the query's code is 10·i + 5 for guardrail i).
+    GuardrailNullValue = 8,
 }
 
 impl Unmatched {
@@ -28,6 +30,7 @@ impl Unmatched {
             3 => Some(Unmatched::Future),
             4 => Some(Unmatched::UnknownVariant),
             5 => Some(Unmatched::NullValue),
+            code if code > 10 && code % 10 == 5 => Some(Unmatched::GuardrailNullValue),
             _ => None,
         }
     }
@@ -39,12 +42,13 @@ impl Unmatched {
             Unmatched::Future => "future",
             Unmatched::UnknownVariant => "unknown_variant",
             Unmatched::NullValue => "null_value",
+            Unmatched::GuardrailNullValue => "guardrail_null_value",
         }
     }
 
     /// Whether the reason counts rows of the metric rather than exposure rows.
     pub fn is_metric_row(self) -> bool {
-        self == Unmatched::NullValue
+        matches!(self, Unmatched::NullValue | Unmatched::GuardrailNullValue)
     }
 }
 
@@ -63,10 +67,13 @@ pub enum BadValue {
 pub const VALUE_BOUND: f64 = 1e9;
 
 impl BadValue {
-    pub fn from_code(code: i32) -> Option<BadValue> {
-        match code {
-            6 => Some(BadValue::NonFinite),
-            7 => Some(BadValue::OutOfRange),
+    /// The bad value a result row counts, and the index of its metric (0 the reward, i guardrail
+    /// i, whose codes are 10·i + 6 and 7).
+    pub fn from_code(code: i32) -> Option<(usize, BadValue)> {
+        let metric = usize::try_from(code / 10).ok()?;
+        match code % 10 {
+            6 => Some((metric, BadValue::NonFinite)),
+            7 => Some((metric, BadValue::OutOfRange)),
             _ => None,
         }
     }
@@ -414,15 +421,6 @@ pub fn aggregation_in(
     } else {
         "false".to_string()
     };
-    let numeric = optimization.reward.kind == MetricKind::Numeric;
-    // A credited unit has at least one reward, so it is a conversion, and under a bool metric it
-    // is worth 1 (in micro-units).
-    let wide = dialect.wide_integer();
-    let unit_value = if numeric {
-        format!("coalesce(sum(value), CAST(0 AS {wide}))")
-    } else {
-        format!("CAST(1000000 AS {wide})")
-    };
     let columns = [
         quote(&c.anonymous_id),
         quote(&c.timestamp),
@@ -442,8 +440,8 @@ pub fn aggregation_in(
     let context = contextual_parts(dialect, optimization);
     // The value bound in whole micro-units, as the sums count them.
     let bound_micro = format!("{}", VALUE_BOUND * 1e6);
-    let (rewards, value_checks, value_check_rows) =
-        reward_parts(dialect, optimization, &bound_micro, &metric_part);
+    let metrics = metric_parts(dialect, optimization, &bound_micro, &metric_part);
+    let guardrails = guardrail_parts(dialect, optimization);
     let arms = dialect.fragment(Fragment::Arms);
     let variant_keys = dialect.fragment(Fragment::VariantKeys);
     let mut values = dialect.names().to_vec();
@@ -468,15 +466,20 @@ pub fn aggregation_in(
                 Touch::FirstTouch => "min",
             },
         ),
-        ("unit_value", &unit_value),
         ("bound_micro", &bound_micro),
         ("arms", &arms),
         ("variant_keys", &variant_keys),
-        ("rewards", &rewards),
-        ("value_checks", &value_checks),
-        ("value_check_rows", &value_check_rows),
+        ("rewards", &metrics.rewards),
+        ("all_rewards", &metrics.guardrail_rewards),
+        ("value_checks", &metrics.value_checks),
+        ("value_check_rows", &metrics.value_check_rows),
         ("exposure_part", &exposure_part),
     ]);
+    values.extend(
+        guardrails
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
     values.extend(
         time_parts
             .iter()
@@ -493,8 +496,10 @@ fn time_part_texts(
     shape: Shape,
 ) -> [(&'static str, String); 4] {
     let timestamp = dialect.quote_identifier(&optimization.exposures.columns.timestamp);
+    let zero_sums = guardrail_zero_sums(optimization);
     let mut names = dialect.names().to_vec();
     names.push(("timestamp", &timestamp));
+    names.push(("guardrail_zero_sums", &zero_sums));
     let first_touch = optimization.attribution.touch == Touch::FirstTouch;
     let text = |on: bool, text: &str| {
         if on {
@@ -578,40 +583,190 @@ fn contextual_parts(dialect: Dialect, optimization: &Optimization) -> [(&'static
     ]
 }
 
-/// The rewards CTEs of the metric (`sql/rewards_bool.sql` or `sql/rewards_numeric.sql`), and for a
-/// numeric metric its value checks (`sql/value_checks.sql`) and the result rows that report them
-/// (`sql/value_check_rows.sql`).
-fn reward_parts(
+/// The metric parts of the aggregation: the reward's rewards CTEs, every guardrail's and the
+/// relation of all of them (`all_rewards`), and the value checks of the numeric ones.
+struct MetricParts {
+    rewards: String,
+    guardrail_rewards: String,
+    value_checks: String,
+    value_check_rows: String,
+}
+
+/// The metrics of an optimization in the order the query numbers them: 0 the reward, then its
+/// guardrails from 1.
+pub fn metrics(optimization: &Optimization) -> impl Iterator<Item = &Metric> {
+    std::iter::once(&optimization.reward).chain(optimization.guardrails.iter().map(|g| &g.metric))
+}
+
+/// The rewards CTEs of every metric (`sql/rewards_bool.sql` or `sql/rewards_numeric.sql`), and
+/// for a numeric metric its value checks (`sql/value_checks.sql`) and the result rows that report
+/// them (`sql/value_check_rows.sql`, reasons 5, 6, 7 plus 10 per guardrail index).
+fn metric_parts(
     dialect: Dialect,
     optimization: &Optimization,
     bound_micro: &str,
     metric_part: &str,
-) -> (String, String, String) {
+) -> MetricParts {
     let is_finite = dialect.is_finite("CAST(m.value AS DOUBLE)");
     let value_bound = format!("{VALUE_BOUND:e}");
-    let mut values = dialect.names().to_vec();
-    values.extend([
-        ("metric_sql", optimization.reward.sql.as_str()),
-        ("is_finite", &is_finite),
-        ("value_bound", &value_bound),
-        ("bound_micro", bound_micro),
-        ("metric_part", metric_part),
-    ]);
-    if optimization.reward.kind == MetricKind::Bool {
-        let rewards = render(include_str!("../../sql/rewards_bool.sql"), &values);
-        return (rewards, String::new(), String::new());
+    let zero_sums = guardrail_zero_sums(optimization);
+    let guarded = !optimization.guardrails.is_empty();
+    let mut parts = MetricParts {
+        rewards: String::new(),
+        guardrail_rewards: String::new(),
+        value_checks: String::new(),
+        value_check_rows: String::new(),
+    };
+    for (index, metric) in metrics(optimization).enumerate() {
+        let names = MetricNames::of(index);
+        let credited_metric = if guarded {
+            format!(" AND metric = {index}")
+        } else {
+            String::new()
+        };
+        let codes = [5, 6, 7].map(|code| (code + 10 * index).to_string());
+        let mut values = dialect.names().to_vec();
+        values.extend([
+            ("metric_sql", metric.sql.as_str()),
+            ("is_finite", &is_finite),
+            ("value_bound", &value_bound),
+            ("bound_micro", bound_micro),
+            ("metric_part", metric_part),
+            ("rows_cte", &names.rows),
+            ("rewards_cte", &names.rewards),
+            ("checks_cte", &names.checks),
+            ("credited_metric", &credited_metric),
+            ("null_code", &codes[0]),
+            ("non_finite_code", &codes[1]),
+            ("range_code", &codes[2]),
+            ("guardrail_zero_sums", &zero_sums),
+        ]);
+        let rewards = match metric.kind {
+            MetricKind::Bool => render(include_str!("../../sql/rewards_bool.sql"), &values),
+            MetricKind::Numeric => {
+                let checks = render(include_str!("../../sql/value_checks.sql"), &values);
+                let rows = render(include_str!("../../sql/value_check_rows.sql"), &values);
+                parts.value_checks.push_str(&format!("\n{checks}"));
+                parts.value_check_rows.push_str(&format!("\n{rows}"));
+                render(include_str!("../../sql/rewards_numeric.sql"), &values)
+            }
+        };
+        if index == 0 {
+            parts.rewards = rewards;
+        } else {
+            parts.guardrail_rewards.push_str(&format!("\n{rewards}"));
+        }
     }
-    (
-        render(include_str!("../../sql/rewards_numeric.sql"), &values),
+    if guarded {
+        let relations: Vec<String> = (0..=optimization.guardrails.len())
+            .map(|i| {
+                let metric = if i == 0 { " AS metric" } else { "" };
+                format!(
+                    "    SELECT {i}{metric}, anonymous_id, ts, value FROM {}",
+                    MetricNames::of(i).rewards
+                )
+            })
+            .collect();
+        parts.guardrail_rewards.push_str(&format!(
+            "\nall_rewards AS (\n{}\n),",
+            relations.join("\n    UNION ALL\n")
+        ));
+    }
+    parts
+}
+
+/// The CTE names of metric `index`: the reward's (0) or guardrail `index`'s.
+struct MetricNames {
+    rows: String,
+    rewards: String,
+    checks: String,
+}
+
+impl MetricNames {
+    fn of(index: usize) -> MetricNames {
+        if index == 0 {
+            return MetricNames {
+                rows: "reward_rows".into(),
+                rewards: "rewards".into(),
+                checks: "value_checks".into(),
+            };
+        }
+        MetricNames {
+            rows: format!("guardrail_{index}_rows"),
+            rewards: format!("guardrail_{index}"),
+            checks: format!("guardrail_{index}_checks"),
+        }
+    }
+}
+
+/// Three zero sums per guardrail (conversions, value_sum, value_sq_sum), for result rows that
+/// carry none.
+fn guardrail_zero_sums(optimization: &Optimization) -> String {
+    ", CAST(0 AS BIGINT), '0', '0'".repeat(optimization.guardrails.len())
+}
+
+/// The parts of the aggregation that attribute every metric in one pass when there are guardrails
+/// (see `sql/aggregation.sql`), and a credited unit's value: a credited unit has at least one
+/// reward, so it is a conversion, and under a bool metric it is worth 1 (in micro-units).
+fn guardrail_parts(dialect: Dialect, optimization: &Optimization) -> [(&'static str, String); 9] {
+    let wide = dialect.wide_integer();
+    let text = dialect.text();
+    let value_of = |metric: &Metric| match metric.kind {
+        MetricKind::Numeric => format!("coalesce(sum(value), CAST(0 AS {wide}))"),
+        MetricKind::Bool => format!("CAST(1000000 AS {wide})"),
+    };
+    let count = optimization.guardrails.len();
+    if count == 0 {
+        return [
+            ("metric_of_r", String::new()),
+            ("reward_relation", "rewards".into()),
+            ("metric", String::new()),
+            ("unit_value", value_of(&optimization.reward)),
+            ("reward_conversion", "1".into()),
+            ("reward_value", "unit_value".into()),
+            ("guardrail_values", String::new()),
+            ("guardrail_zeros", String::new()),
+            ("guardrail_sums", String::new()),
+        ];
+    }
+    let cases: String = metrics(optimization)
+        .enumerate()
+        .map(|(i, m)| format!(" WHEN {i} THEN {}", value_of(m)))
+        .collect();
+    let of_metric = |i: usize| {
         format!(
-            "\n{}",
-            render(include_str!("../../sql/value_checks.sql"), &values)
-        ),
+            "CASE WHEN metric = {i} THEN 1 ELSE 0 END AS g{i}_conversion, CASE WHEN metric = {i} THEN unit_value ELSE CAST(0 AS {wide}) END AS g{i}_value"
+        )
+    };
+    let bound = format!("CAST({} AS {wide})", VALUE_BOUND * 1e6);
+    let sums = |i: usize| {
         format!(
-            "\n{}",
-            render(include_str!("../../sql/value_check_rows.sql"), &values)
+            ",\n           CAST(sum(g{i}_conversion) AS BIGINT) AS g{i}_conversions, CAST(sum(g{i}_value) AS {text}) AS g{i}_value_sum,\n           CAST(coalesce(sum(CASE WHEN abs(g{i}_value) <= {bound} THEN g{i}_value * g{i}_value END), 0) AS {text}) AS g{i}_value_sq_sum"
+        )
+    };
+    [
+        ("metric_of_r", ", r.metric".into()),
+        ("reward_relation", "all_rewards".into()),
+        ("metric", ", metric".into()),
+        ("unit_value", format!("CASE metric{cases} END")),
+        (
+            "reward_conversion",
+            "CASE WHEN metric = 0 THEN 1 ELSE 0 END".into(),
         ),
-    )
+        (
+            "reward_value",
+            format!("CASE WHEN metric = 0 THEN unit_value ELSE CAST(0 AS {wide}) END"),
+        ),
+        (
+            "guardrail_values",
+            (1..=count).map(|i| format!(", {}", of_metric(i))).collect(),
+        ),
+        (
+            "guardrail_zeros",
+            format!(", 0, CAST(0 AS {wide})").repeat(count),
+        ),
+        ("guardrail_sums", (1..=count).map(sums).collect()),
+    ]
 }
 
 #[cfg(test)]

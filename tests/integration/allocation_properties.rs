@@ -5,19 +5,23 @@ use levered::config::Status;
 use proptest::prelude::*;
 
 fn arms_strategy() -> impl Strategy<Value = Vec<ArmState>> {
-    prop::collection::vec((0.0f64..1.0, 0u64..500), 2..12).prop_map(|raw| {
-        let total: f64 = raw.iter().map(|r| r.0).sum::<f64>().max(1e-12);
-        raw.iter()
-            .enumerate()
-            .map(|(i, &(p, units))| ArmState {
-                id: i as u32 + 1,
-                units,
-                p_best: p / total,
-                initial: true,
-                droppable: i > 0,
-            })
-            .collect()
-    })
+    // Arms after the baseline may be harmful on a guardrail (held at the floor).
+    prop::collection::vec((0.0f64..1.0, 0u64..500, prop::bool::weighted(0.2)), 2..12).prop_map(
+        |raw| {
+            let total: f64 = raw.iter().map(|r| r.0).sum::<f64>().max(1e-12);
+            raw.iter()
+                .enumerate()
+                .map(|(i, &(p, units, harmful))| ArmState {
+                    id: i as u32 + 1,
+                    units,
+                    p_best: p / total,
+                    initial: true,
+                    droppable: i > 0,
+                    harmful: i > 0 && harmful,
+                })
+                .collect()
+        },
+    )
 }
 
 fn settings(floor: f64, burn_in_elapsed: bool, min_units: u64) -> Settings {
@@ -38,6 +42,7 @@ fn arm(id: u32, units: u64, p_best: f64) -> ArmState {
         p_best,
         initial: true,
         droppable: true,
+        harmful: false,
     }
 }
 
@@ -158,4 +163,21 @@ fn an_arm_added_later_gets_at_least_one_nth_until_it_has_units() {
     assert!((decision.weights[0] - (0.01 + (2.0 / 3.0 - 0.02) * 0.8)).abs() < 1e-15);
     let total: f64 = decision.weights.iter().sum();
     assert!((total - 1.0).abs() < 1e-15);
+}
+
+#[test]
+fn a_harmful_arm_is_held_at_the_floor_and_never_wins() {
+    let harmful = ArmState {
+        harmful: true,
+        ..arm(2, 500, 0.7)
+    };
+    let arms = [arm(1, 500, 0.2), harmful, arm(3, 500, 0.1)];
+    let decision = decide(&arms, &settings(0.05, true, 100));
+    // The floor for arm 2; arms 1 and 3 share the rest, 0.85, as 0.2 : 0.1 on top of the floor.
+    assert_eq!(decision.weights[1], 0.05);
+    assert!((decision.weights[0] - (0.05 + 0.85 * 2.0 / 3.0)).abs() < 1e-15);
+    assert!((decision.weights[2] - (0.05 + 0.85 / 3.0)).abs() < 1e-15);
+    let mut s = settings(0.05, true, 100);
+    s.status = Status::Completed;
+    assert_eq!(decide(&arms, &s).phase, Phase::Completed { winner: 1 });
 }

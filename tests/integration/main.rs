@@ -6,6 +6,7 @@ mod cli;
 mod contextual;
 mod dynamics;
 mod example;
+mod guardrails;
 mod hostile_input;
 mod incremental;
 mod operations;
