@@ -178,6 +178,11 @@ fn syntax_problem(error: &serde_saphyr::Error, text: &str) -> Problem {
     }
     let path = location.map_or_else(String::new, |l| key_path_at(text, l.line() as usize));
     let (parent, key) = path.rsplit_once('.').unwrap_or(("", &path));
+    // The unknown key as the message names it (a flow mapping's line has no key of its own).
+    let key = message
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map_or(key, |(field, _)| field);
     let sections = sections_with(key);
     let hint = if message.contains("unknown field") && !sections.is_empty() {
         format!("`{key}` is a key of {sections}: check its indentation")
@@ -305,22 +310,38 @@ fn member_of(path: &str) -> Option<&'static str> {
 }
 
 /// The dotted path of block-style keys that encloses line `line` (1-based): the key on that line,
-/// then each key above it with a smaller indentation.
+/// then each key above it with a smaller indentation. A list item (`- key: value`) encloses the
+/// lines indented under it; its own key is a sibling of theirs, not a parent.
 fn key_path_at(text: &str, line: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut keys = Vec::new();
     let mut indent = usize::MAX;
-    for raw in lines.iter().take(line).rev() {
+    let key_of = |body: &str| -> Option<String> {
+        let (key, _) = body.split_once(':')?;
+        (!key.is_empty() && !key.contains([' ', '{', '[', '"', '\''])).then(|| key.to_string())
+    };
+    for (i, raw) in lines.iter().take(line).enumerate().rev() {
         let body = raw.trim_start();
         let here = raw.len() - body.len();
         if body.is_empty() || body.starts_with('#') || here >= indent {
             continue;
         }
-        let key = body.trim_start_matches("- ");
-        if let Some((key, _)) = key.split_once(':') {
-            if !key.is_empty() && !key.contains([' ', '{', '[', '"', '\'']) {
-                keys.push(key.to_string());
+        let target = i + 1 == line;
+        match body.strip_prefix("- ") {
+            // The item's key sits two columns in: a parent only of the item's own line.
+            Some(item) => {
+                if target {
+                    keys.extend(key_of(item));
+                }
                 indent = here;
+            }
+            None => {
+                if let Some(key) = key_of(body) {
+                    keys.push(key);
+                    indent = here;
+                } else if target {
+                    indent = here;
+                }
             }
         }
         if here == 0 {
@@ -1477,5 +1498,9 @@ mod tests {
         assert_eq!(key_path_at(text, 7), "optimizations.hero.model.flor");
         assert_eq!(key_path_at(text, 2), "warehouse.path");
         assert_eq!(key_path_at(text, 1), "warehouse");
+        let items = "o:\n  g:\n    - metric: a\n      better: up\n    - {metric: b, colour: x}\n";
+        assert_eq!(key_path_at(items, 4), "o.g.better");
+        assert_eq!(key_path_at(items, 3), "o.g.metric");
+        assert_eq!(key_path_at(items, 5), "o.g");
     }
 }

@@ -22,30 +22,33 @@ impl Checker {
         reward: Option<&str>,
     ) -> Vec<Guardrail> {
         let mut guardrails: Vec<Guardrail> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         for (i, entry) in raw.iter().enumerate() {
             let path = format!("{path}.guardrails[{i}]");
             self.locate(&path, &entry.referenced);
-            let Some(guardrail) = self.guardrail(&path, entry, metrics) else {
-                continue;
-            };
-            let name = &guardrail.metric.name;
-            let at = entry.value.metric.as_ref().map(|m| &m.referenced);
-            if Some(name.as_str()) == reward {
-                self.report(
-                    &format!("{path}.metric"),
-                    at,
-                    format!("`{name}` is the reward of this optimization"),
-                    Some("a guardrail is another metric that must not get worse; the reward is already optimized"),
-                );
-            } else if guardrails.iter().any(|g| &g.metric.name == name) {
-                self.report(
-                    &format!("{path}.metric"),
-                    at,
-                    format!("`{name}` is a guardrail twice"),
-                    Some("list each metric once"),
-                );
+            let metric = entry.value.metric.as_ref();
+            let name = metric.map(|m| m.value.as_str());
+            let at = metric.map(|m| &m.referenced);
+            let problem = if name.is_some() && name == reward {
+                Some((
+                    format!("`{}` is the reward of this optimization", name.unwrap_or_default()),
+                    "a guardrail is another metric that must not get worse; the reward is already optimized",
+                ))
+            } else if name.is_some_and(|n| seen.contains(&n)) {
+                Some((
+                    format!("`{}` is a guardrail twice", name.unwrap_or_default()),
+                    "list each metric once",
+                ))
             } else {
-                guardrails.push(guardrail);
+                None
+            };
+            seen.extend(name);
+            let guardrail = self.guardrail(&path, entry, metrics);
+            match problem {
+                Some((message, hint)) => {
+                    self.report(&format!("{path}.metric"), at, message, Some(hint))
+                }
+                None => guardrails.extend(guardrail),
             }
         }
         guardrails
