@@ -67,7 +67,7 @@ impl Harm {
     }
 
     /// Whether an arm value `arm` harms against a baseline value `baseline`.
-    fn harms(&self, arm: f64, baseline: f64) -> bool {
+    pub fn harms(&self, arm: f64, baseline: f64) -> bool {
         let threshold = self.threshold(baseline);
         match self.better {
             Better::Higher => arm < threshold,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::domain::ContextKey;
 use crate::time::Instant;
 use crate::warehouse::{
-    batch_rows, CellKey, CellSums, Engine, ScanPlan, ScanResult, WarehouseError,
+    batch_rows, CellKey, CellSums, Engine, MetricMicros, ScanPlan, ScanResult, WarehouseError,
 };
 
 /// One simulated visitor's exposure and its conversion, if any.
@@ -24,6 +24,8 @@ pub struct Unit {
     pub holdout: bool,
     /// When the reward lands and its value.
     pub reward: Option<(Instant, f64)>,
+    /// When each guardrail metric's event lands, in the scenario's order.
+    pub guardrails: Vec<Option<Instant>>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,13 @@ impl Engine for Memory {
         let arm_of: BTreeMap<&Vec<String>, u32> =
             plan.arms.iter().map(|(id, levels)| (levels, *id)).collect();
         let bool_reward = plan.optimization.reward.kind == crate::config::MetricKind::Bool;
+        // The optimization's guardrails are the scenario's, in its order (bool metrics), or none.
+        let guardrails: Vec<&str> = plan
+            .optimization
+            .guardrails
+            .iter()
+            .map(|g| g.metric.name.as_str())
+            .collect();
         let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
         let mut result = ScanResult {
             parts: 1,
@@ -81,8 +90,24 @@ impl Engine for Memory {
             cell.conversions += i64::from(value.is_some());
             cell.value_micros += micros;
             cell.value_sq_micros += micros * micros;
+            let counted = |at: &Option<Instant>| {
+                at.is_some_and(|at| {
+                    at >= unit.exposure && at <= unit.exposure + window && at < as_of
+                })
+            };
+            cell.guardrails
+                .resize(guardrails.len(), MetricMicros::default());
+            for (sums, at) in cell.guardrails.iter_mut().zip(&unit.guardrails) {
+                if counted(at) {
+                    sums.add(&MetricMicros {
+                        conversions: 1,
+                        value_micros: 1_000_000,
+                        value_sq_micros: 1_000_000_000_000,
+                    });
+                }
+            }
         }
-        result.rows = batch_rows(cells, &[]);
+        result.rows = batch_rows(cells, &guardrails);
         Ok(result)
     }
 

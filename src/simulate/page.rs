@@ -16,6 +16,7 @@ fn color(policy: Policy) -> &'static str {
         Policy::Bandit => "#4e79a7",
         Policy::Plain => "#f28e2b",
         Policy::Uniform => "#e15759",
+        Policy::Unguarded => "#59a14f",
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Trace {
     pub final_weights: BTreeMap<String, f64>,
     /// The last run's lift of the bandit over the holdout (difference of rates) and its truth.
     pub lift: Option<(f64, f64)>,
+    /// With guardrails: the share of all visitors served an arm whose true guardrail rates harm,
+    /// and the last allocation's pooled weight of those arms.
+    pub harm: Option<(f64, f64)>,
 }
 
 fn timestamp(t: Instant) -> Value {
@@ -95,6 +98,25 @@ struct Visit {
     regret: f64,
     /// Whether the arm served is (within 1e-12) the visitor's best.
     best: bool,
+    /// Whether the arm served truly harms a guardrail.
+    harmful: bool,
+}
+
+/// A variant's JSON object as factor → level.
+fn levels_of(variant: &serde_json::Value) -> BTreeMap<String, String> {
+    variant
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl<'s> Deployment<'s> {
@@ -118,7 +140,8 @@ impl<'s> Deployment<'s> {
             duckdb::Connection::open(&warehouse)?.execute_batch(
                 "CREATE TABLE exposures (anonymous_id VARCHAR, timestamp TIMESTAMP, optimization_id VARCHAR,
                                          variant VARCHAR, context VARCHAR, holdout BOOLEAN);
-                 CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);",
+                 CREATE TABLE rewards (anonymous_id VARCHAR, timestamp TIMESTAMP, value DOUBLE);
+                 CREATE TABLE guardrail_events (anonymous_id VARCHAR, timestamp TIMESTAMP, metric VARCHAR);",
             )?;
         }
         let factors: Vec<String> = optimization
@@ -199,7 +222,7 @@ impl<'s> Deployment<'s> {
         let (units, names): (Vec<Unit>, Vec<(String, String, String)>) = pending.drain(..).unzip();
         match &mut self.memory {
             Some((memory, _)) => memory.units.extend(units),
-            None => append(&self.warehouse, &units, &names)?,
+            None => append(&self.warehouse, &units, &names, self.scenario)?,
         }
         Ok(())
     }
@@ -239,20 +262,7 @@ impl<'s> Deployment<'s> {
         let key = context_key(&optimization.context_factors, &pairs);
         let served = assign(allocation, OPTIMIZATION, &unit, &key, batch_start)
             .ok_or_else(|| anyhow!("the allocation has no row to serve"))?;
-        let variant: BTreeMap<String, String> = served
-            .variant
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let variant = levels_of(&served.variant);
         let at = Span::from_micros(t.micros_since(Instant::from_utc(scenario.start)));
         let truth = scenario
             .truth(&variant, &context, at)
@@ -272,12 +282,16 @@ impl<'s> Deployment<'s> {
             } else {
                 1.0
             };
-            let longest = scenario.delay_max.min(optimization.attribution.window);
-            reward = Some((
-                t + Span::from_micros((delay * longest.micros() as f64) as i64),
-                value,
-            ));
+            reward = Some((t + self.delay(delay), value));
         }
+        // Two draws per guardrail whatever the arm, so every policy sees the same visitors.
+        let rates = scenario.guardrail_rates(&variant);
+        let guardrails = (0..scenario.guardrails.len())
+            .map(|g| {
+                let (u, delay): (f64, f64) = (rng.random(), rng.random());
+                (u < rates.get(g).copied().unwrap_or(0.0)).then(|| t + self.delay(delay))
+            })
+            .collect();
         let levels = self
             .factors
             .iter()
@@ -295,6 +309,7 @@ impl<'s> Deployment<'s> {
                 context: key,
                 holdout: served.holdout,
                 reward,
+                guardrails,
             },
             served: ServedUnit {
                 exposure: t,
@@ -304,7 +319,17 @@ impl<'s> Deployment<'s> {
             },
             regret: best_value - truth.expected(),
             best: truth.expected() >= best_value - 1e-12,
+            harmful: scenario.harmful.contains(&variant),
         })
+    }
+
+    /// When a visitor's reward or guardrail event lands: a share `draw` of the longest delay.
+    fn delay(&self, draw: f64) -> Span {
+        let longest = self
+            .scenario
+            .delay_max
+            .min(self.optimization.attribution.window);
+        Span::from_micros((draw * longest.micros() as f64) as i64)
     }
 }
 
@@ -327,6 +352,7 @@ pub fn run(
     let n = scenario.visitors_per_hour.max(1);
     let (mut regret, mut cumulative, mut best_share) = (Vec::new(), 0.0, Vec::new());
     let mut served_units = Vec::new();
+    let mut harmful_units = 0usize;
     let mut last_report = None;
     let batch = deployment.optimization.model.batch;
     let mut next_train = start.floor_to(batch) + batch;
@@ -356,6 +382,7 @@ pub fn run(
             let visit = deployment.visit(&allocation, &mut rng, (id, t))?;
             cumulative += visit.regret;
             best += usize::from(visit.best);
+            harmful_units += usize::from(visit.harmful);
             served_units.push(visit.served);
             pending.push((visit.unit, visit.names));
         }
@@ -374,6 +401,19 @@ pub fn run(
         .filter(|r| r.context.is_pooled() && r.role == Role::Bandit)
         .map(|r| (r.variant.clone(), r.weight))
         .collect();
+    let harmful_weight: f64 = allocation
+        .iter()
+        .filter(|r| r.context.is_pooled() && r.role == Role::Bandit)
+        .filter(|r| {
+            let variant = serde_json::from_str(&r.variant).unwrap_or_default();
+            scenario.harmful.contains(&levels_of(&variant))
+        })
+        .map(|r| r.weight)
+        .sum();
+    let harm = (!scenario.guardrails.is_empty()).then(|| {
+        let served = served_units.len().max(1) as f64;
+        (harmful_units as f64 / served, harmful_weight)
+    });
     Ok(Trace {
         policy,
         repetition,
@@ -381,6 +421,7 @@ pub fn run(
         best_share,
         final_weights,
         lift,
+        harm,
     })
 }
 
@@ -390,6 +431,7 @@ fn append(
     warehouse: &Path,
     units: &[Unit],
     names: &[(String, String, String)],
+    scenario: &Scenario,
 ) -> anyhow::Result<()> {
     let connection = duckdb::Connection::open(warehouse)?;
     let mut exposures = connection.appender("exposures")?;
@@ -412,6 +454,16 @@ fn append(
         }
     }
     rewards.flush()?;
+    drop(rewards);
+    let mut events = connection.appender("guardrail_events")?;
+    for (unit, (id, _, _)) in units.iter().zip(names) {
+        for ((metric, _), at) in scenario.guardrails.iter().zip(&unit.guardrails) {
+            if let Some(at) = at {
+                events.append_row(duckdb::params![id, timestamp(*at), metric])?;
+            }
+        }
+    }
+    events.flush()?;
     Ok(())
 }
 

@@ -31,6 +31,9 @@ struct RawScenario {
     #[serde(default)]
     drift: Vec<RawDrift>,
     cycle: Option<RawCycle>,
+    /// Entries of the optimization's `guardrails:` (bool metrics), as in a definitions file.
+    #[serde(default)]
+    guardrails: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +57,8 @@ struct RawArm {
     value: Option<RawValue>,
     /// This arm's own cycle, on top of the scenario's (only under the scenario's `arms:`).
     cycle: Option<RawCycle>,
+    /// The true rate of each guardrail metric, by name (only under the scenario's `arms:`).
+    guardrails: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -137,6 +142,8 @@ pub enum Policy {
     Plain,
     /// An equal split that never learns (an A/B test).
     Uniform,
+    /// The scenario's optimization without its guardrails: what they cost and what they spare.
+    Unguarded,
 }
 
 impl Policy {
@@ -145,6 +152,7 @@ impl Policy {
             Policy::Bandit => "bandit",
             Policy::Plain => "plain",
             Policy::Uniform => "uniform",
+            Policy::Unguarded => "unguarded",
         }
     }
 }
@@ -208,6 +216,12 @@ pub struct Scenario {
     pub cycle: Option<Cycle>,
     /// Arms with a cycle of their own (`arms[i].cycle`).
     pub arm_cycles: Vec<(BTreeMap<String, String>, Cycle)>,
+    /// The `guardrails:` entries and their metric names, in order.
+    pub guardrails: Vec<(String, serde_json::Value)>,
+    /// Per arm, the true rate of each guardrail metric, in `guardrails` order.
+    pub guardrail_rates: Vec<(BTreeMap<String, String>, Vec<f64>)>,
+    /// The arms whose true guardrail rates harm against the baseline's beyond the tolerance.
+    pub harmful: Vec<BTreeMap<String, String>>,
 }
 
 /// Refuses a cycle that takes any true rate above 1 at its largest multipliers.
@@ -247,6 +261,60 @@ fn arm_cycles(raw: &RawScenario) -> anyhow::Result<Vec<(BTreeMap<String, String>
             Ok((a.variant.clone(), cycle))
         })
         .collect()
+}
+
+/// The guardrail entries with their metric names, and every arm's true guardrail rates; rates
+/// under `contexts:` or `drift:` are refused.
+#[allow(clippy::type_complexity)]
+fn guardrail_truths(
+    raw: &RawScenario,
+) -> anyhow::Result<(
+    Vec<(String, serde_json::Value)>,
+    Vec<(BTreeMap<String, String>, Vec<f64>)>,
+)> {
+    let nested = raw.contexts.iter().flat_map(|c| &c.arms);
+    if nested
+        .chain(raw.drift.iter().flat_map(|d| &d.arms))
+        .any(|a| a.guardrails.is_some())
+    {
+        bail!("guardrails: an arm's guardrail rates belong under the scenario's arms:, not under contexts: or drift:");
+    }
+    let guardrails = raw
+        .guardrails
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let name = entry
+                .get("metric")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default();
+            if let Some(problem) = crate::config::name_problem(name) {
+                bail!("guardrails[{i}].metric: {problem}");
+            }
+            Ok((name.to_string(), entry.clone()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rates = raw
+        .arms
+        .iter()
+        .enumerate()
+        .map(|(i, arm)| {
+            let given = arm.guardrails.clone().unwrap_or_default();
+            if let Some(unknown) = given.keys().find(|k| !guardrails.iter().any(|g| &g.0 == *k)) {
+                bail!("arms[{i}].guardrails: `{unknown}` is not a metric of the scenario's guardrails:");
+            }
+            let rates = guardrails
+                .iter()
+                .map(|(name, _)| match given.get(name) {
+                    Some(rate) if (0.0..=1.0).contains(rate) => Ok(*rate),
+                    Some(rate) => bail!("arms[{i}].guardrails.{name}: rate {rate} is not in [0, 1]"),
+                    None => bail!("arms[{i}].guardrails: give the true rate of `{name}`"),
+                })
+                .collect::<anyhow::Result<Vec<f64>>>()?;
+            Ok((arm.variant.clone(), rates))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((guardrails, rates))
 }
 
 fn truth(arm: &RawArm, numeric: bool, what: &str) -> anyhow::Result<Truth> {
@@ -306,7 +374,11 @@ impl Scenario {
                     "bandit" => Ok(Policy::Bandit),
                     "plain" => Ok(Policy::Plain),
                     "uniform" => Ok(Policy::Uniform),
-                    other => Err(anyhow!("policy `{other}`: use bandit, plain or uniform")),
+                    "unguarded" if !raw.guardrails.is_empty() => Ok(Policy::Unguarded),
+                    "unguarded" => Err(anyhow!("policy `unguarded`: the scenario has no guardrails")),
+                    other => Err(anyhow!(
+                        "policy `{other}`: use bandit, plain, uniform or (with guardrails) unguarded"
+                    )),
                 })
                 .collect::<anyhow::Result<_>>()?,
         };
@@ -376,7 +448,8 @@ impl Scenario {
         let rates = arms.iter().chain(contexts.iter().flat_map(|c| &c.arms));
         let rates: Vec<_> = rates.chain(drift.iter().flat_map(|d| &d.arms)).collect();
         check_cycled_rates(&rates, cycle.as_ref(), &arm_cycles)?;
-        Ok(Scenario {
+        let (guardrails, guardrail_rates) = guardrail_truths(&raw)?;
+        let scenario = Scenario {
             name: raw.name,
             seed: raw.seed.unwrap_or(1),
             start,
@@ -392,6 +465,14 @@ impl Scenario {
             drift,
             cycle,
             arm_cycles,
+            guardrails,
+            guardrail_rates,
+            harmful: Vec::new(),
+        };
+        let harmful = scenario.harmful_arms()?;
+        Ok(Scenario {
+            harmful,
+            ..scenario
         })
     }
 
@@ -426,10 +507,55 @@ impl Scenario {
         })
     }
 
+    /// The true guardrail rates of `variant`, in `guardrails` order (none without guardrails).
+    pub fn guardrail_rates(&self, variant: &BTreeMap<String, String>) -> &[f64] {
+        self.guardrail_rates
+            .iter()
+            .find(|(v, _)| v == variant)
+            .map_or(&[], |(_, rates)| rates.as_slice())
+    }
+
+    /// The arms whose true rate on some guardrail harms against the baseline's (the definition's
+    /// first arm) by more than the guardrail's tolerance, as the definitions read them.
+    fn harmful_arms(&self) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
+        if self.guardrails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = self.definitions(Policy::Bandit);
+        let config = crate::config::parse(Path::new("levered.yaml"), &text)
+            .map_err(|e| anyhow!("the scenario's optimization: {e}"))?;
+        let optimization = &config.optimizations["sim"];
+        let factors: Vec<&String> = optimization.factors.iter().map(|f| &f.name).collect();
+        let baseline: BTreeMap<String, String> = optimization.variants[0]
+            .0
+            .iter()
+            .zip(&factors)
+            .map(|(level, factor)| (factor.to_string(), level.clone()))
+            .collect();
+        let base = self.guardrail_rates(&baseline).to_vec();
+        Ok(self
+            .guardrail_rates
+            .iter()
+            .filter(|(variant, rates)| {
+                optimization
+                    .guardrails
+                    .iter()
+                    .zip(rates.iter().zip(&base))
+                    .any(|(g, (arm, base))| *variant != baseline && g.harm.harms(*arm, *base))
+            })
+            .map(|(variant, _)| variant.clone())
+            .collect())
+    }
+
     /// The definitions file the real pipeline trains on, for `policy`.
     pub fn definitions(&self, policy: Policy) -> String {
         let mut optimization = self.optimization.clone();
+        let guarded = !self.guardrails.is_empty() && policy != Policy::Unguarded;
         if let Some(o) = optimization.as_object_mut() {
+            if guarded {
+                let entries = self.guardrails.iter().map(|g| g.1.clone()).collect();
+                o.insert("guardrails".into(), serde_json::Value::Array(entries));
+            }
             o.insert("status".into(), "live".into());
             o.insert("reward".into(), "reward".into());
             o.insert(
@@ -446,8 +572,15 @@ impl Scenario {
         }
         let kind = if self.numeric { "numeric" } else { "bool" };
         let value = if self.numeric { ", value" } else { "" };
+        // Each guardrail's events are the rows of `guardrail_events` with its metric's name.
+        let guardrail_metrics: String = self
+            .guardrails
+            .iter()
+            .filter(|_| guarded)
+            .map(|(name, _)| format!("  {name}:\n    type: bool\n    sql: \"SELECT anonymous_id, timestamp FROM guardrail_events WHERE metric = '{name}' AND timestamp >= $start AND timestamp < $end\"\n"))
+            .collect();
         format!(
-            "warehouse: {{path: warehouse.duckdb}}\nstate: state.duckdb\noutput_dir: out\nmetrics:\n  reward:\n    type: {kind}\n    sql: \"SELECT anonymous_id, timestamp{value} FROM rewards WHERE timestamp >= $start AND timestamp < $end\"\noptimizations:\n  sim: {optimization}\n"
+            "warehouse: {{path: warehouse.duckdb}}\nstate: state.duckdb\noutput_dir: out\nmetrics:\n  reward:\n    type: {kind}\n    sql: \"SELECT anonymous_id, timestamp{value} FROM rewards WHERE timestamp >= $start AND timestamp < $end\"\n{guardrail_metrics}optimizations:\n  sim: {optimization}\n"
         )
     }
 }

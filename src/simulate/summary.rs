@@ -27,6 +27,11 @@ pub struct PolicySummary {
     pub lift_true: Option<f64>,
     pub lift_error: Option<f64>,
     pub lift_error_se: Option<f64>,
+    /// With guardrails: the share of visitors served a truly harmful arm (mean and standard
+    /// deviation over repetitions), and the largest final pooled weight of those arms in any
+    /// repetition.
+    pub harm_served: Option<(f64, f64)>,
+    pub harmful_weight_max: Option<f64>,
 }
 
 fn mean_sd(values: &[f64]) -> (f64, f64) {
@@ -111,6 +116,10 @@ pub fn summarize(traces: &[Trace]) -> Vec<PolicySummary> {
                     Some(sd / (errors.len() as f64).sqrt()),
                 )
             };
+            let harms: Vec<(f64, f64)> = traces.iter().filter_map(|t| t.harm).collect();
+            let harm_served = (!harms.is_empty())
+                .then(|| mean_sd(&harms.iter().map(|h| h.0).collect::<Vec<_>>()));
+            let harmful_weight_max = harms.iter().map(|h| h.1).reduce(f64::max);
             PolicySummary {
                 policy,
                 repetitions: traces.len(),
@@ -124,6 +133,8 @@ pub fn summarize(traces: &[Trace]) -> Vec<PolicySummary> {
                 lift_true,
                 lift_error,
                 lift_error_se,
+                harm_served,
+                harmful_weight_max,
             }
         })
         .collect()
@@ -162,13 +173,13 @@ pub fn hourly_csv(traces: &[Trace]) -> String {
 /// `summary.csv`: one line per policy.
 pub fn summary_csv(summaries: &[PolicySummary]) -> String {
     let mut out = String::from(
-        "policy,repetitions,regret_mean,regret_sd,regret_per_ln_hour,regret_per_hour,best_share_last_day,lift_estimate,lift_true,lift_error,lift_error_se,final_weights\n",
+        "policy,repetitions,regret_mean,regret_sd,regret_per_ln_hour,regret_per_hour,best_share_last_day,lift_estimate,lift_true,lift_error,lift_error_se,final_weights,harm_served,harm_served_sd,harmful_weight_max\n",
     );
     for s in summaries {
         let weights = serde_json::to_string(&s.final_weights).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+            "{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},{},{}",
             s.policy.name(),
             s.repetitions,
             crate::report::number(s.regret_mean),
@@ -180,7 +191,10 @@ pub fn summary_csv(summaries: &[PolicySummary]) -> String {
             opt(s.lift_true),
             opt(s.lift_error),
             opt(s.lift_error_se),
-            weights.replace('"', "\"\"")
+            weights.replace('"', "\"\""),
+            opt(s.harm_served.map(|h| h.0)),
+            opt(s.harm_served.map(|h| h.1)),
+            opt(s.harmful_weight_max)
         );
     }
     out
@@ -189,13 +203,13 @@ pub fn summary_csv(summaries: &[PolicySummary]) -> String {
 /// An aligned table for the terminal.
 pub fn table(name: &str, summaries: &[PolicySummary]) -> String {
     let mut out = format!(
-        "{name}\n{:<8} {:>5} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
+        "{name}\n{:<9} {:>5} {:>14} {:>10} {:>10} {:>10} {:>12}\n",
         "policy", "reps", "regret", "± sd", "per ln h", "per hour", "best share"
     );
     for s in summaries {
         let _ = writeln!(
             out,
-            "{:<8} {:>5} {:>14.3} {:>10.3} {:>10.3} {:>10.4} {:>12.4}",
+            "{:<9} {:>5} {:>14.3} {:>10.3} {:>10.3} {:>10.4} {:>12.4}",
             s.policy.name(),
             s.repetitions,
             s.regret_mean,
@@ -210,6 +224,14 @@ pub fn table(name: &str, summaries: &[PolicySummary]) -> String {
             let _ = writeln!(
                 out,
                 "         lift vs holdout: estimate {e:.5}, truth {t:.5}, error {err:+.5} ± {se:.5} (se)"
+            );
+        }
+        if let (Some((harm, sd)), Some(weight)) = (s.harm_served, s.harmful_weight_max) {
+            let _ = writeln!(
+                out,
+                "         guardrail harm served: {:.2}% ± {:.2}% of visitors on harmful arms; their final weight at most {weight:.4}",
+                harm * 100.0,
+                sd * 100.0
             );
         }
     }

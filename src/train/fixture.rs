@@ -68,6 +68,7 @@ optimizations:
                     context: ContextKey::pooled(),
                     holdout: holdout && i % 10 == 0,
                     reward: converts.then_some((exposure + HOUR, 1.0)),
+                    guardrails: Vec::new(),
                 }
             })
             .collect();

@@ -166,3 +166,61 @@ fn every_example_scenario_loads_and_its_optimization_is_valid() {
     }
     assert!(seen >= 3, "{seen} scenarios");
 }
+
+/// B wins the most sign-ups and quadruples refunds.
+const GUARDRAIL_SCENARIO: &str = r#"
+name: guarded
+seed: 3
+horizon: 36h
+repetitions: 2
+visitors_per_hour: 150
+policies: [bandit, unguarded]
+optimization:
+  design_factors: {headline: [A, B, C]}
+  attribution: {conversion_window: 2h}
+  model: {kind: mab, burn_in: 6h, min_units_per_arm: 30, floor: 0.01, drop: {below: 0.0, incubation: 12h}}
+guardrails:
+  - {metric: refunds, better: lower, tolerance: {relative: 0.25}}
+arms:
+  - {variant: {headline: A}, rate: 0.05, guardrails: {refunds: 0.02}}
+  - {variant: {headline: B}, rate: 0.20, guardrails: {refunds: 0.08}}
+  - {variant: {headline: C}, rate: 0.08, guardrails: {refunds: 0.02}}
+"#;
+
+#[test]
+fn a_guardrail_keeps_the_harmful_winner_at_the_floor_and_the_harm_served_is_reported() {
+    let project = Project::new();
+    project.write("guarded.yaml", GUARDRAIL_SCENARIO);
+    for (out, fast) in [("sql", false), ("fast", true)] {
+        let mut args = vec!["simulate", "guarded.yaml", "--out", out];
+        if fast {
+            args.push("--fast");
+        }
+        let run = project.levered(&args);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(
+            run.stdout.contains("guardrail harm served"),
+            "{}",
+            run.stdout
+        );
+    }
+    let summary = std::fs::read_to_string(project.path("sql/summary.csv")).unwrap();
+    assert_eq!(
+        summary,
+        std::fs::read_to_string(project.path("fast/summary.csv")).unwrap(),
+        "the fast path counts the guardrail events as the SQL does"
+    );
+    let rows = read_csv(&project.path("sql/summary.csv"));
+    let row = |policy: &str| rows.iter().find(|r| r["policy"] == policy).unwrap();
+    let number = |policy: &str, column: &str| -> f64 { row(policy)[column].parse().unwrap() };
+    // With the guardrail, B ends at the floor or dropped in every repetition; without, it wins.
+    assert!(number("bandit", "harmful_weight_max") <= 0.01, "{summary}");
+    let weights: std::collections::BTreeMap<String, f64> =
+        serde_json::from_str(&row("unguarded")["final_weights"]).unwrap();
+    assert!(weights[r#"{"headline":"B"}"#] > 0.5, "{weights:?}");
+    assert!(number("unguarded", "harm_served") > 3.0 * number("bandit", "harm_served"));
+    assert!(
+        number("bandit", "harm_served") > 0.0,
+        "B served before it was found harmful"
+    );
+}
