@@ -20,7 +20,7 @@ fn remote() -> String {
 const AS_OF: &str = "2026-01-08T00:00:00Z";
 
 /// The optimizations both engines train: bool and numeric metrics, last and first touch, a
-/// holdout (from exposure SQL both dialects read alike) and contexts.
+/// holdout (from exposure SQL both dialects read alike), contexts, and guardrails of both kinds.
 fn definitions(warehouse: &str, state: &str) -> String {
     format!(
         r#"
@@ -56,6 +56,7 @@ optimizations:
         anonymous_id LIKE '%3' AS holdout FROM exposures WHERE optimization_id = 'hero'
     attribution: {{type: first_touch, conversion_window: 12h}}
     model: {{kind: mab, batch: 2h, burn_in: 0h, min_units_per_arm: 0, holdout: {{share: 0.1}}, seed: 4}}
+    guardrails: [{{metric: revenue, better: higher, tolerance: {{relative: 0.1}}}}]
   checkout:
     status: live
     design_factors: {{flow: [multi_step, one_page], price_display: [monthly, annual]}}
@@ -64,6 +65,7 @@ optimizations:
     exposures: {{table: exposures}}
     attribution: {{type: last_touch, conversion_window: 24h}}
     model: {{kind: cmab, batch: 1h, burn_in: 0h, min_units_per_arm: 0, seed: 5}}
+    guardrails: [{{metric: signup, better: higher, tolerance: {{absolute: 0.01}}}}]
   checkout_first_visitor:
     status: live
     design_factors: {{flow: [multi_step, one_page], price_display: [monthly, annual]}}
@@ -172,6 +174,28 @@ fn spark_gives_the_aggregates_of_duckdb() {
                 close(d.value_sum, s.value_sum) && close(d.value_sq_sum, s.value_sq_sum),
                 "{name}: {d:?} {s:?}"
             );
+            assert_eq!(d.guardrails.len(), s.guardrails.len(), "{name}");
+            for (g, h) in d.guardrails.iter().zip(&s.guardrails) {
+                assert_eq!(
+                    (&g.metric, g.conversions),
+                    (&h.metric, h.conversions),
+                    "{name}"
+                );
+                assert!(
+                    close(g.value_sum, h.value_sum) && close(g.value_sq_sum, h.value_sq_sum),
+                    "{name}: {g:?} {h:?}"
+                );
+            }
+        }
+        let guarded: i64 = duck
+            .rows
+            .iter()
+            .flat_map(|r| &r.guardrails)
+            .map(|g| g.conversions)
+            .sum();
+        match name {
+            "hero_first_holdout" | "checkout" => assert!(guarded > 0, "{name}: guardrail rewards"),
+            _ => assert_eq!(guarded, 0, "{name}"),
         }
         let holdout_rows = duck.rows.iter().filter(|r| r.holdout).count();
         let contexts: std::collections::BTreeSet<_> =
