@@ -2,7 +2,7 @@
 //! pooled posteriors, the winner a completed optimization serves, and for contextual models the
 //! allocations of the most frequent context cells.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::allocation::{self, Phase, Roster, Settings};
 use crate::config::{MetricKind, Optimization, Status};
@@ -23,9 +23,8 @@ pub(super) struct Frame<'a> {
     pub(super) fitter: Fitter<'a>,
     pub(super) baseline: Option<u32>,
     pub(super) seed: u64,
+    /// The pooled guardrail estimates.
     pub(super) guarded: Guarded,
-    /// The arms harmful on a guardrail, pooled: held at the floor in every context.
-    pub(super) harmful: BTreeSet<u32>,
 }
 
 /// The id of the baseline arm (the definition's first variant), if it is on the roster.
@@ -88,6 +87,8 @@ pub(super) struct View<'a> {
     pub(super) holdout_fit: model::Fitted,
     pub(super) comparison: ArmComparison,
     pub(super) decision: allocation::Decision,
+    /// The context's guardrail estimates: its arms harmful there are held at the floor.
+    pub(super) guarded: Guarded,
 }
 
 /// Every context's allocation, the pooled `*` first, and the winner.
@@ -109,7 +110,8 @@ pub(super) fn decide<'a>(
     warnings: &mut Vec<String>,
 ) -> Decided<'a> {
     let pooled = &tally.pooled;
-    let states = comparison.states(frame.roster, pooled, frame.baseline, &frame.harmful);
+    let harmful = frame.guarded.harmful();
+    let states = comparison.states(frame.roster, pooled, frame.baseline, &harmful);
     let decision = allocation::decide(&states, &standing.settings);
     let mut views = vec![View {
         context: ContextKey::pooled(),
@@ -118,6 +120,7 @@ pub(super) fn decide<'a>(
         fitted,
         comparison,
         decision,
+        guarded: frame.guarded.clone(),
     }];
     let winner = winner(frame, &views[0], standing.locked.clone(), as_of);
     // Contextual models: the most frequent cells get their own allocation, from posteriors shrunk
@@ -219,6 +222,8 @@ fn context_views<'a>(
         frame.optimization.reward.kind == MetricKind::Bool,
     )
     .unwrap_or(f64::INFINITY);
+    let all: Vec<&Cell> = cells.iter().map(|(_, c)| *c).collect();
+    let strengths = Guarded::strengths(frame.optimization, frame.roster, &all);
     for (context, cell) in cells
         .into_iter()
         .take(frame.optimization.model.max_contexts)
@@ -244,8 +249,14 @@ fn context_views<'a>(
                 &format!("{}|{context}", frame.optimization.name),
             ),
         );
+        let guarded = frame.guarded.in_cell(
+            frame.optimization,
+            (context, cell),
+            &strengths,
+            (frame.baseline, frame.seed),
+        );
         let decision = allocation::decide(
-            &comparison.states(frame.roster, cell, frame.baseline, &frame.harmful),
+            &comparison.states(frame.roster, cell, frame.baseline, &guarded.harmful()),
             settings,
         );
         views.push(View {
@@ -259,6 +270,7 @@ fn context_views<'a>(
             fitted: cell_fitted,
             comparison,
             decision,
+            guarded,
         });
     }
     views

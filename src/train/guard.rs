@@ -1,32 +1,39 @@
 //! Stage 3b of a training run: guardrails (docs/design.md §3.21). Each arm's posterior on every
-//! guardrail metric from its decay-weighted pooled sums, and its P(harm) against the baseline arm
-//! (docs/statistics.md, "P(harm) on a guardrail"). An arm whose P(harm) on some guardrail is at
-//! least that guardrail's confidence is harmful: the later stages hold it at the floor, drop it
-//! once it has incubated, and never make it the winner.
+//! guardrail metric from its decay-weighted sums (pooled, or a context cell's shrunk toward the
+//! pooled one as the reward's are), and its P(harm) against the baseline arm (docs/statistics.md,
+//! "P(harm) on a guardrail"). An arm whose P(harm) on some guardrail is at least that guardrail's
+//! confidence is harmful: the later stages hold it at the floor, drop it once it has incubated
+//! (pooled), and never make it the winner.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allocation::Roster;
-use crate::config::{MetricKind, Optimization};
+use crate::config::{Guardrail, MetricKind, Optimization};
+use crate::domain::ContextKey;
 use crate::model::{self, Sums, Tolerance};
 
+use super::fit::stream_seed;
 use super::tally::Cell;
 
 /// An arm's estimate on one guardrail.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Estimate {
-    pub(super) posterior: model::Posterior,
+    pub(super) fitted: model::Fitted,
+    /// The decay-weighted sums the posterior is fitted to.
+    evidence: Sums,
     pub(super) conversions: f64,
     /// Against the baseline; `None` for the baseline itself (or without one on the roster).
     pub(super) p_harm: Option<f64>,
     pub(super) harmful: bool,
 }
 
-/// The guardrail estimates of every arm on the roster.
-#[derive(Default)]
+/// The guardrail estimates of every arm on the roster, in one context (or pooled).
+#[derive(Debug, Clone, Default)]
 pub(super) struct Guarded {
     /// Per arm id, one estimate per guardrail in the definition's order.
     estimates: BTreeMap<u32, Vec<Estimate>>,
+    /// Per guardrail, the prior of a numeric metric, pooled from every arm's sums.
+    priors: Vec<model::NumericPrior>,
 }
 
 /// A bool guardrail's posterior starts from the uniform Beta(1, 1): `model.prior` is the
@@ -42,38 +49,105 @@ impl Guarded {
         baseline: Option<u32>,
         seed: u64,
     ) -> Guarded {
-        let mut estimates: BTreeMap<u32, Vec<Estimate>> = BTreeMap::new();
+        let mut guarded = Guarded::default();
         for (index, guardrail) in optimization.guardrails.iter().enumerate() {
-            let sums: Vec<(u32, Sums, Sums)> = roster
+            let evidence: Vec<Sums> = roster
                 .arms
                 .iter()
-                .map(|a| {
-                    let (raw, evidence) = cell.guardrail(a.id, index);
-                    (a.id, raw, evidence)
-                })
+                .map(|a| cell.guardrail(a.id, index).1)
                 .collect();
-            let numeric_prior =
-                model::NumericPrior::pooled(&sums.iter().map(|(_, _, e)| *e).collect::<Vec<_>>());
-            let fit = |evidence: &Sums| match guardrail.metric.kind {
-                MetricKind::Bool => model::fit_bool(BOOL_PRIOR.0, BOOL_PRIOR.1, evidence),
-                MetricKind::Numeric => numeric_prior.fit(evidence),
-            };
-            let base = baseline.and_then(|b| sums.iter().find(|(id, ..)| *id == b));
-            let base_posterior = base.map(|(_, _, evidence)| fit(evidence).posterior);
-            for (id, raw, evidence) in &sums {
-                let posterior = fit(evidence).posterior;
-                let p_harm = base_posterior
-                    .filter(|_| Some(*id) != baseline)
-                    .map(|b| model::p_harm(&posterior, &b, &guardrail.harm, seed));
-                estimates.entry(*id).or_default().push(Estimate {
-                    posterior,
-                    conversions: raw.conversions,
-                    p_harm,
-                    harmful: p_harm.is_some_and(|p| p >= guardrail.confidence.get()),
-                });
-            }
+            let prior = model::NumericPrior::pooled(&evidence);
+            guarded.priors.push(prior);
+            let fitted = roster.arms.iter().map(|a| {
+                let (raw, evidence) = cell.guardrail(a.id, index);
+                let fitted = match guardrail.metric.kind {
+                    MetricKind::Bool => model::fit_bool(BOOL_PRIOR.0, BOOL_PRIOR.1, &evidence),
+                    MetricKind::Numeric => prior.fit(&evidence),
+                };
+                (a.id, raw, evidence, fitted)
+            });
+            guarded.push(guardrail, fitted.collect(), baseline, seed);
         }
-        Guarded { estimates }
+        guarded
+    }
+
+    /// The estimates in context `cell`: each arm's cell posterior shrunk toward its pooled one (in
+    /// `self`) with guardrail i's strength `strengths[i]`, and P(harm) against the cell's baseline.
+    pub(super) fn in_cell(
+        &self,
+        optimization: &Optimization,
+        (context, cell): (&ContextKey, &Cell),
+        strengths: &[f64],
+        (baseline, seed): (Option<u32>, u64),
+    ) -> Guarded {
+        let mut guarded = Guarded {
+            estimates: BTreeMap::new(),
+            priors: self.priors.clone(),
+        };
+        let seed = stream_seed(seed, context.as_str());
+        for (index, guardrail) in optimization.guardrails.iter().enumerate() {
+            let fitted = self.estimates.iter().map(|(id, estimates)| {
+                let pooled = &estimates[index];
+                let (raw, evidence) = cell.guardrail(*id, index);
+                let strength = strengths[index];
+                let fitted = match guardrail.metric.kind {
+                    MetricKind::Bool => model::fit_bool_cell(&pooled.fitted, strength, &evidence),
+                    MetricKind::Numeric => model::fit_numeric_cell(
+                        &self.priors[index],
+                        &pooled.evidence,
+                        strength,
+                        &evidence,
+                    ),
+                };
+                (*id, raw, evidence, fitted)
+            });
+            guarded.push(guardrail, fitted.collect(), baseline, seed);
+        }
+        guarded
+    }
+
+    /// The empirical-Bayes strength of each guardrail across the context `cells` (infinite when
+    /// the cells do not differ: every cell then has the pooled posterior).
+    pub(super) fn strengths(
+        optimization: &Optimization,
+        roster: &Roster,
+        cells: &[&Cell],
+    ) -> Vec<f64> {
+        (0..optimization.guardrails.len())
+            .map(|index| {
+                let arms: Vec<Vec<Sums>> = roster
+                    .arms
+                    .iter()
+                    .map(|a| cells.iter().map(|c| c.guardrail(a.id, index).1).collect())
+                    .collect();
+                let bool_metric = optimization.guardrails[index].metric.kind == MetricKind::Bool;
+                model::prior_strength(&arms, bool_metric).unwrap_or(f64::INFINITY)
+            })
+            .collect()
+    }
+
+    /// Adds every arm's estimate on `guardrail` from its fitted posterior.
+    fn push(
+        &mut self,
+        guardrail: &Guardrail,
+        fitted: Vec<(u32, Sums, Sums, model::Fitted)>,
+        baseline: Option<u32>,
+        seed: u64,
+    ) {
+        let base = baseline.and_then(|b| fitted.iter().find(|(id, ..)| *id == b));
+        let base_posterior = base.map(|(.., f)| f.posterior);
+        for (id, raw, evidence, fitted) in fitted {
+            let p_harm = base_posterior
+                .filter(|_| Some(id) != baseline)
+                .map(|b| model::p_harm(&fitted.posterior, &b, &guardrail.harm, seed));
+            self.estimates.entry(id).or_default().push(Estimate {
+                fitted,
+                evidence,
+                conversions: raw.conversions,
+                p_harm,
+                harmful: p_harm.is_some_and(|p| p >= guardrail.confidence.get()),
+            });
+        }
     }
 
     /// The arms harmful on some guardrail.

@@ -108,9 +108,12 @@ fn rows(
         .map(|v| frame.optimization.variant_json(v))
         .unwrap_or_default();
     for view in views {
-        let states =
-            view.comparison
-                .states(frame.roster, view.cell, frame.baseline, &frame.harmful);
+        let states = view.comparison.states(
+            frame.roster,
+            view.cell,
+            frame.baseline,
+            &view.guarded.harmful(),
+        );
         let weight_of: BTreeMap<u32, f64> = states
             .iter()
             .zip(&view.decision.weights)
@@ -195,26 +198,28 @@ fn rows(
                 lift_vs_holdout: arm_lift.and_then(|l| l.relative),
                 lift_ci_low: arm_lift.and_then(|l| l.relative_low),
                 lift_ci_high: arm_lift.and_then(|l| l.relative_high),
-                guardrails: bandit_id.map_or_else(Vec::new, |id| guardrail_estimates(frame, id)),
+                guardrails: bandit_id
+                    .map_or_else(Vec::new, |id| guardrail_estimates(frame, view, id)),
             });
         }
     }
     (allocation_rows, arm_reports)
 }
 
-/// Arm `id`'s estimates on the guardrails, as the report shows them.
-fn guardrail_estimates(frame: &Frame<'_>, id: u32) -> Vec<GuardrailEstimate> {
+/// Arm `id`'s estimates on the guardrails in `view`'s context, as the report shows them.
+fn guardrail_estimates(frame: &Frame<'_>, view: &View<'_>, id: u32) -> Vec<GuardrailEstimate> {
     frame
         .optimization
         .guardrails
         .iter()
-        .zip(frame.guarded.of(id))
+        .zip(view.guarded.of(id))
         .map(|(guardrail, estimate)| {
-            let interval = estimate.posterior.interval(0.95);
+            let posterior = estimate.fitted.posterior;
+            let interval = posterior.interval(0.95);
             GuardrailEstimate {
                 metric: guardrail.metric.name.clone(),
                 conversions: estimate.conversions as i64,
-                mean: estimate.posterior.mean(),
+                mean: posterior.mean(),
                 ci_low: interval.low,
                 ci_high: interval.high,
                 p_harm: estimate.p_harm,

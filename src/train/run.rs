@@ -337,7 +337,6 @@ pub(super) fn report_of(
         fitter,
         baseline,
         seed,
-        harmful: guarded.harmful(),
         guarded,
     };
     let decided = decide::decide(

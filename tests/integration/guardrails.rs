@@ -318,3 +318,54 @@ optimizations:
         }
     }
 }
+
+/// Blue signs up three times as often as red in both countries, but refunds five times as often
+/// only in the US (10% against 2%; in DE both refund 2%).
+const CONTEXT_WAREHOUSE: &str = "
+CREATE TABLE exposures AS
+  SELECT k || '-' || c || '-' || n AS anonymous_id, TIMESTAMP '2026-03-01' + INTERVAL (n * 20) SECOND AS timestamp,
+         'hero' AS optimization_id, '{\"color\":\"' || c || '\"}' AS variant, '{\"country\":\"' || k || '\"}' AS context
+  FROM range(4000) AS t(n), (VALUES ('red'), ('blue')) AS v(c), (VALUES ('US'), ('DE')) AS x(k);
+CREATE TABLE signups AS
+  SELECT k || '-' || c || '-' || n AS anonymous_id, TIMESTAMP '2026-03-01' + INTERVAL (n * 20 + 60) SECOND AS created_at
+  FROM range(4000) AS t(n), (VALUES ('red', 20), ('blue', 7)) AS v(c, every), (VALUES ('US'), ('DE')) AS x(k)
+  WHERE n % every = 0;
+CREATE TABLE refunds AS
+  SELECT k || '-' || c || '-' || n AS anonymous_id, TIMESTAMP '2026-03-01' + INTERVAL (n * 20 + 600) SECOND AS refunded_at
+  FROM range(4000) AS t(n), (VALUES ('red', 'US', 50), ('blue', 'US', 10), ('red', 'DE', 50), ('blue', 'DE', 50)) AS v(c, k, every)
+  WHERE n % every = 0;
+CREATE TABLE tickets (anonymous_id VARCHAR, opened_at TIMESTAMP, minutes DOUBLE);
+";
+
+#[test]
+fn a_contextual_model_holds_an_arm_at_the_floor_only_where_it_harms() {
+    let model = "{kind: cmab, burn_in: 0h, min_units_per_arm: 0, floor: 0.02, drop: {below: 0.0, incubation: 30d}}\n    context_factors: [country]";
+    let guardrails =
+        "    guardrails: [{metric: refunds, better: lower, tolerance: {relative: 0.1}}]\n";
+    let project = Project::new();
+    project.warehouse(CONTEXT_WAREHOUSE);
+    project.write("levered.yaml", &definitions("live", model, guardrails));
+    let report = &train_all(&project.path("levered.yaml"), as_of(), false)[0];
+    let weight = |context: &str, arm: &str| {
+        report
+            .allocation
+            .iter()
+            .find(|a| a.context.as_str() == context && a.arm_id.to_string() == arm)
+            .map(|a| a.weight)
+            .unwrap()
+    };
+    assert_eq!(weight("country=US", "2"), 0.02, "blue harms in the US");
+    assert!(weight("country=DE", "2") > 0.9, "and wins in DE");
+    assert_eq!(weight("*", "2"), 0.02, "pooled, blue refunds 6% against 2%");
+    let rows = read_csv(&project.path("out/hero/report.csv"));
+    let harmful = |context: &str| {
+        rows.iter()
+            .find(|r| r["context"] == context && r["arm_id"] == "2")
+            .map(|r| r["guardrail_refunds_harmful"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        (harmful("*"), harmful("country=US"), harmful("country=DE")),
+        ("true".into(), "true".into(), "false".into())
+    );
+}
