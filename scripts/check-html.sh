@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Renders levered's HTML pages in headless Chromium and checks them: the example's report (MAB),
+# Renders levered's HTML pages in headless Chromium and checks them: the example's report (MAB,
+# with a guardrail),
 # the same optimizations trained as contextual bandits (CMAB), and a simulation page. For each page
 # it runs a layout check inside Chromium (no horizontal overflow, every chart has axis titles, no
 # tick labels overlap, no text leaves the page) and takes a screenshot. Installs Debian's chromium
@@ -24,7 +25,9 @@ levered="$CARGO_TARGET_DIR/release/levered"
 mkdir -p "$work/fixtures"
 cp -r fixtures/warehouse "$work/fixtures/"
 cp -r sql "$work/"
-cp optimizations.example.yaml "$work/mab.yaml"
+# The example, with a guardrail on hero (its page then has a guardrail panel).
+sed -e 's/^    reward: signup$/    reward: signup\n    guardrails: [{metric: revenue, better: higher, tolerance: {relative: 0.1}}]/' \
+    optimizations.example.yaml > "$work/mab.yaml"
 # The same optimizations, personalized by the exposures' country and device.
 sed -e 's/^      kind: mab$/      kind: cmab/' \
     -e 's/^    model:$/    context_factors: [country, device]\n    model:/' \

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::chart::{self, escape, Interval, IntervalChart, Line, LineChart, XScale, GREY};
-use super::model::{ArmReport, HistoryRow, RunInfo};
+use super::model::{ArmReport, GuardrailEstimate, HistoryRow, RunInfo};
 use crate::domain::{ArmId, ArmStatus, ContextKey, Role};
 
 const WIDTH: f64 = 800.0;
@@ -388,6 +388,90 @@ fn small_multiples(arms: &[ArmReport], colors: &BTreeMap<ArmId, String>, x_title
     out
 }
 
+/// Per guardrail metric of the pooled rows: each arm's mean and 95% interval against the
+/// baseline's mean, and a table of P(harm) with the harmful arms marked; empty without guardrails.
+fn guardrail_panel(
+    pooled: &[&ArmReport],
+    colors: &BTreeMap<ArmId, String>,
+    baseline: Option<&ArmReport>,
+) -> String {
+    let metrics: Vec<&str> = pooled
+        .iter()
+        .find(|a| !a.guardrails.is_empty())
+        .map_or_else(Vec::new, |a| {
+            a.guardrails.iter().map(|g| g.metric.as_str()).collect()
+        });
+    let mut out = String::new();
+    for metric in metrics {
+        let estimates: Vec<(&ArmReport, &GuardrailEstimate)> = pooled
+            .iter()
+            .filter_map(|a| Some((*a, a.guardrails.iter().find(|g| g.metric == metric)?)))
+            .collect();
+        let rows: Vec<Interval> = estimates
+            .iter()
+            .map(|(a, g)| Interval {
+                label: arm_name(a),
+                mean: g.mean,
+                low: g.ci_low,
+                high: g.ci_high,
+                color: colors
+                    .get(&a.arm_id)
+                    .cloned()
+                    .unwrap_or_else(|| GREY.into()),
+            })
+            .collect();
+        let reference = baseline
+            .and_then(|b| b.guardrails.iter().find(|g| g.metric == metric))
+            .map(|g| g.mean);
+        let x_title = format!("{metric} per unit: posterior mean and 95% credible interval");
+        let chart = IntervalChart {
+            rows: &rows,
+            x_title: &x_title,
+            reference: reference.map(|r| (r, "baseline")),
+            range: None,
+            width: WIDTH,
+            label_width: 300.0,
+        }
+        .svg();
+        let harmful: Vec<String> = estimates
+            .iter()
+            .filter(|(_, g)| g.harmful)
+            .map(|(a, _)| a.arm_id.to_string())
+            .collect();
+        let verdict = if harmful.is_empty() {
+            "No arm is harmful on it.".to_string()
+        } else {
+            format!(
+                "Harmful, held at the floor or dropped: arm {}.",
+                harmful.join(", ")
+            )
+        };
+        let mut table = String::from(
+            "<table><tr><th>arm</th><th>variant</th><th>mean</th><th>95% interval</th><th>P(harm)</th><th>harmful</th></tr>",
+        );
+        for (a, g) in &estimates {
+            let _ = write!(
+                table,
+                "<tr><td>{}</td><td>{}</td><td>{:.5}</td><td>[{:.5}, {:.5}]</td><td>{}</td><td>{}</td></tr>",
+                a.arm_id,
+                escape(&label(&a.variant)),
+                g.mean,
+                g.ci_low,
+                g.ci_high,
+                g.p_harm.map_or("baseline".into(), |p| format!("{p:.4}")),
+                if g.harmful { "yes" } else { "no" }
+            );
+        }
+        table.push_str("</table>");
+        let _ = write!(
+            out,
+            "<h2>Guardrail {}</h2>{chart}<p class=\"note\">P(harm) is the posterior probability that an arm is worse than the baseline by more than the tolerance. {verdict}</p>{table}",
+            escape(metric)
+        );
+    }
+    out
+}
+
 fn lift_table(arms: &[ArmReport]) -> String {
     let holdout: Vec<&ArmReport> = arms
         .iter()
@@ -525,6 +609,7 @@ pub fn page(
 <h2>P(best) over time</h2>
 {p_best}
 {contexts}
+{guardrails}
 <h2>Lift vs holdout</h2>
 {lift}
 {diagnostics}
@@ -547,6 +632,7 @@ pub fn page(
         legend = legend(&pooled, &colors, &group),
         p_best = over_time(&pooled_history, &colors, &group, ("P(best)", |h| h.p_best)),
         contexts = small_multiples(arms, &colors, &x_title),
+        guardrails = guardrail_panel(&bandit, &colors, base),
         lift = lift_table(arms),
         tables = report_tables(arms),
     )

@@ -22,9 +22,26 @@ pub fn table(title: &str, arms: &[ArmReport]) -> String {
         "weight_prev",
         "weight",
     ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    // Per guardrail metric `m`, a column `m p_harm`: P(harm), `!` when harmful.
+    let guardrails: Vec<&str> = arms
+        .iter()
+        .find(|a| !a.guardrails.is_empty())
+        .map_or_else(Vec::new, |a| {
+            a.guardrails.iter().map(|g| g.metric.as_str()).collect()
+        });
+    let mut header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    header.extend(guardrails.iter().map(|m| format!("{m} p_harm")));
+    let mut rows: Vec<Vec<String>> = vec![header];
     for arm in arms {
-        rows.push(vec![
+        let harm =
+            guardrails
+                .iter()
+                .map(|m| match arm.guardrails.iter().find(|g| g.metric == *m) {
+                    Some(g) if g.harmful => format!("{}!", number(g.p_harm, 4)),
+                    Some(g) => number(g.p_harm, 4),
+                    None => number(None, 4),
+                });
+        let mut row = vec![
             arm.context.to_string(),
             arm.arm_id.to_string(),
             arm.variant.clone(),
@@ -37,7 +54,9 @@ pub fn table(title: &str, arms: &[ArmReport]) -> String {
             number(arm.p_best, 4),
             number(arm.weight_prev, 4),
             number(arm.weight_new, 4),
-        ]);
+        ];
+        row.extend(harm);
+        rows.push(row);
     }
     aligned(title, rows, &[0, 1, 2, 3])
 }

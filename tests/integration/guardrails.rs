@@ -150,6 +150,30 @@ fn the_best_arm_on_the_reward_is_dropped_when_it_harms_a_guardrail() {
         "{}",
         history.stdout
     );
+    // The page has a panel per guardrail, and the table of `report` a P(harm) column.
+    let report = [
+        "report",
+        "--optimization",
+        "hero",
+        "--config",
+        "levered.yaml",
+    ];
+    let html = guarded.levered(&[&report[..], &["--html", "hero.html"]].concat());
+    assert_eq!(html.code, 0, "{html:?}");
+    let page = std::fs::read_to_string(guarded.path("hero.html")).unwrap();
+    assert!(page.contains("<h2>Guardrail refunds</h2>"), "{page}");
+    assert!(
+        page.contains("Harmful, held at the floor or dropped: arm 2."),
+        "{page}"
+    );
+    assert!(
+        page.contains("<h2>Guardrail support_minutes</h2>"),
+        "{page}"
+    );
+    assert!(page.contains("No arm is harmful on it."), "{page}");
+    let table = guarded.levered(&report);
+    assert!(table.stdout.contains("refunds p_harm"), "{}", table.stdout);
+    assert!(table.stdout.contains("1.0000!"), "{}", table.stdout);
 }
 
 #[test]
