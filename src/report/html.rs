@@ -156,21 +156,34 @@ fn interval_rows(
     let mut arms = arms.to_vec();
     arms.sort_by_key(|a| a.arm_id);
     arms.iter()
-        .map(|a| Interval {
-            label: if full {
+        .map(|a| {
+            let label = if full {
                 arm_name(a)
             } else {
                 arm_text(a.arm_id)
-            },
-            mean: a.mean,
-            low: a.ci_low,
-            high: a.ci_high,
-            color: colors
-                .get(&a.arm_id)
-                .cloned()
-                .unwrap_or_else(|| GREY.into()),
+            };
+            interval(a, label, (a.mean, a.ci_low, a.ci_high), colors)
         })
         .collect()
+}
+
+/// The row of arm `a` in an interval chart, in the arm's colour.
+fn interval(
+    a: &ArmReport,
+    label: String,
+    (mean, low, high): (f64, f64, f64),
+    colors: &BTreeMap<ArmId, String>,
+) -> Interval {
+    Interval {
+        label,
+        mean,
+        low,
+        high,
+        color: colors
+            .get(&a.arm_id)
+            .cloned()
+            .unwrap_or_else(|| GREY.into()),
+    }
 }
 
 /// The arms at the lowest weight of the latest run (within 0.1%: the floor, or dropped at 0), when there are
@@ -409,16 +422,7 @@ fn guardrail_panel(
             .collect();
         let rows: Vec<Interval> = estimates
             .iter()
-            .map(|(a, g)| Interval {
-                label: arm_name(a),
-                mean: g.mean,
-                low: g.ci_low,
-                high: g.ci_high,
-                color: colors
-                    .get(&a.arm_id)
-                    .cloned()
-                    .unwrap_or_else(|| GREY.into()),
-            })
+            .map(|(a, g)| interval(a, arm_name(a), (g.mean, g.ci_low, g.ci_high), colors))
             .collect();
         let reference = baseline
             .and_then(|b| b.guardrails.iter().find(|g| g.metric == metric))
