@@ -278,10 +278,19 @@ fn scan_parts(
 
 /// A failed query of the aggregation, with a hint for the commonest causes.
 fn query_error(optimization: &Optimization, error: EngineError) -> WarehouseError {
+    metric_error(optimization, &optimization.reward, error)
+}
+
+/// A failed query of `metric`'s SQL (the reward's or a guardrail's), with a hint.
+fn metric_error(
+    optimization: &Optimization,
+    metric: &Metric,
+    error: EngineError,
+) -> WarehouseError {
     let message = error.to_string();
     WarehouseError::Query {
         optimization: optimization.name.clone(),
-        metric: optimization.reward.name.clone(),
+        metric: metric.name.clone(),
         hint: hint_for(&message),
         message,
     }
@@ -295,20 +304,23 @@ fn check_sources(
     relation: &str,
 ) -> Result<bool, WarehouseError> {
     let optimization = plan.optimization;
-    let source_error = |source: String, error: EngineError| {
-        query_error(
+    let source_error = |metric: &Metric, source: String, error: EngineError| {
+        metric_error(
             optimization,
+            metric,
             EngineError::Failed(format!("{source}: {error}")),
         )
     };
     let (from, as_of) = (plan.rewards_from(), plan.as_of);
     let exposure_columns = columns(backend, relation, from, as_of)
-        .map_err(|e| source_error("the exposure source".into(), e))?;
+        .map_err(|e| source_error(&optimization.reward, "the exposure source".into(), e))?;
     let metric_columns = sql::metrics(optimization)
         .map(|metric| {
             columns(backend, &format!("(\n{}\n)", metric.sql), from, as_of)
                 .map(|columns| (metric, columns))
-                .map_err(|e| source_error(format!("the SQL of metric `{}`", metric.name), e))
+                .map_err(|e| {
+                    source_error(metric, format!("the SQL of metric `{}`", metric.name), e)
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let holdout_column = exposure_columns

@@ -393,3 +393,27 @@ fn a_contextual_model_holds_an_arm_at_the_floor_only_where_it_harms() {
         ("true".into(), "true".into(), "false".into())
     );
 }
+
+#[test]
+fn a_failing_guardrail_sql_fails_the_run_naming_its_metric_and_writes_nothing() {
+    let broken =
+        definitions("live", MODEL, GUARDRAILS).replace("FROM refunds", "FROM no_such_table");
+    let project = project(&broken);
+    let out = project.levered(&[
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-03T00:00:00Z",
+    ]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("exposures and metric `refunds` failed: the SQL of metric `refunds`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("no_such_table"), "{}", out.stderr);
+    assert!(!project.path("out/hero/report.csv").exists());
+}
