@@ -36,9 +36,27 @@ pub(super) struct Guarded {
     priors: Vec<model::NumericPrior>,
 }
 
-/// A bool guardrail's posterior starts from the uniform Beta(1, 1): `model.prior` is the
-/// reward's.
-const BOOL_PRIOR: (f64, f64) = (1.0, 1.0);
+/// The units of evidence a bool guardrail's prior is worth.
+const BOOL_PRIOR_UNITS: f64 = 2.0;
+
+/// A bool guardrail's prior (`model.prior` is the reward's): Beta(2p, 2(1 − p)) with p the pooled
+/// rate of all arms (½ without units), each parameter at least 0.01. An arm without data then
+/// sits near the other arms, not at ½: with a uniform prior a new arm would look harmful on a rare
+/// event (refunds at 2%) before its first unit.
+fn bool_prior(arms: &[Sums]) -> (f64, f64) {
+    let (units, conversions) = arms
+        .iter()
+        .fold((0.0, 0.0), |(u, c), s| (u + s.units, c + s.conversions));
+    let rate = if units > 0.0 {
+        conversions / units
+    } else {
+        0.5
+    };
+    (
+        (BOOL_PRIOR_UNITS * rate).max(0.01),
+        (BOOL_PRIOR_UNITS * (1.0 - rate)).max(0.01),
+    )
+}
 
 impl Guarded {
     /// Estimates every arm of `roster` on every guardrail from the pooled `cell`.
@@ -57,11 +75,12 @@ impl Guarded {
                 .map(|a| cell.guardrail(a.id, index).1)
                 .collect();
             let prior = model::NumericPrior::pooled(&evidence);
+            let (alpha, beta) = bool_prior(&evidence);
             guarded.priors.push(prior);
             let fitted = roster.arms.iter().map(|a| {
                 let (raw, evidence) = cell.guardrail(a.id, index);
                 let fitted = match guardrail.metric.kind {
-                    MetricKind::Bool => model::fit_bool(BOOL_PRIOR.0, BOOL_PRIOR.1, &evidence),
+                    MetricKind::Bool => model::fit_bool(alpha, beta, &evidence),
                     MetricKind::Numeric => prior.fit(&evidence),
                 };
                 (a.id, raw, evidence, fitted)
@@ -181,5 +200,35 @@ impl Guarded {
             estimate.p_harm.unwrap_or(0.0),
             guardrail.confidence.get()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Better, Harm};
+
+    /// Refunds at 2%: an arm without data is not harmful under the pooled prior, where the
+    /// uniform Beta(1, 1) would call it harmful before its first unit.
+    #[test]
+    fn an_arm_without_data_is_not_harmful_on_a_rare_event() {
+        let baseline = Sums {
+            units: 4000.0,
+            conversions: 80.0,
+            ..Sums::default()
+        };
+        let (alpha, beta) = bool_prior(&[baseline, Sums::default()]);
+        assert!((alpha - 0.04).abs() < 1e-15 && (beta - 1.96).abs() < 1e-15);
+        let harm = Harm {
+            better: Better::Lower,
+            tolerance: Tolerance::Relative(0.1),
+        };
+        let p = |alpha: f64, beta: f64| {
+            let base = model::fit_bool(alpha, beta, &baseline).posterior;
+            let new = model::fit_bool(alpha, beta, &Sums::default()).posterior;
+            model::p_harm(&new, &base, &harm, 1)
+        };
+        assert!(p(alpha, beta) < 0.5, "{}", p(alpha, beta));
+        assert!(p(1.0, 1.0) > 0.95, "{}", p(1.0, 1.0));
     }
 }

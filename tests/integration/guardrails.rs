@@ -117,11 +117,12 @@ fn the_best_arm_on_the_reward_is_dropped_when_it_harms_a_guardrail() {
     );
     let rows = arms(&guarded);
     let (red, blue) = (&rows["1"], &rows["2"]);
-    // 2000 units each: red 40 refunds, blue 200; Beta(1 + refunds, 1 + units − refunds).
+    // 2000 units each: red 40 refunds, blue 200; the prior Beta(2p, 2(1 − p)) at the pooled rate
+    // p = 240 / 4000, so blue's posterior mean is (0.12 + 200) / (2 + 2000).
     assert_eq!(blue["guardrail_refunds_conversions"], "200");
     assert_eq!(red["guardrail_refunds_conversions"], "40");
     let mean: f64 = blue["guardrail_refunds_mean"].parse().unwrap();
-    assert!((mean - 201.0 / 2002.0).abs() < 1e-12, "{mean}");
+    assert!((mean - 200.12 / 2002.0).abs() < 1e-12, "{mean}");
     assert_eq!(blue["guardrail_refunds_harmful"], "true");
     assert!(blue["guardrail_refunds_p_harm"].parse::<f64>().unwrap() > 0.999);
     assert_eq!(
