@@ -143,8 +143,9 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
         0 | 1 => String::new(),
         parts => format!(" in {parts} parts"),
     };
+    let guarded = guardrail_note(report);
     format!(
-        "{}: run {} as of {}: {} arms{contexts}, {} mature units, {} scan{parts}; {phase}{lift}; {written}",
+        "{}: run {} as of {}: {} arms{contexts}, {} mature units, {} scan{parts}; {phase}{lift}{guarded}; {written}",
         report.optimization,
         report.run_id,
         report.as_of,
@@ -156,4 +157,35 @@ fn summary_line(report: &crate::report::RunReport, dry_run: bool, output_dir: &P
         report.scan.mature_units,
         report.scan.mode
     )
+}
+
+/// The pooled arms a guardrail holds at the floor, and those it dropped in this run (served
+/// before, dropped now), as `; …` parts of the summary line.
+fn guardrail_note(report: &crate::report::RunReport) -> String {
+    use crate::domain::ArmStatus;
+    let harmful = report
+        .arms
+        .iter()
+        .filter(|a| a.context.is_pooled() && a.guardrails.iter().any(|g| g.harmful));
+    let (mut held, mut dropped) = (Vec::new(), Vec::new());
+    for arm in harmful {
+        match arm.status {
+            ArmStatus::Dropped if arm.weight_prev.is_none_or(|w| w > 0.0) => {
+                dropped.push(arm.arm_id.to_string())
+            }
+            ArmStatus::Dropped | ArmStatus::Retired | ArmStatus::Proposed => {}
+            _ => held.push(arm.arm_id.to_string()),
+        }
+    }
+    let mut note = String::new();
+    if !dropped.is_empty() {
+        note += &format!("; dropped by a guardrail: arm {}", dropped.join(", "));
+    }
+    if !held.is_empty() {
+        note += &format!(
+            "; held at the floor by a guardrail: arm {}",
+            held.join(", ")
+        );
+    }
+    note
 }

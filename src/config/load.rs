@@ -191,6 +191,10 @@ fn syntax_problem(error: &serde_saphyr::Error, text: &str) -> Problem {
     } else if let Some(member) = member_of(parent).filter(|m| sections.contains(m)) {
         message = format!("`{key}` is written where the name of {member} belongs");
         format!("indent it under the name of {member}, beside its other keys")
+    } else if message.contains("expected sequence start") {
+        format!("`{key}` takes a list: `[a, b]`, or one `- entry` line per entry")
+    } else if message.contains("expected mapping start") {
+        format!("`{key}` takes a mapping: `{{key: value}}`, or indented `key: value` lines")
     } else {
         "fix the YAML at this position".into()
     };

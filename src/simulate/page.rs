@@ -117,12 +117,23 @@ fn headline(scenario: &Scenario, summaries: &[PolicySummary]) -> String {
         }
         let _ = write!(
             text,
-            " and served the best arm to {:.1}% of the last day's visitors;",
+            " and served the best arm to {:.1}% of the last day's visitors",
             s.best_share_last_day * 100.0
         );
+        if let Some(harm) = s.harm_served {
+            let _ = write!(
+                text,
+                ", a guardrail-harmful arm to {:.1}% of all visitors",
+                harm * 100.0
+            );
+        }
+        text.push(';');
     }
     text.pop();
     text.push('.');
+    if !scenario.harmful.is_empty() {
+        text.push_str(" Regret counts against the best arm on the reward, whichever guardrail it harms: with guardrails it is their price.");
+    }
     text
 }
 

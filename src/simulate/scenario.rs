@@ -272,6 +272,9 @@ fn guardrail_truths(
     Vec<(String, serde_json::Value)>,
     Vec<(BTreeMap<String, String>, Vec<f64>)>,
 )> {
+    if raw.optimization.get("guardrails").is_some() {
+        bail!("optimization.guardrails: in a scenario, guardrails: is a top-level key (beside arms:, whose entries give each guardrail's true rate)");
+    }
     let nested = raw.contexts.iter().flat_map(|c| &c.arms);
     if nested
         .chain(raw.drift.iter().flat_map(|d| &d.arms))
@@ -301,7 +304,11 @@ fn guardrail_truths(
         .map(|(i, arm)| {
             let given = arm.guardrails.clone().unwrap_or_default();
             if let Some(unknown) = given.keys().find(|k| !guardrails.iter().any(|g| &g.0 == *k)) {
-                bail!("arms[{i}].guardrails: `{unknown}` is not a metric of the scenario's guardrails:");
+                let known: Vec<&str> = guardrails.iter().map(|g| g.0.as_str()).collect();
+                bail!(
+                    "arms[{i}].guardrails: `{unknown}` is not the metric of an entry of the scenario's guardrails (they are: {})",
+                    known.join(", ")
+                );
             }
             let rates = guardrails
                 .iter()

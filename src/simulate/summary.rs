@@ -30,7 +30,8 @@ pub struct PolicySummary {
     /// With guardrails: the share of visitors served a truly harmful arm (mean and standard
     /// deviation over repetitions), and the largest final pooled weight of those arms in any
     /// repetition.
-    pub harm_served: Option<(f64, f64)>,
+    pub harm_served: Option<f64>,
+    pub harm_served_sd: Option<f64>,
     pub harmful_weight_max: Option<f64>,
 }
 
@@ -117,8 +118,12 @@ pub fn summarize(traces: &[Trace]) -> Vec<PolicySummary> {
                 )
             };
             let harms: Vec<(f64, f64)> = traces.iter().filter_map(|t| t.harm).collect();
-            let harm_served = (!harms.is_empty())
-                .then(|| mean_sd(&harms.iter().map(|h| h.0).collect::<Vec<_>>()));
+            let (harm_served, harm_served_sd) = if harms.is_empty() {
+                (None, None)
+            } else {
+                let (mean, sd) = mean_sd(&harms.iter().map(|h| h.0).collect::<Vec<_>>());
+                (Some(mean), Some(sd))
+            };
             let harmful_weight_max = harms.iter().map(|h| h.1).reduce(f64::max);
             PolicySummary {
                 policy,
@@ -134,6 +139,7 @@ pub fn summarize(traces: &[Trace]) -> Vec<PolicySummary> {
                 lift_error,
                 lift_error_se,
                 harm_served,
+                harm_served_sd,
                 harmful_weight_max,
             }
         })
@@ -192,8 +198,8 @@ pub fn summary_csv(summaries: &[PolicySummary]) -> String {
             opt(s.lift_error),
             opt(s.lift_error_se),
             weights.replace('"', "\"\""),
-            opt(s.harm_served.map(|h| h.0)),
-            opt(s.harm_served.map(|h| h.1)),
+            opt(s.harm_served),
+            opt(s.harm_served_sd),
             opt(s.harmful_weight_max)
         );
     }
@@ -226,7 +232,9 @@ pub fn table(name: &str, summaries: &[PolicySummary]) -> String {
                 "         lift vs holdout: estimate {e:.5}, truth {t:.5}, error {err:+.5} ± {se:.5} (se)"
             );
         }
-        if let (Some((harm, sd)), Some(weight)) = (s.harm_served, s.harmful_weight_max) {
+        if let (Some(harm), Some(sd), Some(weight)) =
+            (s.harm_served, s.harm_served_sd, s.harmful_weight_max)
+        {
             let _ = writeln!(
                 out,
                 "         guardrail harm served: {:.2}% ± {:.2}% of visitors on harmful arms; their final weight at most {weight:.4}",

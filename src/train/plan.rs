@@ -126,7 +126,7 @@ fn full_reason(
     };
     if last.sql_hash != sql_hash {
         return Some(
-            "the SQL or a data-affecting setting (arms, window, batch, unit, attribution) changed"
+            "the SQL or a data-affecting setting (arms, window, batch, unit, attribution, guardrail metrics) changed"
                 .into(),
         );
     }

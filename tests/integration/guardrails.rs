@@ -178,6 +178,35 @@ fn the_best_arm_on_the_reward_is_dropped_when_it_harms_a_guardrail() {
 }
 
 #[test]
+fn the_summary_line_names_the_arms_a_guardrail_drops_or_holds() {
+    let dropped = project(&definitions("live", MODEL, GUARDRAILS));
+    let train = [
+        "train",
+        "--all",
+        "--config",
+        "levered.yaml",
+        "--as-of",
+        "2026-03-03T00:00:00Z",
+    ];
+    let out = dropped.levered(&train);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("; dropped by a guardrail: arm 2;"),
+        "{}",
+        out.stderr
+    );
+    let model = "{kind: mab, burn_in: 0h, min_units_per_arm: 0, floor: 0.02, drop: {below: 0.01, incubation: 30d}}";
+    let held = project(&definitions("live", model, GUARDRAILS));
+    let out = held.levered(&train);
+    assert!(
+        out.stderr
+            .contains("; held at the floor by a guardrail: arm 2;"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_harmful_arm_is_held_at_the_floor_while_it_incubates() {
     let model = "{kind: mab, burn_in: 0h, min_units_per_arm: 0, floor: 0.02, drop: {below: 0.01, incubation: 30d}}";
     let guarded = project(&definitions("live", model, GUARDRAILS));
