@@ -324,6 +324,76 @@ fn guardrail_truths(
     Ok((guardrails, rates))
 }
 
+/// The policies of `policies:` (bandit, plain and uniform without it).
+fn policies(raw: &RawScenario) -> anyhow::Result<Vec<Policy>> {
+    let Some(names) = &raw.policies else {
+        return Ok(vec![Policy::Bandit, Policy::Plain, Policy::Uniform]);
+    };
+    names
+        .iter()
+        .map(|n| match n.as_str() {
+            "bandit" => Ok(Policy::Bandit),
+            "plain" => Ok(Policy::Plain),
+            "uniform" => Ok(Policy::Uniform),
+            "unguarded" if !raw.guardrails.is_empty() => Ok(Policy::Unguarded),
+            "unguarded" => Err(anyhow!(
+                "policy `unguarded`: the scenario has no guardrails"
+            )),
+            other => Err(anyhow!(
+                "policy `{other}`: use bandit, plain, uniform or (with guardrails) unguarded"
+            )),
+        })
+        .collect()
+}
+
+/// The truths of `arms`, arm `i` named `what(i)` in messages.
+fn truths(
+    arms: &[RawArm],
+    numeric: bool,
+    what: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<(BTreeMap<String, String>, Truth)>> {
+    arms.iter()
+        .enumerate()
+        .map(|(i, a)| Ok((a.variant.clone(), truth(a, numeric, &what(i))?)))
+        .collect()
+}
+
+/// The visitor contexts with their own truths, and the drifts.
+fn contexts_and_drift(
+    raw: &RawScenario,
+    numeric: bool,
+) -> anyhow::Result<(Vec<VisitorContext>, Vec<Drift>)> {
+    let contexts = raw
+        .contexts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.share <= 0.0 {
+                bail!("contexts[{i}].share must be positive");
+            }
+            Ok(VisitorContext {
+                values: c.context.clone(),
+                share: c.share,
+                arms: truths(&c.arms, numeric, |_| format!("contexts[{i}]"))?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let drift = raw
+        .drift
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at = Span::parse(&d.at).map_err(|e| anyhow!("drift[{i}].at: {e}"))?;
+            Ok(Drift {
+                at,
+                context: d.context.clone(),
+                arms: truths(&d.arms, numeric, |_| format!("drift[{i}]"))?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((contexts, drift))
+}
+
 fn truth(arm: &RawArm, numeric: bool, what: &str) -> anyhow::Result<Truth> {
     if !(0.0..=1.0).contains(&arm.rate) {
         bail!("{what}: rate {} is not in [0, 1]", arm.rate);
@@ -373,77 +443,12 @@ impl Scenario {
             Some(d) => Span::parse(&d.max).map_err(|e| anyhow!("delay.max: {e}"))?,
             None => Span::from_seconds(3_600),
         };
-        let policies = match &raw.policies {
-            None => vec![Policy::Bandit, Policy::Plain, Policy::Uniform],
-            Some(names) => names
-                .iter()
-                .map(|n| match n.as_str() {
-                    "bandit" => Ok(Policy::Bandit),
-                    "plain" => Ok(Policy::Plain),
-                    "uniform" => Ok(Policy::Uniform),
-                    "unguarded" if !raw.guardrails.is_empty() => Ok(Policy::Unguarded),
-                    "unguarded" => Err(anyhow!("policy `unguarded`: the scenario has no guardrails")),
-                    other => Err(anyhow!(
-                        "policy `{other}`: use bandit, plain, uniform or (with guardrails) unguarded"
-                    )),
-                })
-                .collect::<anyhow::Result<_>>()?,
-        };
-        let arms = raw
-            .arms
-            .iter()
-            .enumerate()
-            .map(|(i, a)| Ok((a.variant.clone(), truth(a, numeric, &format!("arms[{i}]"))?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let policies = policies(&raw)?;
+        let arms = truths(&raw.arms, numeric, |i| format!("arms[{i}]"))?;
         if arms.len() < 2 {
             bail!("arms: give the true rate of every arm (at least 2)");
         }
-        let contexts = raw
-            .contexts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if c.share <= 0.0 {
-                    bail!("contexts[{i}].share must be positive");
-                }
-                Ok(VisitorContext {
-                    values: c.context.clone(),
-                    share: c.share,
-                    arms: c
-                        .arms
-                        .iter()
-                        .map(|a| {
-                            Ok((
-                                a.variant.clone(),
-                                truth(a, numeric, &format!("contexts[{i}]"))?,
-                            ))
-                        })
-                        .collect::<anyhow::Result<_>>()?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let drift = raw
-            .drift
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let at = Span::parse(&d.at).map_err(|e| anyhow!("drift[{i}].at: {e}"))?;
-                Ok(Drift {
-                    at,
-                    context: d.context.clone(),
-                    arms: d
-                        .arms
-                        .iter()
-                        .map(|a| {
-                            Ok((
-                                a.variant.clone(),
-                                truth(a, numeric, &format!("drift[{i}]"))?,
-                            ))
-                        })
-                        .collect::<anyhow::Result<_>>()?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (contexts, drift) = contexts_and_drift(&raw, numeric)?;
         if !raw.optimization.is_object() {
             bail!("optimization: a mapping, as under `optimizations.<name>` in a definitions file");
         }
