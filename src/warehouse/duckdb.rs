@@ -163,8 +163,8 @@ impl Backend for DuckDb {
         self.split
     }
 
-    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
-        self.batch_counts_of(text, params)
+    fn integer_pairs(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+        self.integer_pairs_of(text, params)
             .map_err(|e| self.explain(e))
     }
 
@@ -229,13 +229,17 @@ impl DuckDb {
         Ok(out)
     }
 
-    fn batch_counts_of(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
-        let counts = self.collect(text, params, |row| {
-            let batch: Option<i64> = row.get(0).map_err(|e| failed(&e))?;
-            let rows: i64 = row.get(1).map_err(|e| failed(&e))?;
-            Ok(batch.map(|batch| (batch, rows)))
+    fn integer_pairs_of(
+        &self,
+        text: &str,
+        params: &Params,
+    ) -> Result<Vec<(i64, i64)>, EngineError> {
+        let pairs = self.collect(text, params, |row| {
+            let first: Option<i64> = row.get(0).map_err(|e| failed(&e))?;
+            let second: i64 = row.get(1).map_err(|e| failed(&e))?;
+            Ok(first.map(|first| (first, second)))
         })?;
-        Ok(counts.into_iter().flatten().collect())
+        Ok(pairs.into_iter().flatten().collect())
     }
 
     fn rows_of(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError> {

@@ -139,8 +139,9 @@ pub trait Backend {
     fn rows(&self, text: &str, params: &Params) -> Result<Vec<AggregateRow>, EngineError>;
     /// How the engine's scans are split ([`split`](super::split)).
     fn split(&self) -> Split;
-    /// Runs `sql/batch_counts.sql`: the exposure rows per batch, as `(batch index, rows)`.
-    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError>;
+    /// Runs a query of two BIGINT columns (`sql/batch_counts.sql`, `sql/id_lengths.sql`); rows
+    /// whose first column is NULL are left out.
+    fn integer_pairs(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError>;
     /// Runs a query of two text columns, such as `sql/unmatched_samples.sql`.
     fn text_pairs(&self, text: &str, params: &Params) -> Result<Vec<TextPair>, EngineError>;
     fn version(&self) -> String;
@@ -271,9 +272,21 @@ fn scan_parts(
     if !split.counts_rows() {
         return Ok(vec![Part::WHOLE]);
     }
-    let text = sql::batch_counts(backend.dialect(), plan.optimization, relation);
-    let counts = backend.batch_counts(&text, &Params::of_scan(plan, arm_span, &Part::WHOLE))?;
-    Ok(split::parts(plan, split, &counts))
+    let params = Params::of_scan(plan, arm_span, &Part::WHOLE);
+    let dialect = backend.dialect();
+    let counts = backend.integer_pairs(
+        &sql::batch_counts(dialect, plan.optimization, relation),
+        &params,
+    )?;
+    let ids = backend.integer_pairs(
+        &sql::id_lengths(dialect, plan.optimization, relation),
+        &params,
+    )?;
+    let heap_bytes = match ids.first() {
+        Some(&(ids, bytes)) if ids > 0 => bytes as f64 / ids as f64,
+        _ => 0.0,
+    };
+    Ok(split::parts(plan, split, &counts, heap_bytes))
 }
 
 /// A failed query of the aggregation, with a hint for the commonest causes.

@@ -200,13 +200,13 @@ impl Backend for Spark {
         self.split
     }
 
-    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+    fn integer_pairs(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
         let rows = self.collect(text, params)?;
         let mut out = Vec::new();
         for row in &rows {
             let at = |i: usize| row.get(i).unwrap_or(&Value::Null);
-            if let (Some(batch), Some(count)) = (integer(at(0))?, integer(at(1))?) {
-                out.push((batch, count));
+            if let (Some(first), Some(second)) = (integer(at(0))?, integer(at(1))?) {
+                out.push((first, second));
             }
         }
         Ok(out)

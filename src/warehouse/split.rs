@@ -32,9 +32,15 @@ impl Split {
     }
 }
 
-/// The peak memory of a part per exposure row it deduplicates, the engine's own memory included:
-/// 130–145 bytes were measured at 100M rows in 10 and 16 parts (docs/performance.md).
-const BYTES_PER_ROW: u64 = 150;
+/// The peak memory of a part per exposure row it deduplicates, the engine's own memory included,
+/// for visitor ids the engine keeps inline (at most 12 bytes): 130–145 bytes were measured at 100M
+/// rows in 10 and 16 parts (docs/performance.md).
+const BYTES_PER_ROW: f64 = 150.0;
+
+/// The peak memory of a part per byte of a visitor id beyond what the engine keeps inline: the
+/// part holds about four copies of each id (docs/performance.md: 32-byte ids took ~115 bytes a
+/// row more than 10-byte ones).
+const BYTES_PER_ID_BYTE: f64 = 4.0;
 
 /// The memory a part may take on the embedded engine: `warehouse.memory_limit`, or 1 GiB when it
 /// is not set or is not a size (such as a percentage).
@@ -172,12 +178,18 @@ impl Part {
     }
 }
 
-/// The parts of `plan`'s scan, from the exposure rows per batch (`(batch index, rows)`, in order).
-pub fn parts(plan: &ScanPlan<'_>, split: Split, counts: &[(i64, i64)]) -> Vec<Part> {
+/// The parts of `plan`'s scan, from the exposure rows per batch (`(batch index, rows)`, in order)
+/// and the mean bytes of a visitor id beyond the inline 12 (`sql/id_lengths.sql`).
+pub fn parts(
+    plan: &ScanPlan<'_>,
+    split: Split,
+    counts: &[(i64, i64)],
+    id_heap_bytes: f64,
+) -> Vec<Part> {
     let total: i64 = counts.iter().map(|(_, rows)| rows).sum();
     let wanted = split
         .parts
-        .unwrap_or_else(|| parts_for(total, split.memory));
+        .unwrap_or_else(|| parts_for(total, id_heap_bytes, split.memory));
     if wanted <= 1 {
         return vec![Part::WHOLE];
     }
@@ -209,12 +221,12 @@ pub fn parts(plan: &ScanPlan<'_>, split: Split, counts: &[(i64, i64)]) -> Vec<Pa
     }
 }
 
-/// The number of parts for a scan that deduplicates `rows` exposure rows, so that each part takes
-/// at most `memory` bytes.
-fn parts_for(rows: i64, memory: u64) -> u32 {
-    let rows = u64::try_from(rows).unwrap_or(0);
-    let parts = rows.saturating_mul(BYTES_PER_ROW).div_ceil(memory.max(1));
-    parts.clamp(1, u64::from(crate::config::MAX_SCAN_PARTS)) as u32
+/// The number of parts for a scan that deduplicates `rows` exposure rows whose visitor ids take
+/// `id_heap_bytes` beyond the inline ones, so that each part takes at most `memory` bytes.
+fn parts_for(rows: i64, id_heap_bytes: f64, memory: u64) -> u32 {
+    let per_row = BYTES_PER_ROW + BYTES_PER_ID_BYTE * id_heap_bytes.max(0.0);
+    let parts = (rows.max(0) as f64 * per_row / memory.max(1) as f64).ceil();
+    parts.clamp(1.0, f64::from(crate::config::MAX_SCAN_PARTS)) as u32
 }
 
 /// The batch starts that cut the batches into `parts` ranges of about equal rows: the first batch
@@ -273,12 +285,15 @@ mod tests {
 
     #[test]
     fn parts_follow_the_rows_and_the_memory() {
-        assert_eq!(parts_for(0, 1 << 30), 1);
-        assert_eq!(parts_for(7_000_000, 1 << 30), 1);
-        assert_eq!(parts_for(10_000_000, 1 << 30), 2);
-        assert_eq!(parts_for(100_000_000, 1 << 30), 14);
-        assert_eq!(parts_for(100_000_000, 1_500_000_000), 10);
-        assert_eq!(parts_for(i64::MAX, 1), 1024);
+        assert_eq!(parts_for(0, 0.0, 1 << 30), 1);
+        assert_eq!(parts_for(7_000_000, 0.0, 1 << 30), 1);
+        assert_eq!(parts_for(10_000_000, 0.0, 1 << 30), 2);
+        assert_eq!(parts_for(100_000_000, 0.0, 1 << 30), 14);
+        assert_eq!(parts_for(100_000_000, 0.0, 1_500_000_000), 10);
+        assert_eq!(parts_for(i64::MAX, 0.0, 1), 1024);
+        // 36-byte ids (UUIDs with dashes): 150 + 4 · 36 = 294 bytes a row.
+        assert_eq!(parts_for(100_000_000, 36.0, 1 << 30), 28);
+        assert_eq!(parts_for(10_000_000, 36.0, 1 << 30), 3);
     }
 
     #[test]

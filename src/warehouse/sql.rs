@@ -355,6 +355,30 @@ pub fn batch_counts(
     render(include_str!("../../sql/batch_counts.sql"), &values) + "\n"
 }
 
+/// The visitor ids of a sample of the rows a scan deduplicates (`sql/id_lengths.sql`; parameters as
+/// [`batch_counts`]). One row: `ids, heap_bytes`.
+pub fn id_lengths(
+    dialect: Dialect,
+    optimization: &Optimization,
+    exposure_relation: &str,
+) -> String {
+    let c = &optimization.exposures.columns;
+    let quote = |name: &str| dialect.quote_identifier(name);
+    let (anonymous_id, optimization_id, timestamp) = (
+        quote(&c.anonymous_id),
+        quote(&c.optimization_id),
+        quote(&c.timestamp),
+    );
+    let mut values = dialect.names().to_vec();
+    values.extend([
+        ("exposure_relation", exposure_relation),
+        ("anonymous_id", &anonymous_id),
+        ("optimization_id", &optimization_id),
+        ("timestamp", &timestamp),
+    ]);
+    render(include_str!("../../sql/id_lengths.sql"), &values) + "\n"
+}
+
 /// A few of the values behind unmatched exposure rows (`sql/unmatched_samples.sql`; parameters
 /// `$optimization`, `$arms`, `$exposures_from_us` and `$as_of_us` as in [`aggregation_in`]).
 /// Rows: `kind, value`.
@@ -772,8 +796,8 @@ fn guardrail_parts(dialect: Dialect, optimization: &Optimization) -> [(&'static 
 #[cfg(test)]
 mod tests {
     use super::{
-        aggregation_in, batch_counts, canonical_variant, exposure_relation, spark_parameters,
-        Dialect, Shape,
+        aggregation_in, batch_counts, canonical_variant, exposure_relation, id_lengths,
+        spark_parameters, Dialect, Shape,
     };
 
     fn optimization(kind: &str, model: &str) -> crate::config::Optimization {
@@ -825,11 +849,12 @@ optimizations:
                         assert_eq!(sql.contains("$part"), hash_part);
                         assert_eq!(sql.contains("$rivals_until_us"), earlier);
                     }
-                    let counts = batch_counts(dialect, &o, &relation);
-                    assert!(
-                        !counts.replace("-- {{arms}}", "").contains("{{"),
-                        "{counts}"
-                    );
+                    for text in [
+                        batch_counts(dialect, &o, &relation),
+                        id_lengths(dialect, &o, &relation),
+                    ] {
+                        assert!(!text.replace("-- {{arms}}", "").contains("{{"), "{text}");
+                    }
                     let sql = aggregation_in(dialect, &o, &relation, Shape::whole(true));
                     assert!(
                         sql.contains("-- {{arms}}"),

@@ -256,8 +256,8 @@ impl Backend for Counting {
     fn split(&self) -> Split {
         self.engine.split()
     }
-    fn batch_counts(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
-        self.engine.batch_counts(text, params)
+    fn integer_pairs(&self, text: &str, params: &Params) -> Result<Vec<(i64, i64)>, EngineError> {
+        self.engine.integer_pairs(text, params)
     }
     fn text_pairs(&self, text: &str, params: &Params) -> Result<Vec<TextPair>, EngineError> {
         self.engine.text_pairs(text, params)
