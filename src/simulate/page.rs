@@ -146,13 +146,24 @@ fn unit(scenario: &Scenario) -> &'static str {
     }
 }
 
+/// One row per policy; with guardrails also the share of visitors served a harmful arm and the
+/// largest weight a harmful arm had.
 fn summary_table(summaries: &[PolicySummary]) -> String {
-    let mut out = String::from("<table><tr><th>policy</th><th>repetitions</th><th>regret</th><th>± sd</th><th>per ln hour</th><th>per hour</th><th>best-arm share, last day</th><th>lift vs holdout: estimate</th><th>truth</th></tr>");
+    let guarded = summaries.iter().any(|s| s.harm_served.is_some());
+    let mut out = String::from("<table><tr><th>policy</th><th>repetitions</th><th>regret</th><th>± sd</th><th>per ln hour</th><th>per hour</th><th>best-arm share, last day</th><th>lift vs holdout: estimate</th><th>truth</th>");
+    if guarded {
+        out.push_str(
+            "<th>served a harmful arm</th><th>± sd</th><th>harmful arm's largest weight</th>",
+        );
+    }
+    out.push_str("</tr>");
     let cell = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.5}"));
+    let percent =
+        |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{:.2}%", x * 100.0));
     for s in summaries {
         let _ = write!(
             out,
-            "<tr><td style=\"color:{}\">{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.4}</td><td>{:.1}%</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td style=\"color:{}\">{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.4}</td><td>{:.1}%</td><td>{}</td><td>{}</td>",
             color(s.policy),
             s.policy.name(),
             s.repetitions,
@@ -164,6 +175,17 @@ fn summary_table(summaries: &[PolicySummary]) -> String {
             cell(s.lift_estimate),
             cell(s.lift_true)
         );
+        if guarded {
+            let _ = write!(
+                out,
+                "<td>{}</td><td>{}</td><td>{}</td>",
+                percent(s.harm_served),
+                percent(s.harm_served_sd),
+                s.harmful_weight_max
+                    .map_or_else(|| "-".to_string(), |w| format!("{w:.3}"))
+            );
+        }
+        out.push_str("</tr>");
     }
     out.push_str("</table>");
     out

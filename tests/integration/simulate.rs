@@ -95,6 +95,10 @@ fn a_simulation_is_deterministic_and_the_bandit_beats_the_split() {
     ] {
         assert!(page.contains(needle), "{needle}");
     }
+    assert!(
+        !page.contains("served a harmful arm"),
+        "no harm columns without guardrails"
+    );
 }
 
 #[test]
@@ -195,6 +199,8 @@ fn a_guardrail_keeps_the_harmful_winner_at_the_floor_and_the_harm_served_is_repo
         let mut args = vec!["simulate", "guarded.yaml", "--out", out];
         if fast {
             args.push("--fast");
+        } else {
+            args.extend(["--html", "guarded.html"]);
         }
         let run = project.levered(&args);
         assert_eq!(run.code, 0, "{run:?}");
@@ -223,4 +229,12 @@ fn a_guardrail_keeps_the_harmful_winner_at_the_floor_and_the_harm_served_is_repo
         number("bandit", "harm_served") > 0.0,
         "B served before it was found harmful"
     );
+    // The page's table has the harm columns, with the summary's figures.
+    let page = std::fs::read_to_string(project.path("guarded.html")).unwrap();
+    let served = format!(
+        "<td>{:.2}%</td>",
+        number("unguarded", "harm_served") * 100.0
+    );
+    assert!(page.contains("<th>served a harmful arm</th>"), "{page}");
+    assert!(page.contains(&served), "{served} in {page}");
 }
