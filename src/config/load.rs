@@ -178,6 +178,7 @@ fn syntax_problem(error: &serde_saphyr::Error, text: &str) -> Problem {
     }
     let path = location.map_or_else(String::new, |l| key_path_at(text, l.line() as usize));
     let (parent, key) = path.rsplit_once('.').unwrap_or(("", &path));
+    let key = key.split_once('[').map_or(key, |(list, _)| list);
     // The unknown key as the message names it (a flow mapping's line has no key of its own).
     let key = message
         .split_once("unknown field `")
@@ -315,11 +316,14 @@ fn member_of(path: &str) -> Option<&'static str> {
 
 /// The dotted path of block-style keys that encloses line `line` (1-based): the key on that line,
 /// then each key above it with a smaller indentation. A list item (`- key: value`) encloses the
-/// lines indented under it; its own key is a sibling of theirs, not a parent.
+/// lines indented under it; its own key is a sibling of theirs, not a parent, and the list's key
+/// takes the item's index (`guardrails[1].metric`).
 fn key_path_at(text: &str, line: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut keys = Vec::new();
     let mut indent = usize::MAX;
+    // The list item passed last: its indentation and how many items come before it.
+    let mut item: Option<(usize, usize)> = None;
     let key_of = |body: &str| -> Option<String> {
         let (key, _) = body.split_once(':')?;
         (!key.is_empty() && !key.contains([' ', '{', '[', '"', '\''])).then(|| key.to_string())
@@ -327,28 +331,45 @@ fn key_path_at(text: &str, line: usize) -> String {
     for (i, raw) in lines.iter().take(line).enumerate().rev() {
         let body = raw.trim_start();
         let here = raw.len() - body.len();
-        if body.is_empty() || body.starts_with('#') || here >= indent {
+        if body.is_empty() || body.starts_with('#') {
             continue;
+        }
+        match &mut item {
+            // Above an item: its earlier siblings, then the list's key, at or left of it.
+            Some((at, before)) if here >= *at => {
+                if here == *at && body.starts_with("- ") {
+                    *before += 1;
+                }
+                if here > *at || body.starts_with("- ") {
+                    continue;
+                }
+            }
+            None if here >= indent => continue,
+            _ => {}
         }
         let target = i + 1 == line;
         match body.strip_prefix("- ") {
             // The item's key sits two columns in: a parent only of the item's own line.
-            Some(item) => {
+            Some(rest) => {
                 if target {
-                    keys.extend(key_of(item));
+                    keys.extend(key_of(rest));
                 }
+                item = Some((here, 0));
                 indent = here;
             }
             None => {
                 if let Some(key) = key_of(body) {
-                    keys.push(key);
+                    keys.push(match item.take() {
+                        Some((_, before)) => format!("{key}[{before}]"),
+                        None => key,
+                    });
                     indent = here;
                 } else if target {
                     indent = here;
                 }
             }
         }
-        if here == 0 {
+        if here == 0 && item.is_none() {
             break;
         }
     }
@@ -1503,8 +1524,13 @@ mod tests {
         assert_eq!(key_path_at(text, 2), "warehouse.path");
         assert_eq!(key_path_at(text, 1), "warehouse");
         let items = "o:\n  g:\n    - metric: a\n      better: up\n    - {metric: b, colour: x}\n";
-        assert_eq!(key_path_at(items, 4), "o.g.better");
-        assert_eq!(key_path_at(items, 3), "o.g.metric");
-        assert_eq!(key_path_at(items, 5), "o.g");
+        assert_eq!(key_path_at(items, 4), "o.g[0].better");
+        assert_eq!(key_path_at(items, 3), "o.g[0].metric");
+        assert_eq!(key_path_at(items, 5), "o.g[1]");
+        // Items at the list key's own indentation, with nested keys between them.
+        let flush = "o:\n  r: x\n  g:\n  - metric: a\n    tolerance:\n      relative: 1\n  - metric: b\n    colour: x\n";
+        assert_eq!(key_path_at(flush, 8), "o.g[1].colour");
+        assert_eq!(key_path_at(flush, 6), "o.g[0].tolerance.relative");
+        assert_eq!(key_path_at(flush, 2), "o.r");
     }
 }
