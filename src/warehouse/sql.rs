@@ -343,16 +343,8 @@ pub fn batch_counts(
     optimization: &Optimization,
     exposure_relation: &str,
 ) -> String {
-    let c = &optimization.exposures.columns;
-    let quote = |name: &str| dialect.quote_identifier(name);
-    let (optimization_id, timestamp) = (quote(&c.optimization_id), quote(&c.timestamp));
-    let mut values = dialect.names().to_vec();
-    values.extend([
-        ("exposure_relation", exposure_relation),
-        ("optimization_id", &optimization_id),
-        ("timestamp", &timestamp),
-    ]);
-    render(include_str!("../../sql/batch_counts.sql"), &values) + "\n"
+    let template = include_str!("../../sql/batch_counts.sql");
+    side_query(template, dialect, optimization, exposure_relation, &[])
 }
 
 /// The visitor ids of a sample of the rows a scan deduplicates (`sql/id_lengths.sql`; parameters as
@@ -362,21 +354,8 @@ pub fn id_lengths(
     optimization: &Optimization,
     exposure_relation: &str,
 ) -> String {
-    let c = &optimization.exposures.columns;
-    let quote = |name: &str| dialect.quote_identifier(name);
-    let (anonymous_id, optimization_id, timestamp) = (
-        quote(&c.anonymous_id),
-        quote(&c.optimization_id),
-        quote(&c.timestamp),
-    );
-    let mut values = dialect.names().to_vec();
-    values.extend([
-        ("exposure_relation", exposure_relation),
-        ("anonymous_id", &anonymous_id),
-        ("optimization_id", &optimization_id),
-        ("timestamp", &timestamp),
-    ]);
-    render(include_str!("../../sql/id_lengths.sql"), &values) + "\n"
+    let template = include_str!("../../sql/id_lengths.sql");
+    side_query(template, dialect, optimization, exposure_relation, &[])
 }
 
 /// A few of the values behind unmatched exposure rows (`sql/unmatched_samples.sql`; parameters
@@ -387,25 +366,39 @@ pub fn unmatched_samples(
     optimization: &Optimization,
     exposure_relation: &str,
 ) -> String {
-    let c = &optimization.exposures.columns;
-    let quote = |name: &str| dialect.quote_identifier(name);
-    let (optimization_id, timestamp, variant) = (
-        quote(&c.optimization_id),
-        quote(&c.timestamp),
-        quote(&c.variant),
-    );
     let arms = dialect.fragment(Fragment::Arms);
     let variant_keys = dialect.fragment(Fragment::VariantKeys);
+    let template = include_str!("../../sql/unmatched_samples.sql");
+    let extra = [("arms", arms.as_str()), ("variant_keys", &variant_keys)];
+    side_query(template, dialect, optimization, exposure_relation, &extra)
+}
+
+/// A query beside the aggregation, over the exposure relation: `template` with the dialect's
+/// names, the exposure columns quoted and `extra`.
+fn side_query(
+    template: &str,
+    dialect: Dialect,
+    optimization: &Optimization,
+    exposure_relation: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let c = &optimization.exposures.columns;
+    let columns = [
+        ("anonymous_id", &c.anonymous_id),
+        ("optimization_id", &c.optimization_id),
+        ("timestamp", &c.timestamp),
+        ("variant", &c.variant),
+    ]
+    .map(|(name, column)| (name, dialect.quote_identifier(column)));
     let mut values = dialect.names().to_vec();
-    values.extend([
-        ("exposure_relation", exposure_relation),
-        ("optimization_id", &optimization_id),
-        ("timestamp", &timestamp),
-        ("variant", &variant),
-        ("arms", &arms),
-        ("variant_keys", &variant_keys),
-    ]);
-    render(include_str!("../../sql/unmatched_samples.sql"), &values) + "\n"
+    values.push(("exposure_relation", exposure_relation));
+    values.extend(
+        columns
+            .iter()
+            .map(|(name, quoted)| (*name, quoted.as_str())),
+    );
+    values.extend_from_slice(extra);
+    render(template, &values) + "\n"
 }
 
 /// The aggregation query. Parameters: `$optimization` (text), `$arms` (JSON list of
