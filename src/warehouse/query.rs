@@ -278,13 +278,16 @@ fn scan_parts(
         &sql::batch_counts(dialect, plan.optimization, relation),
         &params,
     )?;
-    let ids = backend.integer_pairs(
-        &sql::id_lengths(dialect, plan.optimization, relation),
-        &params,
-    )?;
-    let heap_bytes = match ids.first() {
-        Some(&(ids, bytes)) if ids > 0 => bytes as f64 / ids as f64,
-        _ => 0.0,
+    // Only levered's own choice of the parts depends on the ids.
+    let heap_bytes = match split.parts {
+        Some(_) => 0.0,
+        None => {
+            let text = sql::id_lengths(dialect, plan.optimization, relation);
+            match backend.integer_pairs(&text, &params)?.first() {
+                Some(&(ids, bytes)) if ids > 0 => bytes as f64 / ids as f64,
+                _ => 0.0,
+            }
+        }
     };
     Ok(split::parts(plan, split, &counts, heap_bytes))
 }
